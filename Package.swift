@@ -1,0 +1,63 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Every Swift target is built in the Swift 6 language mode with warnings as errors.
+let strict: [SwiftSetting] = [
+    .unsafeFlags(["-warnings-as-errors"]),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "scep-fcgi",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "scep-fcgi", targets: ["scep-fcgi"]),
+        .executable(name: "scep-client", targets: ["scep-client"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+    ],
+    targets: [
+        // C libraries, each a module map plus one shim header (macros and variadics only).
+        .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CFastCGI", pkgConfig: "fcgi", providers: [.apt(["libfcgi-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+
+        // The only importers of each C module.
+        .target(name: "SCEPCrypto", dependencies: ["COpenSSL"], swiftSettings: strict),
+        .target(name: "FastCGI", dependencies: ["CFastCGI"], swiftSettings: strict),
+        .target(name: "CurlHTTP", dependencies: ["CCurl"], swiftSettings: strict),
+
+        // RFC 8894 wire model: query decoding, pkiMessage decoding, CertRep encoding, client builder.
+        .target(name: "SCEP", dependencies: ["SCEPCrypto"], swiftSettings: strict),
+        // Transport-neutral server core: responder, CA store, issuance, challenge, audit, configuration.
+        .target(name: "SCEPServer", dependencies: ["SCEP", "SCEPCrypto"], swiftSettings: strict),
+
+        // Composition root.
+        .executableTarget(
+            name: "scep-fcgi",
+            dependencies: [
+                "SCEPServer", "SCEP", "SCEPCrypto", "FastCGI",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // Test and benchmark client: builds PKCSReqs with chosen algorithms, opens CertReps.
+        .executableTarget(
+            name: "scep-client",
+            dependencies: ["SCEP", "SCEPCrypto", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict
+        ),
+
+        .testTarget(name: "SCEPCryptoTests", dependencies: ["SCEPCrypto"], swiftSettings: strict),
+        .testTarget(
+            name: "SCEPTests",
+            dependencies: ["SCEP", "SCEPCrypto"],
+            resources: [.copy("Vectors")],
+            swiftSettings: strict
+        ),
+        .testTarget(name: "SCEPServerTests", dependencies: ["SCEPServer", "SCEP", "SCEPCrypto"], swiftSettings: strict),
+        .testTarget(name: "CurlHTTPTests", dependencies: ["CurlHTTP"], swiftSettings: strict),
+    ]
+)

@@ -1,0 +1,142 @@
+import Foundation
+internal import CFastCGI
+
+/// A libfcgi responder: N threads, each owning one `FCGX_Request`, accepting on one socket.
+public final class FastCGIServer: @unchecked Sendable {
+    /// The listening descriptor (fd 0 when inherited from spawn-fcgi or mod_fcgid).
+    let socket: Int32
+    public let description: String
+
+    /// Process-wide libfcgi setup; call once from `main` before any worker starts.
+    public static func bootstrap() throws {
+        guard FCGX_Init() == 0 else { throw FastCGIError(.initialize, "FCGX_Init failed") }
+    }
+
+    /// True when standard input is a listening socket, i.e. we were started by spawn-fcgi,
+    /// Apache mod_fcgid or a similar process manager, not as a plain CGI program or from a shell.
+    public static var isInheritedSocket: Bool { FCGX_IsCGI() == 0 }
+
+    /// Serves on the inherited listening socket (fd 0).
+    public init(inherited: Void = ()) {
+        self.socket = 0
+        self.description = "inherited socket (fd 0)"
+    }
+
+    /// Opens `address`: a Unix socket path, or `HOST:PORT` / `:PORT` for TCP.
+    ///
+    /// A stale Unix socket file from an earlier run is removed first; the new one gets `mode`
+    /// so the web server's user can connect (nginx and Apache workers do not run as root).
+    public init(address: String, mode: Int, backlog: Int = 128) throws {
+        let isTCP = address.contains(":") && !address.hasPrefix("/")
+        if !isTCP {
+            var info = stat()
+            if lstat(address, &info) == 0 {
+                guard info.st_mode & S_IFMT == S_IFSOCK else {
+                    throw FastCGIError(.socket, "server.socket \(address) exists and is not a socket")
+                }
+                unlink(address)
+            }
+        }
+        let fd = FCGX_OpenSocket(address, Int32(backlog))
+        guard fd >= 0 else { throw FastCGIError(.socket, "cannot listen on \(address): \(String(cString: strerror(errno)))") }
+        if !isTCP, chmod(address, mode_t(mode)) != 0 {
+            throw FastCGIError(.socket, "chmod \(address): \(String(cString: strerror(errno)))")
+        }
+        self.socket = fd
+        self.description = isTCP ? "tcp \(address)" : "unix \(address)"
+    }
+
+    /// Runs `workers` threads forever, each handling one request at a time.
+    public func run(workers: Int, maxBodyBytes: Int, handler: @escaping @Sendable (GatewayRequest) -> GatewayResponse) -> Never {
+        let acceptLock = NSLock()
+        for index in 0..<max(1, workers) {
+            let thread = Thread { [socket] in
+                FastCGIWorker(socket: socket, maxBodyBytes: maxBodyBytes, acceptLock: acceptLock).loop(handler)
+            }
+            thread.name = "fcgi-worker-\(index)"
+            thread.stackSize = 1 << 20
+            thread.start()
+        }
+        while true { sleep(3600) }
+    }
+}
+
+/// One worker thread's request; the `FCGX_Request` lives at a stable address for the thread's life.
+struct FastCGIWorker {
+    let socket: Int32
+    let maxBodyBytes: Int
+    let acceptLock: NSLock
+
+    func loop(_ handler: @Sendable (GatewayRequest) -> GatewayResponse) {
+        let request = UnsafeMutablePointer<FCGX_Request>.allocate(capacity: 1)
+        defer { request.deallocate() }
+        guard FCGX_InitRequest(request, self.socket, 0) == 0 else { return }
+        while true {
+            // libfcgi's own threaded example serialises accept(); it costs nothing measurable.
+            self.acceptLock.lock()
+            let accepted = FCGX_Accept_r(request)
+            self.acceptLock.unlock()
+            guard accepted >= 0 else {
+                usleep(10_000)  // transient accept failure (EMFILE, ECONNABORTED): back off, keep serving
+                continue
+            }
+            let incoming = self.read(request)
+            let response = handler(incoming)
+            self.write(response, to: request)
+            FCGX_Finish_r(request)
+        }
+    }
+
+    private func read(_ request: UnsafeMutablePointer<FCGX_Request>) -> GatewayRequest {
+        var params: [String: String] = [:]
+        if var cursor = request.pointee.envp {
+            while let entry = cursor.pointee {
+                let text = String(cString: entry)
+                if let equals = text.firstIndex(of: "=") {
+                    params[String(text[..<equals])] = String(text[text.index(after: equals)...])
+                }
+                cursor += 1
+            }
+        }
+        let declared = Int(params["CONTENT_LENGTH"] ?? "") ?? 0
+        let (body, tooLarge) = BodyReader.read(declared: declared, limit: self.maxBodyBytes) { buffer, count in
+            Int(FCGX_GetStr(buffer, Int32(count), request.pointee.in))
+        }
+        return GatewayRequest(params: params, body: body, bodyTooLarge: tooLarge)
+    }
+
+    private func write(_ response: GatewayResponse, to request: UnsafeMutablePointer<FCGX_Request>) {
+        for part in [response.head, response.body] where !part.isEmpty {
+            part.withUnsafeBytes { raw in
+                _ = FCGX_PutStr(raw.baseAddress!.assumingMemoryBound(to: CChar.self), Int32(raw.count), request.pointee.out)
+            }
+        }
+    }
+}
+
+/// Reads a request body with a cap; shared by FastCGI and CGI.
+enum BodyReader {
+    /// Reads at most `limit` bytes. Past the limit the rest is drained (up to a bound) so the web
+    /// server finishes sending and the 413 reaches the client, then dropped.
+    static func read(declared: Int, limit: Int, _ readChunk: (UnsafeMutablePointer<CChar>, Int) -> Int) -> ([UInt8], Bool) {
+        var body: [UInt8] = []
+        var tooLarge = declared > limit
+        var total = 0
+        let drainBound = max(limit * 16, 64 << 20)
+        var chunk = [CChar](repeating: 0, count: 65536)
+        while total < drainBound {
+            let n = chunk.withUnsafeMutableBufferPointer { readChunk($0.baseAddress!, $0.count) }
+            if n <= 0 { break }
+            total += n
+            if !tooLarge {
+                if total > limit {
+                    tooLarge = true
+                    body = []
+                } else {
+                    body.append(contentsOf: chunk[0..<n].map { UInt8(bitPattern: $0) })
+                }
+            }
+        }
+        return (tooLarge ? [] : body, tooLarge)
+    }
+}

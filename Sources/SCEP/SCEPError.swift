@@ -1,0 +1,135 @@
+/// The one error type of the `SCEP` wire layer and of the responder built on it.
+///
+/// Each code belongs to one of the two tiers of RFC 8894 error reporting:
+/// - before a reply can be signed (no transactionID/senderNonce yet): an HTTP 4xx with a fixed
+///   one-line text (``httpStatus`` is non-nil);
+/// - after: a signed CertRep FAILURE with ``failInfo`` (RFC 8894 §3.3.2.2).
+///
+/// ``auditCode`` is the closed set of `reason` values written to the audit log. Equal by code.
+public struct SCEPError: Error, Hashable, CustomStringConvertible, Sendable {
+    public enum Code: String, Sendable, CaseIterable {
+        // HTTP tier.
+        case methodNotAllowed = "method-not-allowed"
+        case missingOperation = "missing-operation"
+        case unknownOperation = "unknown-operation"
+        case missingMessage = "missing-message"
+        case badEncoding = "bad-encoding"
+        case bodyTooLarge = "body-too-large"
+        case malformedMessage = "malformed-message"
+        case missingTransactionID = "missing-transaction-id"
+        case missingSenderNonce = "missing-sender-nonce"
+        case missingMessageType = "missing-message-type"
+        case noNextCA = "no-next-ca"
+        // CertRep FAILURE tier.
+        case badSignature = "bad-signature"
+        case unsupportedDigest = "unsupported-digest"
+        case unsupportedMessageType = "unsupported-message-type"
+        case malformedEnvelope = "malformed-envelope"
+        case decryptFailed = "decrypt-failed"
+        case unsupportedCipher = "unsupported-cipher"
+        case malformedCSR = "malformed-csr"
+        case badCSRSignature = "bad-csr-signature"
+        case keyPolicy = "key-policy"
+        case signerKeyNotRSA = "signer-key-not-rsa"
+        case challengeMissing = "challenge-missing"
+        case challengeMismatch = "challenge-mismatch"
+        case challengeRejected = "challenge-rejected"
+        case challengeUnavailable = "challenge-unavailable"
+        case issuanceFailed = "issuance-failed"
+        case storeFailed = "store-failed"
+        case notificationFailed = "notification-failed"
+        case auditFailed = "audit-failed"
+        case internalError = "internal-error"
+    }
+
+    public let code: Code
+    /// Detail for the diagnostic log only; never sent to a client or written to the audit log.
+    public let reason: String
+    public let file: String
+    public let line: Int
+
+    public init(_ code: Code, _ reason: String = "", file: String = #fileID, line: Int = #line) {
+        self.code = code
+        self.reason = reason
+        self.file = file
+        self.line = line
+    }
+
+    public var auditCode: String { self.code.rawValue }
+
+    /// The HTTP status for HTTP-tier errors; nil for errors answered with a CertRep FAILURE.
+    public var httpStatus: Int? {
+        switch self.code {
+        case .methodNotAllowed: return 405
+        case .bodyTooLarge: return 413
+        case .noNextCA: return 404
+        case .missingOperation, .unknownOperation, .missingMessage, .badEncoding, .malformedMessage,
+            .missingTransactionID, .missingSenderNonce, .missingMessageType:
+            return 400
+        default: return nil
+        }
+    }
+
+    /// The fixed text sent with an HTTP-tier error.
+    public var publicText: String {
+        switch self.code {
+        case .methodNotAllowed: return "method not allowed: use GET or POST"
+        case .missingOperation:
+            // Apache mod_proxy_fcgi drops a query string over 16 KiB without a word (AH02536).
+            return "missing operation parameter (was an over-long query string dropped by a proxy?)"
+        case .unknownOperation: return "unknown operation"
+        case .missingMessage: return "missing or empty message parameter"
+        case .badEncoding: return "message is not valid base64"
+        case .bodyTooLarge: return "request body too large"
+        case .malformedMessage: return "message is not a CMS SignedData pkiMessage"
+        case .missingTransactionID: return "pkiMessage has no transactionID"
+        case .missingSenderNonce: return "pkiMessage has no valid senderNonce"
+        case .missingMessageType: return "pkiMessage has no valid messageType"
+        case .noNextCA: return "no next CA certificate is configured"
+        default: return "internal error, see server logs"
+        }
+    }
+
+    /// The failInfo of the CertRep FAILURE for this error (RFC 8894 §3.2.1.4.5).
+    public var failInfo: FailInfo {
+        switch self.code {
+        case .badSignature, .decryptFailed, .malformedEnvelope, .badCSRSignature: return .badMessageCheck
+        case .unsupportedDigest, .unsupportedCipher, .signerKeyNotRSA: return .badAlg
+        default: return .badRequest
+        }
+    }
+
+    /// The failInfoText of the CertRep FAILURE: fixed text, no input echoed back.
+    public var failInfoText: String {
+        switch self.code {
+        case .badSignature: return "pkiMessage signature does not verify"
+        case .unsupportedDigest: return "digest algorithm not supported"
+        case .unsupportedMessageType: return "message type not supported by this server"
+        case .malformedEnvelope: return "pkcsPKIEnvelope is malformed"
+        case .decryptFailed: return "pkcsPKIEnvelope cannot be decrypted with the CA key"
+        case .unsupportedCipher: return "content encryption algorithm not supported"
+        case .malformedCSR: return "PKCS#10 request is malformed"
+        case .badCSRSignature: return "PKCS#10 signature does not verify"
+        case .keyPolicy: return "requested key does not meet the key policy"
+        case .signerKeyNotRSA: return "signer certificate key must be RSA"
+        case .challengeMissing: return "challenge password missing"
+        case .challengeMismatch: return "challenge password rejected"
+        case .challengeRejected: return "challenge rejected by the validator"
+        case .challengeUnavailable: return "challenge could not be validated, try again later"
+        default: return "internal error, see server logs"
+        }
+    }
+
+    /// Whether the fault lies with the server rather than the request (audit `outcome: failed`).
+    public var isServerFault: Bool {
+        switch self.code {
+        case .challengeUnavailable, .issuanceFailed, .storeFailed, .notificationFailed, .auditFailed, .internalError:
+            return true
+        default: return false
+        }
+    }
+
+    public var description: String { "SCEPError.\(self.code.rawValue): \(self.reason) (\(self.file):\(self.line))" }
+    public static func == (lhs: SCEPError, rhs: SCEPError) -> Bool { lhs.code == rhs.code }
+    public func hash(into hasher: inout Hasher) { hasher.combine(self.code) }
+}

@@ -1,0 +1,119 @@
+internal import COpenSSL
+
+/// The result of opening a pkcsPKIEnvelope.
+public struct OpenedEnvelope: Sendable {
+    /// The decrypted messageData (for PKCSReq, the PKCS#10 DER).
+    public let content: [UInt8]
+    /// The content-encryption cipher the client chose, or nil if we cannot name it.
+    public let cipher: ContentCipher?
+    public let cipherOID: String
+    public let keyTransport: KeyTransport
+}
+
+/// CMS EnvelopedData (RFC 5652 §6) with RSA key transport, the pkcsPKIEnvelope of RFC 8894 §3.2.2.
+public enum CMSEnvelope {
+    /// Decrypts `bytes` (BER or DER) with the recipient's key and certificate.
+    ///
+    /// RSA PKCS#1 v1.5 and RSAES-OAEP key transport are both handled by OpenSSL's CMS code; the
+    /// content cipher may be any OpenSSL knows, single DES included once the legacy provider is
+    /// loaded (`OpenSSL.bootstrap()`).
+    ///
+    /// - Throws: ``OpenSSLError/Code/parse`` when it is not an EnvelopedData,
+    ///   ``OpenSSLError/Code/decrypt`` when no recipient matches or decryption fails.
+    public static func open(_ bytes: [UInt8], certificate: Certificate, key: PrivateKey) throws -> OpenedEnvelope {
+        let cms = try decodeDER(bytes, "parse pkcsPKIEnvelope") { d2i_CMS_ContentInfo(nil, $0, $1) }
+        defer { CMS_ContentInfo_free(cms) }
+        guard OBJ_obj2nid(CMS_get0_type(cms)) == NID_pkcs7_enveloped else {
+            throw OpenSSLError.parse("pkcsPKIEnvelope is not an EnvelopedData")
+        }
+        let keyTransport = try self.keyTransport(of: cms)
+        // OpenSSL re-encodes BER input as DER, so the content-encryption algorithm can be read
+        // with the small DER reader (OpenSSL has no getter for it).
+        let der = try encodeDER("i2d_CMS_ContentInfo") { i2d_CMS_ContentInfo(cms, $0) }
+        let cipherOID = try self.contentEncryptionOID(der)
+        let content = try BIOHelper.collecting { out in
+            guard CMS_decrypt(cms, key.pointer, certificate.pointer, nil, out, UInt32(CMS_BINARY)) == 1 else {
+                throw OpenSSLError(.decrypt, "decrypt pkcsPKIEnvelope")
+            }
+        }
+        return OpenedEnvelope(content: content, cipher: ContentCipher(oid: cipherOID), cipherOID: cipherOID, keyTransport: keyTransport)
+    }
+
+    /// Encrypts `content` to `recipient` (RFC 8894 §3.2.2): one KeyTransRecipientInfo, DER,
+    /// primitive encryptedContent.
+    public static func seal(
+        _ content: [UInt8], to recipient: Certificate, cipher: ContentCipher, keyTransport: KeyTransport
+    ) throws -> [UInt8] {
+        guard recipient.publicKey?.algorithm == .rsa else {
+            throw OpenSSLError(.unsupportedAlgorithm, "envelope recipient key is not RSA")
+        }
+        let flags = UInt32(CMS_BINARY | CMS_PARTIAL)
+        guard let cms = CMS_encrypt(nil, nil, cipher.evpCipher, flags) else {
+            throw OpenSSLError(.encode, "CMS_encrypt \(cipher.rawValue)")
+        }
+        defer { CMS_ContentInfo_free(cms) }
+        guard let info = CMS_add1_recipient_cert(cms, recipient.pointer, flags | UInt32(CMS_KEY_PARAM)) else {
+            throw OpenSSLError(.encode, "CMS_add1_recipient_cert")
+        }
+        if case .rsaOAEP(let digest) = keyTransport {
+            guard let context = CMS_RecipientInfo_get0_pkey_ctx(info),
+                EVP_PKEY_CTX_set_rsa_padding(context, RSA_PKCS1_OAEP_PADDING) > 0,
+                EVP_PKEY_CTX_set_rsa_oaep_md(context, digest.md) > 0,
+                EVP_PKEY_CTX_set_rsa_mgf1_md(context, digest.md) > 0
+            else { throw OpenSSLError(.encode, "RSA-OAEP parameters") }
+        }
+        try BIOHelper.withReadOnly(content) { data in
+            guard CMS_final(cms, data, nil, flags) == 1 else { throw OpenSSLError(.encode, "CMS_final envelope") }
+        }
+        return try encodeDER("i2d_CMS_ContentInfo") { i2d_CMS_ContentInfo(cms, $0) }
+    }
+
+    private static func keyTransport(of cms: OpaquePointer) throws -> KeyTransport {
+        guard let infos = CMS_get0_RecipientInfos(cms), COpenSSL_sk_CMS_RecipientInfo_num(infos) >= 1,
+            let info = COpenSSL_sk_CMS_RecipientInfo_value(infos, 0),
+            CMS_RecipientInfo_type(info) == CMS_RECIPINFO_TRANS
+        else { throw OpenSSLError(.unsupportedAlgorithm, "no KeyTransRecipientInfo") }
+        var algorithm: UnsafeMutablePointer<X509_ALGOR>? = nil
+        guard CMS_RecipientInfo_ktri_get0_algs(info, nil, nil, &algorithm) == 1, let algorithm else {
+            throw OpenSSLError.parse("KeyTransRecipientInfo algorithm")
+        }
+        var object: OpaquePointer? = nil
+        X509_ALGOR_get0(&object, nil, nil, algorithm)
+        switch OBJ_obj2nid(object) {
+        case NID_rsaEncryption:
+            return .rsaPKCS1v15
+        case NID_rsaesOaep:
+            // RSAES-OAEP-params (RFC 8017 §A.2.1): hashAlgorithm [0] defaults to SHA-1.
+            let der = try encodeDER("i2d_X509_ALGOR") { i2d_X509_ALGOR(algorithm, $0) }
+            let fields = try DERNode.parseSingle(der).children()
+            if fields.count > 1, fields[1].tag == 0x30, let hash = try fields[1].children().first(where: { $0.tag == 0xA0 }),
+                let hashAlgorithm = try hash.children().first?.children().first,
+                let digest = DigestAlgorithm(oid: try hashAlgorithm.objectIdentifier())
+            {
+                return .rsaOAEP(digest)
+            }
+            return .rsaOAEP(.sha1)
+        default:
+            throw OpenSSLError(.unsupportedAlgorithm, "key transport \(ObjectIdentifiers.dotted(object))")
+        }
+    }
+
+    /// ContentInfo → [0] EnvelopedData → encryptedContentInfo → contentEncryptionAlgorithm.
+    private static func contentEncryptionOID(_ der: [UInt8]) throws -> String {
+        let contentInfo = try DERNode.parseSingle(der).children()
+        guard contentInfo.count == 2, let enveloped = try contentInfo[1].children().first else {
+            throw OpenSSLError.parse("EnvelopedData layout")
+        }
+        // EnvelopedData ::= SEQUENCE { version, originatorInfo [0] OPTIONAL, recipientInfos SET,
+        //                              encryptedContentInfo SEQUENCE, ... }
+        let fields = try enveloped.children()
+        guard let setIndex = fields.firstIndex(where: { $0.tag == 0x31 }), setIndex + 1 < fields.count else {
+            throw OpenSSLError.parse("EnvelopedData layout")
+        }
+        let encryptedContentInfo = try fields[setIndex + 1].children()
+        guard encryptedContentInfo.count >= 2, let oid = try encryptedContentInfo[1].children().first else {
+            throw OpenSSLError.parse("EncryptedContentInfo layout")
+        }
+        return try oid.objectIdentifier()
+    }
+}

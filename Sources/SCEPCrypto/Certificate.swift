@@ -1,0 +1,146 @@
+import Foundation
+internal import COpenSSL
+
+/// An owned X.509 certificate (`X509*`).
+///
+/// Ownership: freed in `deinit`. Read-only use from several threads is safe in OpenSSL 3, which
+/// is how the CA certificate is shared by every worker.
+public final class Certificate: @unchecked Sendable {
+    let pointer: OpaquePointer
+
+    init(takingOwnershipOf pointer: OpaquePointer) { self.pointer = pointer }
+    /// Takes a new reference to a borrowed (`get0`) certificate.
+    init(upRef pointer: OpaquePointer) {
+        X509_up_ref(pointer)
+        self.pointer = pointer
+    }
+    deinit { X509_free(self.pointer) }
+
+    public convenience init(derEncoded der: [UInt8]) throws {
+        let x509 = try decodeDER(der, "parse X.509 certificate") { d2i_X509(nil, $0, $1) }
+        self.init(takingOwnershipOf: x509)
+    }
+
+    /// Every certificate in a PEM bundle, in file order.
+    public static func certificates(pemEncoded pem: [UInt8]) throws -> [Certificate] {
+        try BIOHelper.withReadOnly(pem) { bio in
+            var out: [Certificate] = []
+            while let x509 = PEM_read_bio_X509(bio, nil, nil, nil) {
+                out.append(Certificate(takingOwnershipOf: x509))
+            }
+            ERR_clear_error()  // the loop ends on a "no start line" error
+            guard !out.isEmpty else { throw OpenSSLError.parse("no PEM certificate found") }
+            return out
+        }
+    }
+
+    public var derEncoded: [UInt8] {
+        // i2d of a parsed or signed certificate cannot fail short of memory exhaustion.
+        (try? encodeDER("i2d_X509") { i2d_X509(self.pointer, $0) }) ?? []
+    }
+
+    public var pemEncoded: String {
+        let bytes = (try? BIOHelper.collecting { bio in _ = PEM_write_bio_X509(bio, self.pointer) }) ?? []
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Subject in RFC 2253 form, e.g. `CN=device,O=Example`.
+    public var subject: String { DistinguishedName.rfc2253(X509_get_subject_name(self.pointer)) }
+    public var issuer: String { DistinguishedName.rfc2253(X509_get_issuer_name(self.pointer)) }
+    /// Subject in OpenSSL's one-line form (`/O=Example/CN=device`), as `index.txt` stores it.
+    public var subjectOneLine: String { DistinguishedName.oneLine(X509_get_subject_name(self.pointer)) }
+
+    /// Serial number as upper-case hex with an even number of digits (OpenSSL `index.txt` style).
+    public var serialNumberHex: String {
+        guard let serial = X509_get0_serialNumber(self.pointer),
+            let bn = ASN1_INTEGER_to_BN(serial, nil)
+        else { return "" }
+        defer { BN_free(bn) }
+        var hex = takeOpenSSLString(BN_bn2hex(bn)) ?? ""
+        if hex.count % 2 == 1 { hex = "0" + hex }
+        return hex
+    }
+
+    public var notBefore: Date { Certificate.date(X509_get0_notBefore(self.pointer)) }
+    public var notAfter: Date { Certificate.date(X509_get0_notAfter(self.pointer)) }
+
+    public var publicKey: PublicKey? {
+        guard let key = X509_get0_pubkey(self.pointer) else { return nil }
+        return PublicKey(upRef: key)
+    }
+
+    /// Digest of the DER encoding: the "thumbprint" Windows, Intune and `openssl x509 -fingerprint` show.
+    public func fingerprint(_ digest: DigestAlgorithm) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+        var length: UInt32 = 0
+        guard X509_digest(self.pointer, digest.md, &out, &length) == 1 else { return [] }
+        return Array(out.prefix(Int(length)))
+    }
+
+    /// True when the certificate's signature verifies under `key`.
+    public func isSigned(by key: PublicKey) -> Bool {
+        defer { ERR_clear_error() }
+        return X509_verify(self.pointer, key.pointer) == 1
+    }
+
+    /// The key usage bits (X509v3 keyUsage) as OpenSSL reports them, or nil when absent.
+    public var keyUsage: UInt32? {
+        let bits = X509_get_key_usage(self.pointer)
+        return bits == UInt32.max ? nil : bits
+    }
+
+    static func date(_ time: UnsafePointer<ASN1_TIME>?) -> Date {
+        guard let time else { return Date(timeIntervalSince1970: 0) }
+        var parts = tm()
+        guard ASN1_TIME_to_tm(time, &parts) == 1 else { return Date(timeIntervalSince1970: 0) }
+        return Date(timeIntervalSince1970: TimeInterval(timegm(&parts)))
+    }
+}
+
+/// Helpers for X509_NAME, which only ever appears borrowed here.
+enum DistinguishedName {
+    static func rfc2253(_ name: OpaquePointer?) -> String {
+        guard let name else { return "" }
+        let bytes = (try? BIOHelper.collecting { bio in
+            _ = X509_NAME_print_ex(bio, name, 0, COpenSSL_XN_FLAG_RFC2253())
+        }) ?? []
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    static func oneLine(_ name: OpaquePointer?) -> String {
+        guard let name else { return "" }
+        return takeOpenSSLString(X509_NAME_oneline(name, nil, 0)) ?? ""
+    }
+
+    /// Builds an X509_NAME from an RFC 4514 string such as `CN=Demo CA,O=Example`.
+    ///
+    /// RFC 4514 lists the most specific RDN first, so the components are added in reverse;
+    /// printing the name back in RFC 2253 form gives the input again. `\,` escapes a comma.
+    static func make(_ text: String) throws -> OpaquePointer {
+        var parts: [String] = []
+        var current = ""
+        var escaped = false
+        for ch in text {
+            if escaped { current.append(ch); escaped = false; continue }
+            if ch == "\\" { escaped = true; continue }
+            if ch == "," { parts.append(current); current = ""; continue }
+            current.append(ch)
+        }
+        parts.append(current)
+        guard let name = X509_NAME_new() else { throw OpenSSLError(.library, "X509_NAME_new") }
+        for part in parts.reversed() {
+            let pieces = part.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard pieces.count == 2, !pieces[0].isEmpty, !pieces[1].isEmpty,
+                X509_NAME_add_entry_by_txt(name, pieces[0], MBSTRING_UTF8, pieces[1], -1, -1, 0) == 1
+            else {
+                X509_NAME_free(name)
+                throw OpenSSLError.parse("distinguished name component \"\(part)\"")
+            }
+        }
+        guard X509_NAME_entry_count(name) > 0 else {
+            X509_NAME_free(name)
+            throw OpenSSLError.parse("empty distinguished name")
+        }
+        return name
+    }
+}

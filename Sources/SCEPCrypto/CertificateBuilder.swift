@@ -1,0 +1,124 @@
+import Foundation
+internal import COpenSSL
+
+/// What goes into an issued end-entity certificate besides the CSR's subject, key and SANs.
+public struct IssuanceProfile: Sendable, Equatable {
+    /// OpenSSL `keyUsage` syntax.
+    public var keyUsage: String
+    /// OpenSSL `extendedKeyUsage` short names (clientAuth, serverAuth, …) or dotted OIDs.
+    public var extendedKeyUsage: [String]
+    public var signatureDigest: DigestAlgorithm
+
+    public init(
+        keyUsage: String = "critical,digitalSignature,keyEncipherment",
+        extendedKeyUsage: [String] = ["clientAuth"],
+        signatureDigest: DigestAlgorithm = .sha256
+    ) {
+        self.keyUsage = keyUsage
+        self.extendedKeyUsage = extendedKeyUsage
+        self.signatureDigest = signatureDigest
+    }
+}
+
+/// Makes and signs X.509 certificates.
+public enum CertificateBuilder {
+    /// Issues an end-entity certificate for `csr`, signed by `issuerKey`.
+    ///
+    /// Subject and subjectAltName come from the CSR (SAN forms filtered by
+    /// `GeneralNames.filterAllowed`); keyUsage and extendedKeyUsage come from `profile`; SKI and AKI
+    /// are computed (RFC 5280 §4.2.1.1, §4.2.1.2). The caller supplies the serial so it controls
+    /// uniqueness (RFC 5280 §4.1.2.2: positive, at most 20 octets).
+    public static func issue(
+        csr: CertificateSigningRequest, issuer: Certificate, issuerKey: PrivateKey, serial: [UInt8],
+        notBefore: Date, notAfter: Date, profile: IssuanceProfile
+    ) throws -> Certificate {
+        guard let publicKey = X509_REQ_get0_pubkey(csr.pointer) else { throw OpenSSLError.parse("CSR public key") }
+        let cert = try self.skeleton(serial: serial, notBefore: notBefore, notAfter: notAfter)
+        guard X509_set_subject_name(cert.pointer, X509_REQ_get_subject_name(csr.pointer)) == 1,
+            X509_set_issuer_name(cert.pointer, X509_get_subject_name(issuer.pointer)) == 1,
+            X509_set_pubkey(cert.pointer, publicKey) == 1
+        else { throw OpenSSLError(.encode, "fill certificate") }
+
+        var extensions: [(Int32, String)] = [
+            (NID_basic_constraints, "critical,CA:FALSE"),
+            (NID_key_usage, profile.keyUsage),
+        ]
+        if !profile.extendedKeyUsage.isEmpty {
+            extensions.append((NID_ext_key_usage, profile.extendedKeyUsage.joined(separator: ",")))
+        }
+        extensions.append((NID_subject_key_identifier, "hash"))
+        extensions.append((NID_authority_key_identifier, "keyid:always"))
+        try self.add(extensions, to: cert, issuer: issuer)
+
+        if let names = csr.requestedSubjectAltNames() {
+            defer { GENERAL_NAMES_free(names) }
+            GeneralNames.filterAllowed(names)
+            if COpenSSL_sk_GENERAL_NAME_num(names) > 0 {
+                // RFC 5280 §4.2.1.6: critical when the subject is empty.
+                let critical: Int32 = csr.hasEmptySubject ? 1 : 0
+                guard X509_add1_ext_i2d(cert.pointer, NID_subject_alt_name, UnsafeMutableRawPointer(names), critical, UInt(X509V3_ADD_DEFAULT)) == 1
+                else { throw OpenSSLError(.encode, "add subjectAltName") }
+            }
+        }
+        guard X509_sign(cert.pointer, issuerKey.pointer, profile.signatureDigest.md) > 0 else {
+            throw OpenSSLError(.encode, "sign certificate")
+        }
+        return cert
+    }
+
+    /// A self-signed certificate: a CA (`isCA`) or a SCEP client's signer certificate.
+    ///
+    /// A CA gets keyUsage digitalSignature and keyEncipherment besides keyCertSign and cRLSign,
+    /// because without an RA it also signs and decrypts SCEP messages (RFC 8894 §2.1.2).
+    public static func selfSigned(
+        subject: String, key: PrivateKey, serial: [UInt8], notBefore: Date, notAfter: Date, isCA: Bool,
+        digest: DigestAlgorithm = .sha256
+    ) throws -> Certificate {
+        let cert = try self.skeleton(serial: serial, notBefore: notBefore, notAfter: notAfter)
+        let name = try DistinguishedName.make(subject)
+        defer { X509_NAME_free(name) }
+        guard X509_set_subject_name(cert.pointer, name) == 1, X509_set_issuer_name(cert.pointer, name) == 1,
+            X509_set_pubkey(cert.pointer, key.pointer) == 1
+        else { throw OpenSSLError(.encode, "fill certificate") }
+        let extensions: [(Int32, String)] =
+            isCA
+            ? [
+                (NID_basic_constraints, "critical,CA:TRUE"),
+                (NID_key_usage, "critical,keyCertSign,cRLSign,digitalSignature,keyEncipherment"),
+                (NID_subject_key_identifier, "hash"),
+                (NID_authority_key_identifier, "keyid:always"),
+            ]
+            : [(NID_key_usage, "critical,digitalSignature,keyEncipherment")]
+        try self.add(extensions, to: cert, issuer: cert)
+        guard X509_sign(cert.pointer, key.pointer, digest.md) > 0 else { throw OpenSSLError(.encode, "self-sign") }
+        return cert
+    }
+
+    private static func skeleton(serial: [UInt8], notBefore: Date, notAfter: Date) throws -> Certificate {
+        guard let x509 = X509_new() else { throw OpenSSLError(.library, "X509_new") }
+        let cert = Certificate(takingOwnershipOf: x509)
+        guard !serial.isEmpty, serial.count <= 20, let bn = BN_bin2bn(serial, Int32(serial.count), nil) else {
+            throw OpenSSLError(.encode, "serial number")
+        }
+        defer { BN_free(bn) }
+        guard let integer = BN_to_ASN1_INTEGER(bn, nil) else { throw OpenSSLError(.encode, "serial number") }
+        defer { ASN1_INTEGER_free(integer) }
+        guard X509_set_version(x509, 2) == 1, X509_set_serialNumber(x509, integer) == 1,
+            ASN1_TIME_set(X509_getm_notBefore(x509), time_t(notBefore.timeIntervalSince1970)) != nil,
+            ASN1_TIME_set(X509_getm_notAfter(x509), time_t(notAfter.timeIntervalSince1970)) != nil
+        else { throw OpenSSLError(.encode, "certificate version, serial, validity") }
+        return cert
+    }
+
+    private static func add(_ extensions: [(Int32, String)], to cert: Certificate, issuer: Certificate) throws {
+        var context = X509V3_CTX()
+        X509V3_set_ctx(&context, issuer.pointer, cert.pointer, nil, nil, 0)
+        for (nid, value) in extensions {
+            guard let ext = X509V3_EXT_conf_nid(nil, &context, nid, value) else {
+                throw OpenSSLError(.encode, "extension \(value)")
+            }
+            defer { X509_EXTENSION_free(ext) }
+            guard X509_add_ext(cert.pointer, ext, -1) == 1 else { throw OpenSSLError(.encode, "add extension") }
+        }
+    }
+}

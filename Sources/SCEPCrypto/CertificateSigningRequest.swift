@@ -1,0 +1,161 @@
+internal import COpenSSL
+
+/// An owned PKCS#10 certification request (`X509_REQ*`).
+public final class CertificateSigningRequest: @unchecked Sendable {
+    let pointer: OpaquePointer
+
+    init(takingOwnershipOf pointer: OpaquePointer) { self.pointer = pointer }
+    deinit { X509_REQ_free(self.pointer) }
+
+    public convenience init(derEncoded der: [UInt8]) throws {
+        let req = try decodeDER(der, "parse PKCS#10 request") { d2i_X509_REQ(nil, $0, $1) }
+        self.init(takingOwnershipOf: req)
+    }
+
+    public var derEncoded: [UInt8] { (try? encodeDER("i2d_X509_REQ") { i2d_X509_REQ(self.pointer, $0) }) ?? [] }
+
+    public var subject: String { DistinguishedName.rfc2253(X509_REQ_get_subject_name(self.pointer)) }
+    public var hasEmptySubject: Bool { X509_NAME_entry_count(X509_REQ_get_subject_name(self.pointer)) == 0 }
+
+    public var publicKey: PublicKey? {
+        guard let key = X509_REQ_get0_pubkey(self.pointer) else { return nil }
+        return PublicKey(upRef: key)
+    }
+
+    /// Proof of possession: the request is signed by the private half of the key it carries.
+    public func verifySignature() -> Bool {
+        defer { ERR_clear_error() }
+        guard let key = X509_REQ_get0_pubkey(self.pointer) else { return false }
+        return X509_REQ_verify(self.pointer, key) == 1
+    }
+
+    /// The PKCS#9 challengePassword attribute (RFC 8894 §2.4, §3.3.1), or nil when absent.
+    ///
+    /// Any DirectoryString type is accepted: Windows sends PrintableString, OpenSSL UTF8String.
+    /// - Throws: ``OpenSSLError/Code/parse`` when the attribute is present but malformed.
+    public func challengePassword() throws -> String? {
+        let index = X509_REQ_get_attr_by_NID(self.pointer, NID_pkcs9_challengePassword, -1)
+        guard index >= 0 else { return nil }
+        guard let attribute = X509_REQ_get_attr(self.pointer, index),
+            X509_ATTRIBUTE_count(attribute) >= 1,
+            let value = X509_ATTRIBUTE_get0_type(attribute, 0)
+        else { throw OpenSSLError.parse("challengePassword attribute") }
+        let der = try encodeDER("i2d_ASN1_TYPE") { i2d_ASN1_TYPE(value, $0) }
+        return try DERNode.parseSingle(der).stringValue()
+    }
+
+    /// The requested subjectAltName entries as OpenSSL prints them (`DNS:host`, `URI:…`), for the audit log.
+    public var subjectAltNames: [String] {
+        guard let names = self.requestedSubjectAltNames() else { return [] }
+        defer { GENERAL_NAMES_free(names) }
+        return GeneralNames.describe(names)
+    }
+
+    /// The subjectAltName extension of the extensionRequest attribute, decoded; caller frees.
+    func requestedSubjectAltNames() -> OpaquePointer? {
+        guard let extensions = X509_REQ_get_extensions(self.pointer) else {
+            ERR_clear_error()
+            return nil
+        }
+        defer { COpenSSL_sk_X509_EXTENSION_pop_free(extensions) }
+        var critical: Int32 = 0
+        guard let raw = X509V3_get_d2i(extensions, NID_subject_alt_name, &critical, nil) else { return nil }
+        return OpaquePointer(raw)
+    }
+
+    /// Builds and signs a request, as a SCEP client does (used by tests and the load generator).
+    ///
+    /// - Parameters:
+    ///   - subject: RFC 4514 text, e.g. `CN=device-1,O=Example`.
+    ///   - subjectAltNames: one `TYPE:value` per entry, TYPE one of DNS, email, IP, URI, RID,
+    ///     otherName (`otherName:1.3.6.1.4.1.311.20.2.3;UTF8:user@example.com`). Values may contain
+    ///     commas (Intune's `tag:microsoft.com,2022-09-14:sid:…` URI does).
+    public static func make(
+        subject: String, key: PrivateKey, challengePassword: String?, subjectAltNames: [String] = [],
+        digest: DigestAlgorithm = .sha256
+    ) throws -> CertificateSigningRequest {
+        guard let req = X509_REQ_new() else { throw OpenSSLError(.library, "X509_REQ_new") }
+        let csr = CertificateSigningRequest(takingOwnershipOf: req)
+        let name = try DistinguishedName.make(subject)
+        defer { X509_NAME_free(name) }
+        guard X509_REQ_set_version(req, 0) == 1, X509_REQ_set_subject_name(req, name) == 1,
+            X509_REQ_set_pubkey(req, key.pointer) == 1
+        else { throw OpenSSLError(.encode, "fill PKCS#10 request") }
+        if let challengePassword {
+            let bytes = Array(challengePassword.utf8)
+            guard X509_REQ_add1_attr_by_NID(req, NID_pkcs9_challengePassword, MBSTRING_UTF8, bytes, Int32(bytes.count)) == 1
+            else { throw OpenSSLError(.encode, "add challengePassword") }
+        }
+        guard let stack = COpenSSL_sk_X509_EXTENSION_new_null() else { throw OpenSSLError(.library, "sk_new") }
+        defer { COpenSSL_sk_X509_EXTENSION_pop_free(stack) }
+        guard let keyUsage = X509V3_EXT_conf_nid(nil, nil, NID_key_usage, "critical,digitalSignature,keyEncipherment") else {
+            throw OpenSSLError(.encode, "keyUsage extension")
+        }
+        _ = COpenSSL_sk_X509_EXTENSION_push(stack, keyUsage)
+        if !subjectAltNames.isEmpty {
+            let names = try GeneralNames.make(subjectAltNames)
+            defer { GENERAL_NAMES_free(names) }
+            guard let ext = X509V3_EXT_i2d(NID_subject_alt_name, 0, UnsafeMutableRawPointer(names)) else {
+                throw OpenSSLError(.encode, "subjectAltName extension")
+            }
+            _ = COpenSSL_sk_X509_EXTENSION_push(stack, ext)
+        }
+        guard X509_REQ_add_extensions(req, stack) == 1 else { throw OpenSSLError(.encode, "add extensionRequest") }
+        guard X509_REQ_sign(req, key.pointer, digest.md) > 0 else { throw OpenSSLError(.encode, "sign PKCS#10") }
+        return csr
+    }
+}
+
+/// GENERAL_NAMES helpers (subjectAltName).
+enum GeneralNames {
+    /// Builds GENERAL_NAMES from `TYPE:value` entries; the caller frees.
+    static func make(_ entries: [String]) throws -> OpaquePointer {
+        guard let names = GENERAL_NAMES_new() else { throw OpenSSLError(.library, "GENERAL_NAMES_new") }
+        for entry in entries {
+            guard let colon = entry.firstIndex(of: ":") else {
+                GENERAL_NAMES_free(names)
+                throw OpenSSLError(.encode, "subjectAltName entry without TYPE: \(entry)")
+            }
+            let kinds: [String: Int32] = [
+                "dns": GEN_DNS, "email": GEN_EMAIL, "ip": GEN_IPADD, "uri": GEN_URI, "rid": GEN_RID, "othername": GEN_OTHERNAME,
+            ]
+            let value = String(entry[entry.index(after: colon)...])
+            guard let kind = kinds[entry[..<colon].lowercased()],
+                let name = a2i_GENERAL_NAME(nil, nil, nil, kind, value, 0)
+            else {
+                GENERAL_NAMES_free(names)
+                throw OpenSSLError(.encode, "subjectAltName entry \(entry)")
+            }
+            _ = COpenSSL_sk_GENERAL_NAME_push(names, name)
+        }
+        return names
+    }
+
+    static func describe(_ names: OpaquePointer) -> [String] {
+        (0..<COpenSSL_sk_GENERAL_NAME_num(names)).compactMap { i in
+            guard let name = COpenSSL_sk_GENERAL_NAME_value(names, i) else { return nil }
+            let bytes = (try? BIOHelper.collecting { bio in _ = GENERAL_NAME_print(bio, name) }) ?? []
+            return String(decoding: bytes, as: UTF8.self)
+        }
+    }
+
+    /// Keeps only the name forms a SCEP client may ask for: dNSName, rfc822Name, iPAddress,
+    /// uniformResourceIdentifier (Intune's `tag:microsoft.com,…:sid:` URI among them) and the
+    /// Microsoft UPN otherName. Directory names, registered IDs and other otherNames are dropped.
+    static func filterAllowed(_ names: OpaquePointer) {
+        var i = COpenSSL_sk_GENERAL_NAME_num(names) - 1
+        while i >= 0 {
+            defer { i -= 1 }
+            guard let name = COpenSSL_sk_GENERAL_NAME_value(names, i) else { continue }
+            let keep: Bool
+            switch name.pointee.type {
+            case GEN_DNS, GEN_EMAIL, GEN_IPADD, GEN_URI: keep = true
+            case GEN_OTHERNAME:
+                var oid: OpaquePointer? = nil
+                keep = GENERAL_NAME_get0_otherName(name, &oid, nil) == 1 && OBJ_obj2nid(oid) == NID_ms_upn
+            default: keep = false
+            }
+            if !keep { GENERAL_NAME_free(COpenSSL_sk_GENERAL_NAME_delete(names, i)) }
+        }
+    }
+}

@@ -1,0 +1,112 @@
+internal import COpenSSL
+
+/// The kind of a key, as far as SCEP cares.
+public enum KeyAlgorithm: String, Sendable {
+    case rsa = "RSA"
+    case ec = "EC"
+    case other = "other"
+}
+
+/// An owned `EVP_PKEY`, private half included.
+///
+/// Ownership: this object frees the key in `deinit`. OpenSSL 3 keys are safe to use for signing
+/// and decryption from several threads at once (each operation makes its own `EVP_PKEY_CTX`),
+/// which is why the CA key is parsed once per process and shared by every worker thread.
+public final class PrivateKey: @unchecked Sendable {
+    let pointer: OpaquePointer
+
+    init(takingOwnershipOf pointer: OpaquePointer) { self.pointer = pointer }
+    deinit { EVP_PKEY_free(self.pointer) }
+
+    /// Generates an RSA key with `bits` modulus bits (public exponent 65537).
+    public static func generateRSA(bits: Int) throws -> PrivateKey {
+        guard let ctx = EVP_PKEY_CTX_new_from_name(nil, "RSA", nil) else {
+            throw OpenSSLError(.key, "EVP_PKEY_CTX_new_from_name RSA")
+        }
+        defer { EVP_PKEY_CTX_free(ctx) }
+        var key: OpaquePointer? = nil
+        guard EVP_PKEY_keygen_init(ctx) == 1,
+            EVP_PKEY_CTX_set_rsa_keygen_bits(ctx, Int32(bits)) == 1,
+            EVP_PKEY_generate(ctx, &key) == 1, let key
+        else { throw OpenSSLError(.key, "generate RSA-\(bits) key") }
+        return PrivateKey(takingOwnershipOf: key)
+    }
+
+    /// Reads a PEM private key (PKCS#8, traditional RSA, encrypted or not).
+    ///
+    /// - Parameter passphrase: used only if the PEM is encrypted. An empty passphrase is a real
+    ///   passphrase (micromdm's `ca.key` is encrypted under ""), distinct from `nil`.
+    public convenience init(pemEncoded pem: [UInt8], passphrase: [UInt8]?) throws {
+        let key: OpaquePointer? = try BIOHelper.withReadOnly(pem) { bio in
+            let callback: @convention(c) (UnsafeMutablePointer<CChar>?, Int32, Int32, UnsafeMutableRawPointer?) -> Int32 = {
+                buffer, size, _, userData in
+                guard let buffer, let userData else { return -1 }
+                let secret = userData.assumingMemoryBound(to: [UInt8]?.self).pointee
+                guard let secret, secret.count <= Int(size) else { return -1 }
+                secret.withUnsafeBytes { raw in
+                    if let base = raw.baseAddress { buffer.withMemoryRebound(to: UInt8.self, capacity: Int(size)) { $0.update(from: base.assumingMemoryBound(to: UInt8.self), count: secret.count) } }
+                }
+                return Int32(secret.count)
+            }
+            var secret = passphrase
+            return withUnsafeMutablePointer(to: &secret) { PEM_read_bio_PrivateKey(bio, nil, callback, $0) }
+        }
+        guard let key else {
+            throw OpenSSLError(.key, passphrase == nil ? "read PEM private key" : "read PEM private key (wrong passphrase?)")
+        }
+        self.init(takingOwnershipOf: key)
+    }
+
+    /// PKCS#8 PEM; encrypted with AES-256-CBC when `passphrase` is given.
+    public func pemEncoded(passphrase: [UInt8]?) throws -> [UInt8] {
+        try BIOHelper.collecting { bio in
+            let ok: Int32
+            if let passphrase, !passphrase.isEmpty {
+                var secret = passphrase.map { CChar(bitPattern: $0) }
+                defer { secret.withUnsafeMutableBytes { if let b = $0.baseAddress { OPENSSL_cleanse(b, $0.count) } } }
+                ok = secret.withUnsafeMutableBufferPointer {
+                    PEM_write_bio_PKCS8PrivateKey(bio, self.pointer, EVP_aes_256_cbc(), $0.baseAddress, Int32($0.count), nil, nil)
+                }
+            } else {
+                ok = PEM_write_bio_PrivateKey(bio, self.pointer, nil, nil, 0, nil, nil)
+            }
+            guard ok == 1 else { throw OpenSSLError(.encode, "write PEM private key") }
+        }
+    }
+
+    public var algorithm: KeyAlgorithm { PublicKey.algorithm(of: self.pointer) }
+    public var bits: Int { Int(EVP_PKEY_get_bits(self.pointer)) }
+
+    /// True when `certificate` carries this key's public half.
+    public func matches(_ certificate: Certificate) -> Bool {
+        defer { ERR_clear_error() }
+        return X509_check_private_key(certificate.pointer, self.pointer) == 1
+    }
+}
+
+/// An owned `EVP_PKEY` holding a public key (from a certificate or CSR).
+public final class PublicKey: @unchecked Sendable {
+    let pointer: OpaquePointer
+
+    init(takingOwnershipOf pointer: OpaquePointer) { self.pointer = pointer }
+    /// Takes a new reference to a borrowed (`get0`) key.
+    init(upRef pointer: OpaquePointer) {
+        EVP_PKEY_up_ref(pointer)
+        self.pointer = pointer
+    }
+    deinit { EVP_PKEY_free(self.pointer) }
+
+    public var algorithm: KeyAlgorithm { PublicKey.algorithm(of: self.pointer) }
+    public var bits: Int { Int(EVP_PKEY_get_bits(self.pointer)) }
+
+    /// SubjectPublicKeyInfo DER.
+    public var derEncoded: [UInt8] {
+        (try? encodeDER("i2d_PUBKEY") { i2d_PUBKEY(self.pointer, $0) }) ?? []
+    }
+
+    static func algorithm(of pointer: OpaquePointer) -> KeyAlgorithm {
+        if EVP_PKEY_is_a(pointer, "RSA") == 1 { return .rsa }
+        if EVP_PKEY_is_a(pointer, "EC") == 1 { return .ec }
+        return .other
+    }
+}

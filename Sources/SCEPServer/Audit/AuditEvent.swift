@@ -1,0 +1,136 @@
+import Foundation
+
+/// One audit record: one per request, written before any certificate leaves the server.
+///
+/// Schema (version 1, see docs/audit-log.md). Absent fields are omitted, never null.
+/// The challenge value never appears, nor does any free text from a request or an error.
+public struct AuditEvent: Sendable, Equatable {
+    public enum Outcome: String, Sendable {
+        /// A certificate was issued and delivered.
+        case issued
+        /// The request was refused (client-side problem or a challenge rejection).
+        case rejected
+        /// The server could not complete the request (validator, store or audit failure).
+        case failed
+        /// GetCACaps / GetCACert answered.
+        case served
+    }
+
+    public var ts = Date()
+    public var requestID = ""
+    public var operation: String?
+    public var method: String?
+    public var remoteAddr: String?
+    public var outcome: Outcome = .served
+    public var httpStatus: Int = 200
+    /// Closed set: the raw values of ``SCEP/SCEPError/Code``.
+    public var reason: String?
+    public var failInfo: String?
+    public var messageType: String?
+    public var transactionID: String?
+    public var digest: String?
+    public var cipher: String?
+    public var keyTransport: String?
+    public var challengeMode: String?
+    /// The validator's own bounded result code (e.g. an Intune code), when it gave one.
+    public var challengeResult: String?
+    public var subject: String?
+    public var subjectAltNames: [String]?
+    public var serial: String?
+    public var sha1: String?
+    public var sha256: String?
+    public var notBefore: Date?
+    public var notAfter: Date?
+    public var durationMs: Double?
+
+    public init() {}
+
+    /// The JSON line, fields in a fixed order with `ts` first (for `tail -f | jq`).
+    public func jsonLine() -> String {
+        var json = JSONObjectWriter()
+        json.add("v", 1)
+        json.add("ts", RFC3339.string(self.ts))
+        json.add("requestID", self.requestID)
+        json.add("operation", self.operation)
+        json.add("method", self.method)
+        json.add("remoteAddr", self.remoteAddr)
+        json.add("outcome", self.outcome.rawValue)
+        json.add("httpStatus", self.httpStatus)
+        json.add("reason", self.reason)
+        json.add("failInfo", self.failInfo)
+        json.add("messageType", self.messageType)
+        json.add("transactionID", self.transactionID)
+        json.add("digest", self.digest)
+        json.add("cipher", self.cipher)
+        json.add("keyTransport", self.keyTransport)
+        json.add("challengeMode", self.challengeMode)
+        json.add("challengeResult", self.challengeResult)
+        json.add("subject", self.subject)
+        json.add("subjectAltNames", self.subjectAltNames)
+        json.add("serial", self.serial)
+        json.add("sha1", self.sha1)
+        json.add("sha256", self.sha256)
+        json.add("notBefore", self.notBefore.map(RFC3339.string))
+        json.add("notAfter", self.notAfter.map(RFC3339.string))
+        if let durationMs = self.durationMs { json.addRaw("durationMs", String(format: "%.1f", durationMs)) }
+        return json.finish() + "\n"
+    }
+}
+
+/// RFC 3339 UTC timestamps with milliseconds, e.g. `2026-11-26T04:55:15.123Z`.
+enum RFC3339 {
+    static func string(_ date: Date) -> String {
+        let seconds = date.timeIntervalSince1970
+        var time = time_t(seconds.rounded(.down))
+        var parts = tm()
+        gmtime_r(&time, &parts)
+        let millis = Int((seconds - seconds.rounded(.down)) * 1000)
+        return String(
+            format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1,
+            Int(parts.tm_mday), Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec), millis)
+    }
+}
+
+/// Builds one JSON object with keys in insertion order.
+struct JSONObjectWriter {
+    private var text = "{"
+    private var first = true
+
+    mutating func add(_ key: String, _ value: String?) {
+        guard let value else { return }
+        self.addRaw(key, Self.quote(value))
+    }
+
+    mutating func add(_ key: String, _ value: Int) { self.addRaw(key, String(value)) }
+
+    mutating func add(_ key: String, _ values: [String]?) {
+        guard let values else { return }
+        self.addRaw(key, "[" + values.map(Self.quote).joined(separator: ",") + "]")
+    }
+
+    mutating func addRaw(_ key: String, _ raw: String) {
+        if !self.first { self.text += "," }
+        self.first = false
+        self.text += Self.quote(key) + ":" + raw
+    }
+
+    func finish() -> String { self.text + "}" }
+
+    /// RFC 8259 §7 string escaping; control characters as \u00XX so a line never breaks.
+    static func quote(_ s: String) -> String {
+        var out = "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20 || scalar.value == 0x2028 || scalar.value == 0x2029:
+                out += String(format: "\\u%04x", scalar.value)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+}

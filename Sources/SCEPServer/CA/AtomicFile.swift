@@ -1,0 +1,53 @@
+import Foundation
+
+/// File writes that several processes can do at once without tearing or losing data.
+public enum AtomicFile {
+    /// Writes `contents` to a temporary file in the same directory, fsyncs it, then links it to
+    /// `path`. `link(2)` fails if `path` exists, so an existing file is never replaced.
+    public static func create(_ path: String, contents: [UInt8], mode: mode_t) throws {
+        let directory = (path as NSString).deletingLastPathComponent
+        let temporary = "\(directory)/.tmp-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw ServerError(.store, "create \(temporary): \(errnoText())") }
+        defer { unlink(temporary) }
+        do {
+            defer { close(fd) }
+            try writeAll(fd, contents, what: temporary)
+            guard fchmod(fd, mode) == 0, fsync(fd) == 0 else { throw ServerError(.store, "sync \(temporary): \(errnoText())") }
+        }
+        guard link(temporary, path) == 0 else {
+            throw ServerError(.store, errno == EEXIST ? "\(path) already exists" : "link \(path): \(errnoText())")
+        }
+        syncDirectory(directory)
+    }
+
+    /// Appends `bytes` with one `write(2)` on an `O_APPEND` descriptor: the kernel keeps such
+    /// writes whole and ordered between processes on a local filesystem.
+    public static func append(_ path: String, _ bytes: [UInt8], mode: mode_t, sync: Bool) throws {
+        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw ServerError(.store, "open \(path): \(errnoText())") }
+        defer { close(fd) }
+        try writeAll(fd, bytes, what: path)
+        if sync, fdatasync(fd) != 0 { throw ServerError(.store, "sync \(path): \(errnoText())") }
+    }
+
+    static func writeAll(_ fd: Int32, _ bytes: [UInt8], what: String) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw ServerError(.store, "write \(what): \(errnoText())") }
+            offset += n
+        }
+    }
+
+    static func syncDirectory(_ path: String) {
+        let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd >= 0 {
+            fsync(fd)
+            close(fd)
+        }
+    }
+}
+
+func errnoText() -> String { String(cString: strerror(errno)) }

@@ -1,0 +1,66 @@
+import SCEP
+import SCEPCrypto
+
+/// What a challenge validator sees of an enrollment.
+public struct ChallengeContext: Sendable {
+    public let transactionID: String
+    public let csr: CertificateSigningRequest
+    /// The CSR's challengePassword; never logged, never audited.
+    public let challenge: String?
+    public let remoteAddr: String
+}
+
+/// A validator's verdict. Rejection is an expected outcome, not an error.
+public enum ChallengeDecision: Sendable, Equatable {
+    case accepted
+    /// `code` is the audit reason; `detail` a bounded code from the validator (e.g. Intune's result code).
+    case rejected(SCEPError.Code, detail: String?)
+}
+
+/// Decides whether an enrollment may be issued (RFC 8894 §2.4). Static password today; Intune's
+/// validateRequest / successNotification / failureNotification fit the same three calls.
+public protocol ChallengeValidator: Sendable {
+    /// A short name for the audit log (`static`, `intune`).
+    var mode: String { get }
+    /// Throws only when the validator itself fails (network, bad answer): the request then gets
+    /// FAILURE with `challenge-unavailable`, never a certificate.
+    func validate(_ context: ChallengeContext) throws -> ChallengeDecision
+    /// Called after the certificate is issued and stored, before it is returned. Throwing stops
+    /// the delivery (Intune: a failed successNotification means no certificate).
+    func issued(_ certificate: Certificate, context: ChallengeContext) throws
+    /// Called when issuing failed after an accepted validation.
+    func issuanceFailed(_ error: SCEPError, context: ChallengeContext)
+}
+
+extension ChallengeValidator {
+    public func issued(_ certificate: Certificate, context: ChallengeContext) throws {}
+    public func issuanceFailed(_ error: SCEPError, context: ChallengeContext) {}
+}
+
+/// One shared challenge password, compared in constant time.
+public struct StaticChallengeValidator: ChallengeValidator {
+    private let expected: [UInt8]
+    public var mode: String { "static" }
+
+    public init(password: [UInt8]) { self.expected = password }
+
+    public func validate(_ context: ChallengeContext) throws -> ChallengeDecision {
+        guard let challenge = context.challenge, !challenge.isEmpty else { return .rejected(.challengeMissing, detail: nil) }
+        return ConstantTime.equal(Array(challenge.utf8), self.expected) ? .accepted : .rejected(.challengeMismatch, detail: nil)
+    }
+}
+
+enum ConstantTime {
+    /// Compares without an early exit, so timing does not tell how many leading bytes matched.
+    /// The length is not secret (a shared password's length leaks through nothing we log).
+    static func equal(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        var difference: UInt8 = a.count == b.count ? 0 : 1
+        let n = max(a.count, b.count)
+        for i in 0..<n {
+            let x = i < a.count ? a[i] : 0
+            let y = i < b.count ? b[i] : 0xFF
+            difference |= x ^ y
+        }
+        return difference == 0 && !b.isEmpty
+    }
+}

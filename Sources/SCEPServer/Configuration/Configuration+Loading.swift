@@ -1,0 +1,134 @@
+import Foundation
+
+extension Configuration {
+    /// One settable key: its name and how a text value is applied.
+    struct Key: Sendable {
+        let name: String
+        let apply: @Sendable (inout Configuration, String) throws -> Void
+
+        /// `ca.key_passphrase_file` → `SCEP_CA_KEY_PASSPHRASE_FILE`.
+        var environmentName: String { "SCEP_" + self.name.replacingOccurrences(of: ".", with: "_").uppercased() }
+    }
+
+    static let keys: [Key] = [
+        Key(name: "ca.dir") { $0.ca.dir = $1 },
+        Key(name: "ca.key_passphrase_file") { $0.ca.keyPassphraseFile = $1.isEmpty ? nil : $1 },
+        Key(name: "challenge.mode") { config, value in
+            guard let mode = ChallengeMode(rawValue: value.lowercased()) else {
+                throw ServerError(.configuration, "challenge.mode: \"\(value)\" is not one of \(ChallengeMode.allCases.map(\.rawValue))")
+            }
+            config.challenge.mode = mode
+        },
+        Key(name: "challenge.static_password_file") { $0.challenge.staticPasswordFile = $1.isEmpty ? nil : $1 },
+        Key(name: "issue.validity_days") { $0.issue.validityDays = try integer($1, "issue.validity_days", 1...36500) },
+        Key(name: "issue.backdate_minutes") { $0.issue.backdateMinutes = try integer($1, "issue.backdate_minutes", 0...1440) },
+        Key(name: "issue.extended_key_usage") { config, value in
+            config.issue.extendedKeyUsage = value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+                .filter { !$0.isEmpty }
+        },
+        Key(name: "issue.min_rsa_bits") { $0.issue.minRSABits = try integer($1, "issue.min_rsa_bits", 1024...16384) },
+        Key(name: "audit.path") { $0.audit.path = $1 },
+        Key(name: "audit.sync") { $0.audit.sync = try boolean($1, "audit.sync") },
+        Key(name: "server.socket") { $0.server.socket = $1 },
+        Key(name: "server.socket_mode") { config, value in
+            guard let mode = Int(value, radix: 8), (0...0o777).contains(mode) else {
+                throw ServerError(.configuration, "server.socket_mode: \"\(value)\" is not an octal mode like 0660")
+            }
+            config.server.socketMode = mode
+        },
+        Key(name: "server.workers") { $0.server.workers = try integer($1, "server.workers", 1...1024) },
+        Key(name: "server.max_body_bytes") { $0.server.maxBodyBytes = try integer($1, "server.max_body_bytes", 1024...(64 << 20)) },
+    ]
+
+    /// Loads the file (if any), then applies `SCEP_*` environment variables over it.
+    ///
+    /// - Parameters:
+    ///   - file: the configuration file; nil means `SCEP_CONFIG`, and no file at all if that is unset.
+    /// - Throws: ``ServerError/Code/configuration`` naming the file, line and key at fault.
+    public static func load(file: String?, environment: [String: String]) throws -> Configuration {
+        var config = Configuration()
+        if let path = file ?? environment["SCEP_CONFIG"] {
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw ServerError(.configuration, "configuration file \(path) cannot be read")
+            }
+            try config.apply(ini: String(decoding: data, as: UTF8.self), source: path)
+        }
+        for key in keys {
+            if let value = environment[key.environmentName] {
+                do { try key.apply(&config, value.trimmingCharacters(in: .whitespaces)) } catch let error as ServerError {
+                    throw ServerError(.configuration, "\(key.environmentName): \(error.message)")
+                }
+            }
+        }
+        return config
+    }
+
+    /// Applies an INI-style text: `[section]` headers, `key = value` lines, `#` or `;` comments.
+    mutating func apply(ini text: String, source: String) throws {
+        var section = ""
+        for (number, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = rawLine.trimmingCharacters(in: .whitespacesAndNewlines)
+            if line.isEmpty || line.hasPrefix("#") || line.hasPrefix(";") { continue }
+            if line.hasPrefix("[") && line.hasSuffix("]") {
+                section = line.dropFirst().dropLast().trimmingCharacters(in: .whitespaces).lowercased()
+                continue
+            }
+            let where_ = "\(source):\(number + 1)"
+            guard let equals = line.firstIndex(of: "=") else {
+                throw ServerError(.configuration, "\(where_): expected key = value")
+            }
+            let name = line[..<equals].trimmingCharacters(in: .whitespaces).lowercased()
+            var value = line[line.index(after: equals)...].trimmingCharacters(in: .whitespaces)
+            if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") { value = String(value.dropFirst().dropLast()) }
+            let fullName = name.contains(".") ? name : "\(section).\(name)"
+            guard let key = Configuration.keys.first(where: { $0.name == fullName }) else {
+                throw ServerError(.configuration, "\(where_): unknown key \(fullName)")
+            }
+            do { try key.apply(&self, value) } catch let error as ServerError {
+                throw ServerError(.configuration, "\(where_): \(error.message)")
+            }
+        }
+    }
+
+    private static func integer(_ text: String, _ name: String, _ range: ClosedRange<Int>) throws -> Int {
+        guard let value = Int(text), range.contains(value) else {
+            throw ServerError(.configuration, "\(name): \"\(text)\" is not an integer in \(range.lowerBound)...\(range.upperBound)")
+        }
+        return value
+    }
+
+    private static func boolean(_ text: String, _ name: String) throws -> Bool {
+        switch text.lowercased() {
+        case "true", "yes", "on", "1": return true
+        case "false", "no", "off", "0": return false
+        default: throw ServerError(.configuration, "\(name): \"\(text)\" is not true or false")
+        }
+    }
+
+    /// Worker threads to run: the configured count, or enough to keep both RSA-bound work and
+    /// requests waiting on the challenge validator moving.
+    public var effectiveWorkers: Int {
+        if self.server.workers > 0 { return self.server.workers }
+        return max(8, 4 * ProcessInfo.processInfo.activeProcessorCount)
+    }
+
+    /// Checks what can be checked without touching CA material: required keys and files.
+    /// Returns one line per problem; empty when fine.
+    public func problems() -> [String] {
+        var out: [String] = []
+        if self.ca.dir.isEmpty { out.append("ca.dir is not set") }
+        if self.audit.path.isEmpty { out.append("audit.path is not set") }
+        switch self.challenge.mode {
+        case .static:
+            if let file = self.challenge.staticPasswordFile {
+                if let problem = SecretFile.problem(file, key: "challenge.static_password_file") { out.append(problem) }
+            } else {
+                out.append("challenge.static_password_file is not set (challenge.mode = static)")
+            }
+        }
+        if let file = self.ca.keyPassphraseFile, let problem = SecretFile.problem(file, key: "ca.key_passphrase_file") {
+            out.append(problem)
+        }
+        return out
+    }
+}

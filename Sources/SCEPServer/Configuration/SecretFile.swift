@@ -1,0 +1,25 @@
+import Foundation
+
+/// Secrets (CA key passphrase, challenge password, later the Intune client secret) come only
+/// from files: never flags, never the environment, never the log.
+public enum SecretFile {
+    /// Reads a secret file; one trailing newline (as `echo` writes) is dropped.
+    public static func read(_ path: String, key: String) throws -> [UInt8] {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ServerError(.configuration, "\(key): \(path) cannot be read")
+        }
+        var bytes = Array(data)
+        if bytes.last == UInt8(ascii: "\n") { bytes.removeLast() }
+        if bytes.last == UInt8(ascii: "\r") { bytes.removeLast() }
+        return bytes
+    }
+
+    /// A problem with a secret file, or nil: missing, unreadable, or readable by others.
+    public static func problem(_ path: String, key: String) -> String? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return "\(key): \(path) does not exist" }
+        guard access(path, R_OK) == 0 else { return "\(key): \(path) is not readable by this user" }
+        if info.st_mode & 0o007 != 0 { return "\(key): \(path) is readable by others (chmod 600 or 640)" }
+        return nil
+    }
+}

@@ -1,0 +1,50 @@
+/// A SCEP HTTP request as any transport (FastCGI, CGI, a test) hands it over.
+public struct SCEPHTTPRequest: Sendable {
+    public var method: String
+    /// The raw query string, not decoded.
+    public var query: String
+    public var body: [UInt8]
+    /// True when the transport stopped reading because the body exceeded `server.max_body_bytes`.
+    public var bodyTooLarge: Bool
+    public var remoteAddr: String
+
+    public init(method: String, query: String, body: [UInt8] = [], bodyTooLarge: Bool = false, remoteAddr: String = "") {
+        self.method = method
+        self.query = query
+        self.body = body
+        self.bodyTooLarge = bodyTooLarge
+        self.remoteAddr = remoteAddr
+    }
+}
+
+/// The answer, always complete: status, exact Content-Type, body (Content-Length is its size).
+public struct SCEPHTTPResponse: Sendable, Equatable {
+    public var status: Int
+    public var contentType: String
+    public var body: [UInt8]
+
+    public init(status: Int, contentType: String, body: [UInt8]) {
+        self.status = status
+        self.contentType = contentType
+        self.body = body
+    }
+
+    /// A fixed one-line text for HTTP-tier errors; `text/plain` without a charset parameter,
+    /// because older sscep compared the header literally (OpenXPKI's fcgi note).
+    static func text(_ status: Int, _ text: String) -> SCEPHTTPResponse {
+        SCEPHTTPResponse(status: status, contentType: "text/plain", body: Array((text + "\n").utf8))
+    }
+
+    public static let reasonPhrases: [Int: String] = [
+        200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 413: "Payload Too Large",
+        500: "Internal Server Error", 503: "Service Unavailable",
+    ]
+}
+
+/// RFC 8894 §6 media types.
+public enum SCEPContentType {
+    public static let caCert = "application/x-x509-ca-cert"
+    public static let caRACert = "application/x-x509-ca-ra-cert"
+    public static let pkiMessage = "application/x-pki-message"
+    public static let caps = "text/plain"
+}

@@ -1,0 +1,47 @@
+import ArgumentParser
+import Foundation
+import SCEPCrypto
+import SCEPServer
+
+struct CheckCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check",
+        abstract: "Validate the configuration and CA material; one line per problem, non-zero exit if any.")
+
+    @OptionGroup var options: ConfigOption
+
+    func run() throws {
+        let config: Configuration
+        do { config = try Configuration.load(file: self.options.config, environment: ProcessInfo.processInfo.environment) } catch {
+            print("problem: \(error)")
+            throw ExitCode(1)
+        }
+        try OpenSSL.bootstrap()
+        var problems = config.problems()
+        if problems.isEmpty {
+            var passphrase: [UInt8]? = nil
+            if let file = config.ca.keyPassphraseFile { passphrase = try? SecretFile.read(file, key: "ca.key_passphrase_file") }
+            defer { if passphrase != nil { OpenSSL.cleanse(&passphrase!) } }
+            if case .failure(let caProblems) = CADirectory(config.ca.dir).load(passphrase: passphrase) {
+                problems += caProblems.lines
+            }
+        }
+        if !config.audit.path.isEmpty, let problem = Self.auditPathProblem(config.audit.path) { problems.append(problem) }
+        if problems.isEmpty {
+            print("ok: CA \(config.ca.dir), challenge mode \(config.challenge.mode.rawValue), audit \(config.audit.path)")
+            return
+        }
+        for problem in problems { print("problem: \(problem)") }
+        throw ExitCode(1)
+    }
+
+    /// The audit log must be appendable: an existing writable file, or a writable directory.
+    static func auditPathProblem(_ path: String) -> String? {
+        if FileManager.default.fileExists(atPath: path) {
+            return access(path, W_OK) == 0 ? nil : "audit.path \(path) is not writable by this user"
+        }
+        let directory = (path as NSString).deletingLastPathComponent
+        return access(directory.isEmpty ? "." : directory, W_OK) == 0
+            ? nil : "audit.path \(path): directory \(directory) is missing or not writable"
+    }
+}

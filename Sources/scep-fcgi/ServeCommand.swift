@@ -1,0 +1,84 @@
+import ArgumentParser
+import FastCGI
+import Foundation
+import SCEPCrypto
+import SCEPServer
+
+struct ServeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve", abstract: "Run the FastCGI server on a Unix or TCP socket.")
+
+    @OptionGroup var options: ConfigOption
+
+    @Option(name: .long, help: "Unix socket path, or HOST:PORT for TCP (overrides server.socket).")
+    var socket: String?
+
+    @Option(name: .long, help: "Worker threads (overrides server.workers).")
+    var workers: Int?
+
+    @Flag(name: .long, help: "Log every request's outcome to standard error, not only problems.")
+    var verbose = false
+
+    func run() throws {
+        var config = try Self.loadConfiguration(self.options.config)
+        if let socket { config.server.socket = socket }
+        if let workers { config.server.workers = workers }
+        let diagnostics = Diagnostics(verbose: self.verbose)
+        let responder = try Self.start(config, diagnostics)
+        let server = try FastCGIServer(address: config.server.socket, mode: config.server.socketMode)
+        Self.serve(server, config, responder, diagnostics)
+    }
+
+    /// spawn-fcgi / mod_fcgid: no arguments, listening socket on fd 0.
+    static func runInherited() -> Never {
+        do {
+            let config = try loadConfiguration(nil)
+            let diagnostics = Diagnostics()
+            let responder = try start(config, diagnostics)
+            serve(FastCGIServer(inherited: ()), config, responder, diagnostics)
+        } catch {
+            FileHandle.standardError.write(Data("scep-fcgi: \(error)\n".utf8))
+            Foundation.exit(1)
+        }
+    }
+
+    /// Plain CGI: answer one request; a broken setup is an HTTP 500 with a fixed text.
+    static func runCGI() -> Never {
+        let diagnostics = Diagnostics()
+        do {
+            let config = try loadConfiguration(nil)
+            let responder = try start(config, diagnostics)
+            CGI.serveOne(maxBodyBytes: config.server.maxBodyBytes, handler: Wiring.handler(responder))
+        } catch {
+            diagnostics.log(.error, "\(error)")
+            CGI.serveOne(maxBodyBytes: 0) { _ in
+                GatewayResponse(status: 500, reason: "Internal Server Error", contentType: "text/plain",
+                    body: Array("scep-fcgi is not configured correctly, see the server log\n".utf8))
+            }
+        }
+        Foundation.exit(0)
+    }
+
+    static func loadConfiguration(_ file: String?) throws -> Configuration {
+        do { return try Configuration.load(file: file, environment: ProcessInfo.processInfo.environment) } catch let error as ServerError {
+            throw ValidationError(error.message)
+        }
+    }
+
+    static func start(_ config: Configuration, _ diagnostics: Diagnostics) throws -> SCEPResponder {
+        try OpenSSL.bootstrap()
+        try FastCGIServer.bootstrap()
+        switch Wiring.makeResponder(config, diagnostics: diagnostics) {
+        case .success(let responder): return responder
+        case .failure(let problems):
+            throw ValidationError("configuration problems:\n  " + problems.lines.joined(separator: "\n  "))
+        }
+    }
+
+    static func serve(_ server: FastCGIServer, _ config: Configuration, _ responder: SCEPResponder, _ diagnostics: Diagnostics) -> Never {
+        signal(SIGPIPE, SIG_IGN)  // a client that went away must not kill the process
+        let workers = config.effectiveWorkers
+        diagnostics.log(.notice, "scep-fcgi \(SCEPFCGI.version) serving on \(server.description) with \(workers) workers (\(OpenSSL.version))")
+        server.run(workers: workers, maxBodyBytes: config.server.maxBodyBytes, handler: Wiring.handler(responder))
+    }
+}

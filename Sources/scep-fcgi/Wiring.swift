@@ -1,0 +1,60 @@
+import FastCGI
+import Foundation
+import SCEPCrypto
+import SCEPServer
+
+/// The composition root: the only place that knows every concrete type.
+enum Wiring {
+    /// Loads and validates everything, or returns every problem found (one line each).
+    static func makeResponder(_ config: Configuration, diagnostics: Diagnostics) -> Result<SCEPResponder, Problems> {
+        var problems = config.problems()
+        guard problems.isEmpty else { return .failure(Problems(lines: problems)) }
+        do {
+            var passphrase = try config.ca.keyPassphraseFile.map { try SecretFile.read($0, key: "ca.key_passphrase_file") }
+            defer { if passphrase != nil { OpenSSL.cleanse(&passphrase!) } }
+            let directory = CADirectory(config.ca.dir)
+            let ca: LocalCA
+            switch directory.load(passphrase: passphrase) {
+            case .success(let loaded): ca = loaded
+            case .failure(let caProblems): return .failure(Problems(lines: caProblems.lines))
+            }
+            let validator: any ChallengeValidator
+            switch config.challenge.mode {
+            case .static:
+                var password = try SecretFile.read(config.challenge.staticPasswordFile ?? "", key: "challenge.static_password_file")
+                if password.isEmpty { problems.append("challenge.static_password_file is empty") }
+                validator = StaticChallengeValidator(password: password)
+                OpenSSL.cleanse(&password)
+            }
+            let audit = try JSONLinesAuditSink(path: config.audit.path, sync: config.audit.sync)
+            guard problems.isEmpty else { return .failure(Problems(lines: problems)) }
+            let responder = try SCEPResponder(
+                ca: ca, store: FileCertificateStore(directory: directory), validator: validator, audit: audit,
+                policy: IssuancePolicy(config.issue), diagnostics: diagnostics)
+            return .success(responder)
+        } catch let error as ServerError {
+            return .failure(Problems(lines: [error.message]))
+        } catch {
+            return .failure(Problems(lines: ["\(error)"]))
+        }
+    }
+
+    /// Adapts the transport-neutral core to CGI/FastCGI parameters.
+    static func handler(_ responder: SCEPResponder) -> @Sendable (GatewayRequest) -> GatewayResponse {
+        { request in
+            let response = responder.respond(
+                to: SCEPHTTPRequest(
+                    method: request.params["REQUEST_METHOD"] ?? "GET",
+                    query: request.params["QUERY_STRING"] ?? "",
+                    body: request.body, bodyTooLarge: request.bodyTooLarge,
+                    remoteAddr: request.params["REMOTE_ADDR"] ?? ""))
+            return GatewayResponse(
+                status: response.status, reason: SCEPHTTPResponse.reasonPhrases[response.status] ?? "Error",
+                contentType: response.contentType, body: response.body)
+        }
+    }
+}
+
+struct Problems: Error {
+    let lines: [String]
+}

@@ -1,0 +1,15 @@
+import ArgumentParser
+import FastCGI
+import Foundation
+
+// Started by a web server or process manager with no arguments: serve, don't print usage.
+//  - a listening socket on fd 0 (spawn-fcgi, Apache mod_fcgid): FastCGI on it;
+//  - a CGI environment: answer the one request.
+if CommandLine.arguments.count == 1 {
+    if FastCGIServer.isInheritedSocket {
+        ServeCommand.runInherited()
+    } else if CGI.isInvocation {
+        ServeCommand.runCGI()
+    }
+}
+SCEPFCGI.main()

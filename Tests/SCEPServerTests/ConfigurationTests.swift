@@ -1,0 +1,139 @@
+import Foundation
+import SCEPCrypto
+import Testing
+
+@testable import SCEPServer
+
+@Suite("Configuration: file, environment, validation")
+struct ConfigurationTests {
+    static func temp(_ text: String, mode: mode_t = 0o600) throws -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("scep-conf-\(UUID().uuidString)").path
+        try Data(text.utf8).write(to: URL(fileURLWithPath: path))
+        chmod(path, mode)
+        return path
+    }
+
+    @Test("file keys, environment overrides and defaults")
+    func load() throws {
+        let file = try Self.temp(
+            """
+            # comment
+            [ca]
+            dir = /srv/ca
+            key_passphrase_file = "/etc/scep/pass"
+            [issue]
+            validity_days = 30
+            extended_key_usage = clientAuth, serverAuth
+            ; another comment
+            [server]
+            socket = 127.0.0.1:9000
+            socket_mode = 0666
+            """)
+        let config = try Configuration.load(
+            file: file, environment: ["SCEP_ISSUE_VALIDITY_DAYS": "90", "SCEP_AUDIT_PATH": "/var/log/scep.jsonl", "UNRELATED": "x"])
+        #expect(config.ca.dir == "/srv/ca")
+        #expect(config.ca.keyPassphraseFile == "/etc/scep/pass")
+        #expect(config.issue.validityDays == 90)
+        #expect(config.issue.extendedKeyUsage == ["clientAuth", "serverAuth"])
+        #expect(config.audit.path == "/var/log/scep.jsonl")
+        #expect(config.server.socket == "127.0.0.1:9000")
+        #expect(config.server.socketMode == 0o666)
+        #expect(config.server.maxBodyBytes == 1 << 20)
+        #expect(config.challenge.mode == .static)
+        #expect(config.audit.sync)
+    }
+
+    @Test("SCEP_CONFIG names the file; environment alone is enough")
+    func environmentOnly() throws {
+        let file = try Self.temp("[ca]\ndir = /from/file\n")
+        #expect(try Configuration.load(file: nil, environment: ["SCEP_CONFIG": file]).ca.dir == "/from/file")
+        let env = try Configuration.load(file: nil, environment: ["SCEP_CA_DIR": "/from/env", "SCEP_SERVER_WORKERS": "3"])
+        #expect(env.ca.dir == "/from/env" && env.effectiveWorkers == 3)
+    }
+
+    @Test("mistakes are named with file and line")
+    func errors() throws {
+        let unknown = try Self.temp("[ca]\ndri = /typo\n")
+        #expect(throws: ServerError(.configuration, "")) { try Configuration.load(file: unknown, environment: [:]) }
+        do { _ = try Configuration.load(file: unknown, environment: [:]) } catch let error as ServerError {
+            #expect(error.message.contains(":2: unknown key ca.dri"))
+        }
+        for (key, value) in [("SCEP_ISSUE_VALIDITY_DAYS", "0"), ("SCEP_SERVER_SOCKET_MODE", "999"), ("SCEP_AUDIT_SYNC", "maybe"),
+            ("SCEP_CHALLENGE_MODE", "magic")]
+        {
+            #expect(throws: ServerError(.configuration, "")) { try Configuration.load(file: nil, environment: [key: value]) }
+        }
+        #expect(throws: ServerError(.configuration, "")) { try Configuration.load(file: "/nonexistent/scep.conf", environment: [:]) }
+    }
+
+    @Test("problems(): required keys and secret files")
+    func problems() throws {
+        #expect(Configuration().problems().count == 3)
+        let loose = try Self.temp("secret\n", mode: 0o644)
+        var config = Configuration()
+        config.ca.dir = "/x"
+        config.audit.path = "/y"
+        config.challenge.staticPasswordFile = loose
+        #expect(config.problems().first?.contains("readable by others") == true)
+        config.challenge.staticPasswordFile = try Self.temp("secret\n")
+        #expect(config.problems().isEmpty)
+        #expect(try SecretFile.read(config.challenge.staticPasswordFile!, key: "k") == Array("secret".utf8))
+    }
+}
+
+@Suite("CA directory")
+struct CADirectoryTests {
+    static func fresh() -> CADirectory {
+        CADirectory(FileManager.default.temporaryDirectory.appendingPathComponent("scep-cadir-\(UUID().uuidString)").path)
+    }
+
+    @Test("init writes the layout, key 0600, and refuses to overwrite")
+    func initialize() throws {
+        let dir = Self.fresh()
+        let cert = try dir.initialize(subject: "CN=Unit CA,O=Example", keyBits: 2048, days: 10, passphrase: Array("pw".utf8))
+        #expect(cert.subject == "CN=Unit CA,O=Example")
+        var info = stat()
+        stat(dir.keyPath, &info)
+        #expect(info.st_mode & 0o777 == 0o600)
+        #expect(FileManager.default.fileExists(atPath: dir.issuedPath))
+        #expect(throws: ServerError(.caMaterial, "")) {
+            try dir.initialize(subject: "CN=Again", keyBits: 2048, days: 10, passphrase: nil)
+        }
+        guard case .success = dir.load(passphrase: Array("pw".utf8)) else {
+            Issue.record("a fresh CA must load")
+            return
+        }
+        guard case .failure(let wrong) = dir.load(passphrase: Array("nope".utf8)) else {
+            Issue.record("a wrong passphrase must fail")
+            return
+        }
+        #expect(wrong.lines.contains { $0.contains("wrong passphrase") })
+        guard case .failure(let none) = dir.load(passphrase: nil) else {
+            Issue.record("an encrypted key without passphrase must fail")
+            return
+        }
+        #expect(none.lines.contains { $0.contains("ca.key_passphrase_file") })
+    }
+
+    @Test("load reports a key readable by others and a key that does not match the certificate")
+    func problems() throws {
+        let dir = Self.fresh()
+        _ = try dir.initialize(subject: "CN=Unit CA", keyBits: 2048, days: 10, passphrase: nil)
+        chmod(dir.keyPath, 0o644)
+        guard case .failure(let loose) = dir.load(passphrase: nil) else {
+            Issue.record("mode 0644 must be refused")
+            return
+        }
+        #expect(loose.lines.contains { $0.contains("readable by group or others") })
+        chmod(dir.keyPath, 0o600)
+        let other = Self.fresh()
+        _ = try other.initialize(subject: "CN=Other CA", keyBits: 2048, days: 10, passphrase: nil)
+        try FileManager.default.removeItem(atPath: dir.keyPath)
+        try FileManager.default.copyItem(atPath: other.keyPath, toPath: dir.keyPath)
+        guard case .failure(let mismatch) = dir.load(passphrase: nil) else {
+            Issue.record("a foreign key must be refused")
+            return
+        }
+        #expect(mismatch.lines.contains { $0.contains("does not match") })
+    }
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what building, running and testing scep-fcgi needs on Debian 12 (idempotent).
+# The C libraries are fixed by design: libfcgi, OpenSSL 3, libcurl.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+packages=(
+  pkg-config libfcgi-dev libfcgi-bin libssl-dev libcurl4-openssl-dev openssl   # build and run
+  nginx apache2 libapache2-mod-fcgid                                          # web front ends
+  scep certmonger dbus curl                                                   # real SCEP clients
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# PyScep (import name "scep") and the libraries it imports; its wheel declares no dependencies.
+if ! python3 -c "import scep, asn1crypto, oscrypto, csrbuilder, certbuilder, pytest" 2>/dev/null; then
+  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore pyscep asn1crypto oscrypto csrbuilder certbuilder pytest
+fi
