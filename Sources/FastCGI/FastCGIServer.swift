@@ -6,6 +6,9 @@ public final class FastCGIServer: @unchecked Sendable {
     /// The listening descriptor (fd 0 when inherited from spawn-fcgi or mod_fcgid).
     let socket: Int32
     public let description: String
+    /// The Unix socket path we created (removed on shutdown), nil for TCP or an inherited socket.
+    let createdPath: String?
+    let state = ServerState()
 
     /// Process-wide libfcgi setup; call once from `main` before any worker starts.
     public static func bootstrap() throws {
@@ -20,6 +23,7 @@ public final class FastCGIServer: @unchecked Sendable {
     public init(inherited: Void = ()) {
         self.socket = 0
         self.description = "inherited socket (fd 0)"
+        self.createdPath = nil
     }
 
     /// Opens `address`: a Unix socket path, or `HOST:PORT` / `:PORT` for TCP.
@@ -44,21 +48,61 @@ public final class FastCGIServer: @unchecked Sendable {
         }
         self.socket = fd
         self.description = isTCP ? "tcp \(address)" : "unix \(address)"
+        self.createdPath = isTCP ? nil : address
     }
 
-    /// Runs `workers` threads forever, each handling one request at a time.
-    public func run(workers: Int, maxBodyBytes: Int, handler: @escaping @Sendable (GatewayRequest) -> GatewayResponse) -> Never {
+    /// Runs `workers` threads, each handling one request at a time, until SIGTERM or SIGINT; then
+    /// stops accepting, lets requests in progress finish (up to `drainSeconds`) and exits 0.
+    ///
+    /// libfcgi's `FCGX_Init` installs a SIGTERM handler that only marks "shutdown pending", after
+    /// which blocked accepts fail forever. Instead the signals are blocked in every thread (workers
+    /// inherit the mask) and taken synchronously with `sigwait` here.
+    public func run(
+        workers: Int, maxBodyBytes: Int, drainSeconds: Double = 30,
+        onShutdown: @escaping @Sendable (String) -> Void = { _ in },
+        handler: @escaping @Sendable (GatewayRequest) -> GatewayResponse
+    ) -> Never {
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        sigaddset(&signals, SIGTERM)
+        sigaddset(&signals, SIGINT)
+        pthread_sigmask(SIG_BLOCK, &signals, nil)
+
         let acceptLock = NSLock()
         for index in 0..<max(1, workers) {
-            let thread = Thread { [socket] in
-                FastCGIWorker(socket: socket, maxBodyBytes: maxBodyBytes, acceptLock: acceptLock).loop(handler)
+            let thread = Thread { [socket, state] in
+                FastCGIWorker(socket: socket, maxBodyBytes: maxBodyBytes, acceptLock: acceptLock, state: state).loop(handler)
             }
             thread.name = "fcgi-worker-\(index)"
             thread.stackSize = 1 << 20
             thread.start()
         }
-        while true { sleep(3600) }
+
+        var received: Int32 = 0
+        while sigwait(&signals, &received) != 0 {}
+        self.state.beginDraining()
+        // Wakes every thread blocked in accept(2) on this socket (Linux: EINVAL); they then see
+        // the draining flag and end.
+        Foundation.shutdown(self.socket, Int32(SHUT_RDWR))
+        if let path = self.createdPath { unlink(path) }
+        let deadline = Date().addingTimeInterval(drainSeconds)
+        while self.state.active > 0 && Date() < deadline { usleep(20_000) }
+        onShutdown("signal \(received): stopped accepting; \(self.state.active) requests still running at exit")
+        exit(0)
     }
+}
+
+/// Shared by the workers and the shutdown path.
+final class ServerState: @unchecked Sendable {
+    private let lock = NSLock()
+    private var draining = false
+    private var running = 0
+
+    var isDraining: Bool { self.lock.withLock { self.draining } }
+    var active: Int { self.lock.withLock { self.running } }
+    func beginDraining() { self.lock.withLock { self.draining = true } }
+    func started() { self.lock.withLock { self.running += 1 } }
+    func finished() { self.lock.withLock { self.running -= 1 } }
 }
 
 /// One worker thread's request; the `FCGX_Request` lives at a stable address for the thread's life.
@@ -66,6 +110,7 @@ struct FastCGIWorker {
     let socket: Int32
     let maxBodyBytes: Int
     let acceptLock: NSLock
+    let state: ServerState
 
     func loop(_ handler: @Sendable (GatewayRequest) -> GatewayResponse) {
         let request = UnsafeMutablePointer<FCGX_Request>.allocate(capacity: 1)
@@ -77,13 +122,16 @@ struct FastCGIWorker {
             let accepted = FCGX_Accept_r(request)
             self.acceptLock.unlock()
             guard accepted >= 0 else {
+                if self.state.isDraining { return }
                 usleep(10_000)  // transient accept failure (EMFILE, ECONNABORTED): back off, keep serving
                 continue
             }
+            self.state.started()
             let incoming = self.read(request)
             let response = handler(incoming)
             self.write(response, to: request)
             FCGX_Finish_r(request)
+            self.state.finished()
         }
     }
 

@@ -22,9 +22,16 @@ cat > "$out/state/inner.sh" <<'INNER'
 set -u
 . "$(dirname "$0")/params"
 getcert add-scep-ca -s -c scepfcgi -u "$URL" -N "$CA" || exit 10
-# -w waits until the request leaves the submitting states.
-getcert request -s -c scepfcgi -f "$OUT/cert.pem" -k "$OUT/key.pem" -N "CN=$CN" -L "$CHALLENGE" -w -v -T 60 \
+getcert request -s -c scepfcgi -I scepreq -f "$OUT/cert.pem" -k "$OUT/key.pem" -N "CN=$CN" -L "$CHALLENGE" -w -v \
   > "$OUT/request.log" 2>&1
+# "-w" can return while the request still waits for the CA's data (CA_UNCONFIGURED, seen when the
+# server is slow to answer GetCACaps/GetCACert, e.g. mod_fcgid spawning a process): poll until the
+# request reaches an end state.
+for _ in $(seq 120); do
+  state=$(getcert list -s -i scepreq | sed -n 's/^[[:space:]]*status: //p')
+  case "$state" in MONITORING|CA_REJECTED|CA_UNREACHABLE|NEED_GUIDANCE) break ;; esac
+  sleep 0.5
+done
 getcert list -s > "$OUT/list.log" 2>&1
 INNER
 chmod +x "$out/state/inner.sh"
