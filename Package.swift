@@ -33,11 +33,14 @@ let package = Package(
         // Transport-neutral server core: responder, CA store, issuance, challenge, audit, configuration.
         .target(name: "SCEPServer", dependencies: ["SCEP", "SCEPCrypto"], swiftSettings: strict),
 
+        // Microsoft Intune challenge validation: a ChallengeValidator over libcurl.
+        .target(name: "IntuneChallenge", dependencies: ["SCEPServer", "SCEP", "SCEPCrypto", "CurlHTTP"], swiftSettings: strict),
+
         // Composition root.
         .executableTarget(
             name: "scep-fcgi",
             dependencies: [
-                "SCEPServer", "SCEP", "SCEPCrypto", "FastCGI",
+                "SCEPServer", "SCEP", "SCEPCrypto", "FastCGI", "CurlHTTP", "IntuneChallenge",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -59,5 +62,10 @@ let package = Package(
         ),
         .testTarget(name: "SCEPServerTests", dependencies: ["SCEPServer", "SCEP", "SCEPCrypto"], swiftSettings: strict),
         .testTarget(name: "CurlHTTPTests", dependencies: ["CurlHTTP"], swiftSettings: strict),
+        .testTarget(
+            name: "IntuneChallengeTests",
+            dependencies: ["IntuneChallenge", "SCEPServer", "SCEP", "SCEPCrypto", "CurlHTTP"],
+            swiftSettings: strict
+        ),
     ]
 )

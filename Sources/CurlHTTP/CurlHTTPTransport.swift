@@ -3,10 +3,12 @@ internal import CCurl
 
 /// libcurl easy-interface transport.
 ///
-/// Ownership: every `send` creates its own `CURL*` and frees it before returning, so the object is
-/// safe from any number of threads. Timeouts are always set; `CURLOPT_NOSIGNAL` because the process
-/// has worker threads.
+/// Ownership: easy handles live in a ``CurlHandlePool`` (the one owner, which frees them); a `send`
+/// borrows one for the duration of the call, so the transport is safe from any number of threads
+/// and reuses kept-alive connections across calls. Timeouts are always set; `CURLOPT_NOSIGNAL`
+/// because the process has worker threads.
 public struct CurlHTTPTransport: HTTPTransport {
+    let pool = CurlHandlePool()
     public var connectTimeout: Double
     public var totalTimeout: Double
     /// PEM bundle of trust roots; nil uses the system store.
@@ -36,8 +38,13 @@ public struct CurlHTTPTransport: HTTPTransport {
     public static var version: String { String(cString: curl_version()) }
 
     public func send(_ request: HTTPRequest) throws -> HTTPResponse {
-        guard let handle = curl_easy_init() else { throw HTTPTransportError(.setup, "curl_easy_init failed") }
-        defer { curl_easy_cleanup(handle) }
+        try self.send(request, timeout: self.totalTimeout)
+    }
+
+    /// Sends with a total timeout (seconds) other than the default, e.g. what is left of a deadline.
+    public func send(_ request: HTTPRequest, timeout: Double) throws -> HTTPResponse {
+        guard let handle = self.pool.take() else { throw HTTPTransportError(.setup, "curl_easy_init failed") }
+        defer { self.pool.give(handle) }
         let sink = ResponseSink()
         let context = Unmanaged.passUnretained(sink).toOpaque()
         var headerList: UnsafeMutablePointer<curl_slist>? = nil
@@ -52,7 +59,7 @@ public struct CurlHTTPTransport: HTTPTransport {
             ok = ok && CCurl_easy_setopt_str(handle, CURLOPT_CUSTOMREQUEST, request.method) == CURLE_OK
             ok = ok && CCurl_easy_setopt_long(handle, CURLOPT_NOSIGNAL, 1) == CURLE_OK
             ok = ok && CCurl_easy_setopt_long(handle, CURLOPT_CONNECTTIMEOUT_MS, Int(self.connectTimeout * 1000)) == CURLE_OK
-            ok = ok && CCurl_easy_setopt_long(handle, CURLOPT_TIMEOUT_MS, Int(self.totalTimeout * 1000)) == CURLE_OK
+            ok = ok && CCurl_easy_setopt_long(handle, CURLOPT_TIMEOUT_MS, max(1, Int(timeout * 1000))) == CURLE_OK
             ok = ok && CCurl_easy_setopt_str(handle, CURLOPT_USERAGENT, self.userAgent) == CURLE_OK
             ok = ok && CCurl_easy_setopt_ptr(handle, CURLOPT_HTTPHEADER, UnsafeMutableRawPointer(headerList)) == CURLE_OK
             ok = ok && CCurl_easy_setopt_write(handle, CURLOPT_WRITEFUNCTION, ResponseSink.writeBody) == CURLE_OK
@@ -86,6 +93,31 @@ public struct CurlHTTPTransport: HTTPTransport {
         default: return HTTPTransportError(.protocolError, message)
         }
     }
+}
+
+/// Idle easy handles, reused so that connections (and TLS sessions) to the same host stay alive
+/// between calls; `curl_easy_reset` clears options but keeps the connection cache.
+final class CurlHandlePool: @unchecked Sendable {
+    private let lock = NSLock()
+    private var idle: [UnsafeMutableRawPointer] = []
+    private let maxIdle = 64
+
+    func take() -> UnsafeMutableRawPointer? {
+        if let handle = self.lock.withLock({ self.idle.popLast() }) { return handle }
+        return curl_easy_init()
+    }
+
+    func give(_ handle: UnsafeMutableRawPointer) {
+        curl_easy_reset(handle)
+        let kept = self.lock.withLock { () -> Bool in
+            guard self.idle.count < self.maxIdle else { return false }
+            self.idle.append(handle)
+            return true
+        }
+        if !kept { curl_easy_cleanup(handle) }
+    }
+
+    deinit { for handle in self.idle { curl_easy_cleanup(handle) } }
 }
 
 /// Collects one response; lives on the stack of `send`, reached by the callbacks through `Unmanaged`.

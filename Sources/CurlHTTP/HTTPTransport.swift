@@ -19,6 +19,12 @@ public struct HTTPResponse: Sendable {
     public let headers: [(String, String)]
     public let body: [UInt8]
 
+    public init(status: Int, headers: [(String, String)], body: [UInt8]) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
     public func header(_ name: String) -> String? {
         let lowered = name.lowercased()
         return self.headers.last { $0.0 == lowered }?.1
@@ -27,7 +33,8 @@ public struct HTTPResponse: Sendable {
 
 /// Sends HTTP requests; blocking, callable from any worker thread.
 public protocol HTTPTransport: Sendable {
-    func send(_ request: HTTPRequest) throws -> HTTPResponse
+    /// Sends `request`, giving up after `timeout` seconds in total.
+    func send(_ request: HTTPRequest, timeout: Double) throws -> HTTPResponse
 }
 
 /// The one error type of `CurlHTTP`. Equal by code.

@@ -45,12 +45,16 @@ public struct SCEPError: Error, Hashable, CustomStringConvertible, Sendable {
     public let code: Code
     /// Detail for the diagnostic log only; never sent to a client or written to the audit log.
     public let reason: String
+    /// A failInfoText that replaces the fixed one (e.g. naming Intune's result code); the caller
+    /// guarantees it holds no secret and no unbounded request data.
+    private let customFailInfoText: String?
     public let file: String
     public let line: Int
 
-    public init(_ code: Code, _ reason: String = "", file: String = #fileID, line: Int = #line) {
+    public init(_ code: Code, _ reason: String = "", failInfoText: String? = nil, file: String = #fileID, line: Int = #line) {
         self.code = code
         self.reason = reason
+        self.customFailInfoText = failInfoText
         self.file = file
         self.line = line
     }
@@ -101,6 +105,7 @@ public struct SCEPError: Error, Hashable, CustomStringConvertible, Sendable {
 
     /// The failInfoText of the CertRep FAILURE: fixed text, no input echoed back.
     public var failInfoText: String {
+        if let custom = self.customFailInfoText { return custom }
         switch self.code {
         case .badSignature: return "pkiMessage signature does not verify"
         case .unsupportedDigest: return "digest algorithm not supported"

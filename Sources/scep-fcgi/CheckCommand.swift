@@ -1,5 +1,7 @@
 import ArgumentParser
+import CurlHTTP
 import Foundation
+import IntuneChallenge
 import SCEPCrypto
 import SCEPServer
 
@@ -9,6 +11,9 @@ struct CheckCommand: ParsableCommand {
         abstract: "Validate the configuration and CA material; one line per problem, non-zero exit if any.")
 
     @OptionGroup var options: ConfigOption
+
+    @Flag(name: .long, help: "Also get both Entra tokens and discover Intune's validation service.")
+    var intune = false
 
     func run() throws {
         let config: Configuration
@@ -27,12 +32,29 @@ struct CheckCommand: ParsableCommand {
             }
         }
         if !config.audit.path.isEmpty, let problem = Self.auditPathProblem(config.audit.path) { problems.append(problem) }
+        if self.intune && problems.isEmpty {
+            problems += Self.probeIntune(config)
+        }
         if problems.isEmpty {
             print("ok: CA \(config.ca.dir), challenge mode \(config.challenge.mode.rawValue), audit \(config.audit.path)")
             return
         }
         for problem in problems { print("problem: \(problem)") }
         throw ExitCode(1)
+    }
+
+    /// Gets both tokens and discovers the validation endpoint; prints what it found.
+    static func probeIntune(_ config: Configuration) -> [String] {
+        guard config.challenge.mode == .intune else { return ["--intune: challenge.mode is not intune"] }
+        do {
+            try CurlHTTPTransport.bootstrap()
+            for line in try Wiring.intuneValidator(config.intune).probe() { print("intune: \(line)") }
+            return []
+        } catch let error as IntuneError {
+            return ["intune: \(error.message) [\(error.auditCode)]"]
+        } catch {
+            return ["intune: \(error)"]
+        }
     }
 
     /// The audit log must be appendable: an existing writable file, or a writable directory.

@@ -1,7 +1,8 @@
 import ArgumentParser
+import SCEPServer
 
 struct SCEPFCGI: ParsableCommand {
-    static let version = "0.1.0"
+    static let version = SCEPFCGIVersion.current
 
     static let configuration = CommandConfiguration(
         commandName: "scep-fcgi",

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CurlHTTP
 import FastCGI
 import Foundation
 import SCEPCrypto
@@ -68,6 +69,7 @@ struct ServeCommand: ParsableCommand {
     static func start(_ config: Configuration, _ diagnostics: Diagnostics) throws -> SCEPResponder {
         try OpenSSL.bootstrap()
         try FastCGIServer.bootstrap()
+        try CurlHTTPTransport.bootstrap()
         switch Wiring.makeResponder(config, diagnostics: diagnostics) {
         case .success(let responder): return responder
         case .failure(let problems):
@@ -79,6 +81,8 @@ struct ServeCommand: ParsableCommand {
         signal(SIGPIPE, SIG_IGN)  // a client that went away must not kill the process
         let workers = config.effectiveWorkers
         diagnostics.log(.notice, "scep-fcgi \(SCEPFCGI.version) serving on \(server.description) with \(workers) workers (\(OpenSSL.version))")
-        server.run(workers: workers, maxBodyBytes: config.server.maxBodyBytes, handler: Wiring.handler(responder))
+        server.run(
+            workers: workers, maxBodyBytes: config.server.maxBodyBytes,
+            onShutdown: { diagnostics.log(.notice, $0) }, handler: Wiring.handler(responder))
     }
 }

@@ -1,5 +1,7 @@
+import CurlHTTP
 import FastCGI
 import Foundation
+import IntuneChallenge
 import SCEPCrypto
 import SCEPServer
 
@@ -25,6 +27,8 @@ enum Wiring {
                 if password.isEmpty { problems.append("challenge.static_password_file is empty") }
                 validator = StaticChallengeValidator(password: password)
                 OpenSSL.cleanse(&password)
+            case .intune:
+                validator = try self.intuneValidator(config.intune)
             }
             let audit = try JSONLinesAuditSink(path: config.audit.path, sync: config.audit.sync)
             guard problems.isEmpty else { return .failure(Problems(lines: problems)) }
@@ -37,6 +41,16 @@ enum Wiring {
         } catch {
             return .failure(Problems(lines: ["\(error)"]))
         }
+    }
+
+    /// The Intune validator with its libcurl transport; the client secret is read here, once.
+    static func intuneValidator(_ intune: Configuration.Intune) throws -> IntuneChallengeValidator {
+        let secret = try SecretFile.read(intune.clientSecretFile ?? "", key: "intune.client_secret_file")
+        guard !secret.isEmpty else { throw ServerError(.configuration, "intune.client_secret_file is empty") }
+        let transport = CurlHTTPTransport(
+            connectTimeout: min(5, intune.timeoutSeconds), totalTimeout: intune.timeoutSeconds, caBundle: intune.caBundle,
+            proxy: intune.proxy, userAgent: intune.providerName)
+        return IntuneChallengeValidator(settings: IntuneSettings(intune), secret: secret, transport: transport)
     }
 
     /// Adapts the transport-neutral core to CGI/FastCGI parameters.

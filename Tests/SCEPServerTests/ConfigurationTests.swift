@@ -66,6 +66,28 @@ struct ConfigurationTests {
         #expect(throws: ServerError(.configuration, "")) { try Configuration.load(file: "/nonexistent/scep.conf", environment: [:]) }
     }
 
+    @Test("intune keys from file and SCEP_INTUNE_* variables; problems() lists what intune mode lacks")
+    func intune() throws {
+        let file = try Self.temp("[challenge]\nmode = intune\n[intune]\ntenant = contoso.onmicrosoft.com\ntimeout_seconds = 7.5\n")
+        var config = try Configuration.load(
+            file: file, environment: ["SCEP_INTUNE_CLIENT_ID": "abc", "SCEP_INTUNE_GRAPH": "https://graph.microsoft.us"])
+        #expect(config.challenge.mode == .intune)
+        #expect(config.intune.tenant == "contoso.onmicrosoft.com" && config.intune.clientID == "abc")
+        #expect(config.intune.graph == "https://graph.microsoft.us" && config.intune.timeoutSeconds == 7.5)
+        #expect(config.intune.authority == "https://login.microsoftonline.com/")
+        #expect(config.intune.providerName.hasPrefix("scep-fcgi/"))
+        #expect(config.effectiveWorkers >= 64)
+        config.ca.dir = "/x"
+        config.audit.path = "/y"
+        #expect(config.problems() == ["intune.client_secret_file is not set (challenge.mode = intune)"])
+        config.intune.authority = "login.microsoftonline.com"
+        config.intune.clientSecretFile = try Self.temp("secret")
+        #expect(config.problems() == ["intune.authority: \"login.microsoftonline.com\" is not an http(s) URL"])
+        #expect(throws: ServerError(.configuration, "")) {
+            try Configuration.load(file: nil, environment: ["SCEP_INTUNE_TIMEOUT_SECONDS": "90"])
+        }
+    }
+
     @Test("problems(): required keys and secret files")
     func problems() throws {
         #expect(Configuration().problems().count == 3)

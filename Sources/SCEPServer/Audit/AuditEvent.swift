@@ -32,8 +32,12 @@ public struct AuditEvent: Sendable, Equatable {
     public var cipher: String?
     public var keyTransport: String?
     public var challengeMode: String?
-    /// The validator's own bounded result code (e.g. an Intune code), when it gave one.
+    /// The validator's own result code (e.g. the Intune `code` of validateRequest), when it gave one.
     public var challengeResult: String?
+    /// Why the validator itself failed (e.g. `intune-timeout`), when it did.
+    public var challengeError: String?
+    /// The validator's outgoing calls with their correlation ids.
+    public var validatorCalls: [ValidatorCall]?
     public var subject: String?
     public var subjectAltNames: [String]?
     public var serial: String?
@@ -65,6 +69,10 @@ public struct AuditEvent: Sendable, Equatable {
         json.add("keyTransport", self.keyTransport)
         json.add("challengeMode", self.challengeMode)
         json.add("challengeResult", self.challengeResult)
+        json.add("challengeError", self.challengeError)
+        if let calls = self.validatorCalls, !calls.isEmpty {
+            json.addRaw("validatorCalls", "[" + calls.map(Self.callJSON).joined(separator: ",") + "]")
+        }
         json.add("subject", self.subject)
         json.add("subjectAltNames", self.subjectAltNames)
         json.add("serial", self.serial)
@@ -74,6 +82,17 @@ public struct AuditEvent: Sendable, Equatable {
         json.add("notAfter", self.notAfter.map(RFC3339.string))
         if let durationMs = self.durationMs { json.addRaw("durationMs", String(format: "%.1f", durationMs)) }
         return json.finish() + "\n"
+    }
+}
+
+extension AuditEvent {
+    static func callJSON(_ call: ValidatorCall) -> String {
+        var json = JSONObjectWriter()
+        json.add("op", call.operation)
+        json.add("clientRequestID", call.requestID)
+        json.add("status", call.status)
+        json.add("code", call.code)
+        return json.finish()
     }
 }
 

@@ -1,6 +1,8 @@
 import SCEP
 import SCEPCrypto
 
+import Foundation
+
 /// What a challenge validator sees of an enrollment.
 public struct ChallengeContext: Sendable {
     public let transactionID: String
@@ -8,6 +10,51 @@ public struct ChallengeContext: Sendable {
     /// The CSR's challengePassword; never logged, never audited.
     public let challenge: String?
     public let remoteAddr: String
+    /// Where the validator records its outgoing calls for this request's audit line.
+    public let trace: ValidatorTrace
+
+    public init(transactionID: String, csr: CertificateSigningRequest, challenge: String?, remoteAddr: String, trace: ValidatorTrace = ValidatorTrace()) {
+        self.transactionID = transactionID
+        self.csr = csr
+        self.challenge = challenge
+        self.remoteAddr = remoteAddr
+        self.trace = trace
+    }
+}
+
+/// One outgoing call a validator made (Intune: validateRequest, successNotification, …), so an
+/// operator can correlate the audit line with the remote service's own logs.
+public struct ValidatorCall: Sendable, Equatable {
+    public let operation: String
+    /// The correlation id sent with the call (Intune's `client-request-id`).
+    public let requestID: String
+    /// HTTP status, or 0 when no response arrived.
+    public let status: Int
+    /// The service's result code, when it gave one.
+    public let code: String?
+
+    public init(operation: String, requestID: String, status: Int, code: String?) {
+        self.operation = operation
+        self.requestID = requestID
+        self.status = status
+        self.code = code
+    }
+}
+
+/// Collects a request's validator calls; written by the validator, read by the responder.
+public final class ValidatorTrace: @unchecked Sendable {
+    private let lock = NSLock()
+    private var storage: [ValidatorCall] = []
+
+    public init() {}
+
+    public func record(_ call: ValidatorCall) { self.lock.withLock { self.storage.append(call) } }
+    public var calls: [ValidatorCall] { self.lock.withLock { self.storage } }
+}
+
+/// An error that can name itself in the audit log with a bounded code (no dynamic data).
+public protocol AuditCodedError: Error {
+    var auditCode: String { get }
 }
 
 /// A validator's verdict. Rejection is an expected outcome, not an error.
@@ -30,11 +77,17 @@ public protocol ChallengeValidator: Sendable {
     func issued(_ certificate: Certificate, context: ChallengeContext) throws
     /// Called when issuing failed after an accepted validation.
     func issuanceFailed(_ error: SCEPError, context: ChallengeContext)
+    var acceptedResult: String? { get }
+    func rejectionText(_ detail: String) -> String
 }
 
 extension ChallengeValidator {
     public func issued(_ certificate: Certificate, context: ChallengeContext) throws {}
     public func issuanceFailed(_ error: SCEPError, context: ChallengeContext) {}
+    /// The result code to audit for an accepted challenge (Intune: `Success`).
+    public var acceptedResult: String? { nil }
+    /// The failInfoText for a rejection carrying `detail`.
+    public func rejectionText(_ detail: String) -> String { "challenge rejected: \(detail)" }
 }
 
 /// One shared challenge password, compared in constant time.

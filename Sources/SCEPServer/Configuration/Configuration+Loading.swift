@@ -20,6 +20,24 @@ extension Configuration {
             config.challenge.mode = mode
         },
         Key(name: "challenge.static_password_file") { $0.challenge.staticPasswordFile = $1.isEmpty ? nil : $1 },
+        Key(name: "intune.tenant") { $0.intune.tenant = $1 },
+        Key(name: "intune.client_id") { $0.intune.clientID = $1 },
+        Key(name: "intune.client_secret_file") { $0.intune.clientSecretFile = $1.isEmpty ? nil : $1 },
+        Key(name: "intune.authority") { $0.intune.authority = $1 },
+        Key(name: "intune.graph") { $0.intune.graph = $1 },
+        Key(name: "intune.resource") { $0.intune.resource = $1 },
+        Key(name: "intune.app_id") { $0.intune.appID = $1 },
+        Key(name: "intune.provider_name") { $0.intune.providerName = $1 },
+        Key(name: "intune.ca_bundle") { $0.intune.caBundle = $1.isEmpty ? nil : $1 },
+        Key(name: "intune.proxy") { $0.intune.proxy = $1.isEmpty ? nil : $1 },
+        Key(name: "intune.timeout_seconds") { config, value in
+            // An enrollment makes two Intune operations (validate, notify), each with this budget;
+            // both must fit in the web server's FastCGI read timeout (60 s in our configs).
+            guard let seconds = Double(value), seconds >= 1, seconds <= 25 else {
+                throw ServerError(.configuration, "intune.timeout_seconds: \"\(value)\" is not a number of seconds in 1...25")
+            }
+            config.intune.timeoutSeconds = seconds
+        },
         Key(name: "issue.validity_days") { $0.issue.validityDays = try integer($1, "issue.validity_days", 1...36500) },
         Key(name: "issue.backdate_minutes") { $0.issue.backdateMinutes = try integer($1, "issue.backdate_minutes", 0...1440) },
         Key(name: "issue.extended_key_usage") { config, value in
@@ -107,9 +125,16 @@ extension Configuration {
 
     /// Worker threads to run: the configured count, or enough to keep both RSA-bound work and
     /// requests waiting on the challenge validator moving.
+    ///
+    /// With Intune, most of a request's time is spent waiting on the network, so many more threads
+    /// are needed for concurrent enrollments to overlap their Intune calls.
     public var effectiveWorkers: Int {
         if self.server.workers > 0 { return self.server.workers }
-        return max(8, 4 * ProcessInfo.processInfo.activeProcessorCount)
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        switch self.challenge.mode {
+        case .static: return max(8, 4 * cores)
+        case .intune: return max(64, 16 * cores)
+        }
     }
 
     /// Checks what can be checked without touching CA material: required keys and files.
@@ -124,6 +149,22 @@ extension Configuration {
                 if let problem = SecretFile.problem(file, key: "challenge.static_password_file") { out.append(problem) }
             } else {
                 out.append("challenge.static_password_file is not set (challenge.mode = static)")
+            }
+        case .intune:
+            if self.intune.tenant.isEmpty { out.append("intune.tenant is not set (challenge.mode = intune)") }
+            if self.intune.clientID.isEmpty { out.append("intune.client_id is not set (challenge.mode = intune)") }
+            if let file = self.intune.clientSecretFile {
+                if let problem = SecretFile.problem(file, key: "intune.client_secret_file") { out.append(problem) }
+            } else {
+                out.append("intune.client_secret_file is not set (challenge.mode = intune)")
+            }
+            for (key, value) in [("intune.authority", self.intune.authority), ("intune.graph", self.intune.graph),
+                ("intune.resource", self.intune.resource)]
+            where !(value.hasPrefix("https://") || value.hasPrefix("http://")) {
+                out.append("\(key): \"\(value)\" is not an http(s) URL")
+            }
+            if let bundle = self.intune.caBundle, !FileManager.default.isReadableFile(atPath: bundle) {
+                out.append("intune.ca_bundle: \(bundle) cannot be read")
             }
         }
         if let file = self.ca.keyPassphraseFile, let problem = SecretFile.problem(file, key: "ca.key_passphrase_file") {

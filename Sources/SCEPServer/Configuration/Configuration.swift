@@ -8,8 +8,19 @@
 /// | --- | --- | --- |
 /// | `ca.dir` | required | directory with `ca.pem`, `ca.key`, optional `chain.pem`, `issued/`, `index.txt` |
 /// | `ca.key_passphrase_file` | none | file holding the passphrase of an encrypted `ca.key` |
-/// | `challenge.mode` | `static` | `static`: one shared challenge password |
+/// | `challenge.mode` | `static` | `static`: one shared challenge password; `intune`: Microsoft Intune validates |
 /// | `challenge.static_password_file` | required for static | file holding the challenge password |
+/// | `intune.tenant` | required for intune | Entra tenant (GUID or `name.onmicrosoft.com`) |
+/// | `intune.client_id` | required for intune | application (client) ID of the Entra app |
+/// | `intune.client_secret_file` | required for intune | file holding the app's client secret |
+/// | `intune.authority` | `https://login.microsoftonline.com/` | Entra login endpoint (sovereign clouds override) |
+/// | `intune.graph` | `https://graph.microsoft.com/` | Microsoft Graph, for service discovery |
+/// | `intune.resource` | `https://api.manage.microsoft.com/` | Intune resource (token scope `{resource}/.default`) |
+/// | `intune.app_id` | `0000000a-0000-0000-c000-000000000000` | Intune's first-party app id looked up in discovery |
+/// | `intune.provider_name` | `scep-fcgi/<version>` | callerInfo and UserAgent sent to Intune |
+/// | `intune.ca_bundle` | system store | PEM trust roots for TLS to Entra, Graph and Intune |
+/// | `intune.proxy` | none | HTTPS proxy URL for the Intune calls |
+/// | `intune.timeout_seconds` | 20 | budget for one Intune operation, retries included |
 /// | `issue.validity_days` | 365 | validity of issued certificates |
 /// | `issue.backdate_minutes` | 5 | notBefore this far in the past, for clients with slow clocks |
 /// | `issue.extended_key_usage` | `clientAuth` | comma-separated EKUs (short names or OIDs); empty for none |
@@ -28,11 +39,29 @@ public struct Configuration: Sendable, Equatable {
 
     public enum ChallengeMode: String, Sendable, Equatable, CaseIterable {
         case `static`
+        case intune
     }
 
     public struct Challenge: Sendable, Equatable {
         public var mode: ChallengeMode = .static
         public var staticPasswordFile: String? = nil
+    }
+
+    /// Microsoft Intune challenge validation (`challenge.mode = intune`).
+    public struct Intune: Sendable, Equatable {
+        public var tenant: String = ""
+        public var clientID: String = ""
+        public var clientSecretFile: String? = nil
+        public var authority: String = "https://login.microsoftonline.com/"
+        public var graph: String = "https://graph.microsoft.com/"
+        public var resource: String = "https://api.manage.microsoft.com/"
+        public var appID: String = "0000000a-0000-0000-c000-000000000000"
+        public var providerName: String = "scep-fcgi/\(SCEPFCGIVersion.current)"
+        public var caBundle: String? = nil
+        public var proxy: String? = nil
+        public var timeoutSeconds: Double = 20
+
+        public init() {}
     }
 
     public struct Issue: Sendable, Equatable {
@@ -56,9 +85,15 @@ public struct Configuration: Sendable, Equatable {
 
     public var ca = CA()
     public var challenge = Challenge()
+    public var intune = Intune()
     public var issue = Issue()
     public var audit = Audit()
     public var server = Server()
 
     public init() {}
+}
+
+/// The version reported by `--version` and in Intune's callerInfo.
+public enum SCEPFCGIVersion {
+    public static let current = "0.2.0"
 }

@@ -24,14 +24,16 @@ extension SCEPResponder {
         do {
             return try self.enroll(message, request, started, &event, &audited, &context)
         } catch {
+            if let calls = context?.trace.calls, !calls.isEmpty { event.validatorCalls = calls }
             let scepError = (error as? SCEPError) ?? SCEPError(.internalError, "\(error)")
             if scepError.isServerFault || !(error is SCEPError) {
                 self.diagnostics.log(.error, "request \(event.requestID) transaction \(message.transactionID): \(error)")
             } else {
                 self.diagnostics.log(.info, "request \(event.requestID) transaction \(message.transactionID) rejected: \(scepError)")
             }
-            if let context, [.issuanceFailed, .storeFailed].contains(scepError.code) {
+            if let context, [.issuanceFailed, .storeFailed, .internalError].contains(scepError.code) {
                 self.validator.issuanceFailed(scepError, context: context)
+                event.validatorCalls = context.trace.calls
             }
             return self.failure(message, scepError, &event)
         }
@@ -100,16 +102,20 @@ extension SCEPResponder {
         // Challenge (RFC 8894 §2.4): a pluggable validator decides.
         let context = ChallengeContext(
             transactionID: message.transactionID, csr: csr, challenge: challenge, remoteAddr: request.remoteAddr)
+        contextOut = context
         event.challengeMode = self.validator.mode
         let decision: ChallengeDecision
         do { decision = try self.validator.validate(context) } catch {
+            event.challengeError = (error as? AuditCodedError)?.auditCode
             throw SCEPError(.challengeUnavailable, "\(error)")
         }
-        if case .rejected(let code, let detail) = decision {
+        switch decision {
+        case .accepted:
+            event.challengeResult = self.validator.acceptedResult
+        case .rejected(let code, let detail):
             event.challengeResult = detail
-            throw SCEPError(code)
+            throw SCEPError(code, detail.map { "validator result \($0)" } ?? "", failInfoText: detail.map(self.validator.rejectionText))
         }
-        contextOut = context
 
         // Issue, store, notify, audit; only then deliver.
         let (notBefore, notAfter) = self.policy.validity(now: Date(), caNotAfter: self.issuer.caCertificate.notAfter)
@@ -128,8 +134,11 @@ extension SCEPResponder {
         event.sha1 = Hex.string(certificate.fingerprint(.sha1))
         event.sha256 = Hex.string(certificate.fingerprint(.sha256))
         do { try self.validator.issued(certificate, context: context) } catch {
+            event.challengeError = (error as? AuditCodedError)?.auditCode
             throw SCEPError(.notificationFailed, "\(error)")
         }
+        let calls = context.trace.calls
+        if !calls.isEmpty { event.validatorCalls = calls }
 
         // RFC 8894 §3.3.2.1: the messageData is a degenerate certs-only SignedData with the issued cert.
         let reply: [UInt8]

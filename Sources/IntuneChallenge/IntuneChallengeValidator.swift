@@ -1,0 +1,129 @@
+import CurlHTTP
+import Foundation
+import SCEP
+import SCEPCrypto
+import SCEPServer
+
+/// Microsoft Intune SCEP challenge validation (intune-api.md §0, §3): stateless, no challenge
+/// database. validateRequest before issuing; successNotification before delivering; a
+/// failureNotification when issuing fails after a successful validation.
+public final class IntuneChallengeValidator: ChallengeValidator, @unchecked Sendable {
+    let client: IntuneClient
+    public var mode: String { "intune" }
+    public var acceptedResult: String? { "Success" }
+
+    /// - Parameter secret: the Entra client secret, read from `intune.client_secret_file`.
+    public init(settings: IntuneSettings, secret: [UInt8], transport: any HTTPTransport) {
+        self.client = IntuneClient(settings: settings, secret: secret, transport: transport)
+    }
+
+    public func rejectionText(_ detail: String) -> String { "Intune rejected the challenge: \(detail)" }
+
+    public func validate(_ context: ChallengeContext) throws -> ChallengeDecision {
+        let body = try Self.json(
+            ValidateRequestBody(
+                request: .init(
+                    transactionId: context.transactionID, certificateRequest: Self.base64(context.csr),
+                    callerInfo: self.client.settings.providerName)))
+        let result = try self.client.call("validateRequest", body: body, trace: context.trace)
+        // Exactly "Success" (case-sensitive, like the reference libraries' enum parse). Anything
+        // else, documented or not (BadTenantIdInChallenge is not in the enum), is a rejection.
+        if result.code == "Success" { return .accepted }
+        return .rejected(.challengeRejected, detail: Self.boundedCode(result.code))
+    }
+
+    public func issued(_ certificate: Certificate, context: ChallengeContext) throws {
+        let body = try Self.json(
+            SuccessNotificationBody(
+                notification: .init(
+                    transactionId: context.transactionID, certificateRequest: Self.base64(context.csr),
+                    certificateThumbprint: Self.hex(certificate.fingerprint(.sha1)),
+                    certificateSerialNumber: certificate.serialNumberHex,
+                    certificateExpirationDateUtc: Self.iso8601(certificate.notAfter),
+                    issuingCertificateAuthority: certificate.issuer, callerInfo: self.client.settings.providerName)))
+        let result = try self.client.call("successNotification", body: body, trace: context.trace)
+        guard result.code == "Success" else {
+            throw IntuneError(.notificationRejected, "successNotification answered \(Self.boundedCode(result.code))")
+        }
+    }
+
+    public func issuanceFailed(_ error: SCEPError, context: ChallengeContext) {
+        let description = String("scep-fcgi could not issue the certificate: \(error.auditCode)".prefix(255))
+        guard
+            let body = try? Self.json(
+                FailureNotificationBody(
+                    notification: .init(
+                        transactionId: context.transactionID, certificateRequest: Self.base64(context.csr),
+                        // E_FAIL (0x80004005) as the unsigned 32-bit number the reference sends.
+                        hResult: 0x8000_4005, errorDescription: description, callerInfo: self.client.settings.providerName)))
+        else { return }
+        // Best effort: the client gets FAILURE whatever Intune answers; the trace records the call.
+        _ = try? self.client.call("failureNotification", body: body, trace: context.trace)
+    }
+
+    /// Tokens and discovery only, for `scep-fcgi check --intune`.
+    public func probe() throws -> [String] {
+        let deadline = Deadline(seconds: self.client.settings.timeoutSeconds)
+        let settings = self.client.settings
+        _ = try self.client.tokens.token(scope: settings.intuneScope, deadline: deadline)
+        var lines = ["Intune token: ok (scope \(settings.intuneScope), from \(settings.tokenURL))"]
+        _ = try self.client.tokens.token(scope: settings.graphScope, deadline: deadline)
+        lines.append("Graph token: ok (scope \(settings.graphScope))")
+        let uri = try self.client.locator.validationService(deadline: deadline)
+        lines.append("\(IntuneSettings.validationServiceName): \(uri)")
+        return lines
+    }
+
+    /// Token and discovery request counts (tests, diagnostics).
+    public var statistics: (tokenFetches: Int, discoveries: Int) { (self.client.tokens.fetches, self.client.locator.lookups) }
+
+    // MARK: - Wire shapes (intune-api.md §3.2-3.4)
+
+    struct ValidateRequestBody: Encodable {
+        struct Request: Encodable { let transactionId, certificateRequest, callerInfo: String }
+        let request: Request
+    }
+
+    struct SuccessNotificationBody: Encodable {
+        struct Notification: Encodable {
+            let transactionId, certificateRequest, certificateThumbprint, certificateSerialNumber: String
+            let certificateExpirationDateUtc, issuingCertificateAuthority, callerInfo: String
+        }
+        let notification: Notification
+    }
+
+    struct FailureNotificationBody: Encodable {
+        struct Notification: Encodable {
+            let transactionId, certificateRequest: String
+            let hResult: UInt32
+            let errorDescription, callerInfo: String
+        }
+        let notification: Notification
+    }
+
+    static func json<T: Encodable>(_ value: T) throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        return Array(try encoder.encode(value))
+    }
+
+    /// "DER-encoded PKCS #10 Certificate Request Base64 encoded as a string": standard base64, no PEM.
+    static func base64(_ csr: CertificateSigningRequest) -> String { Data(csr.derEncoded).base64EncodedString() }
+
+    static func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02X", $0) }.joined() }
+
+    /// `YYYY-MM-DDThh:mm:ss.sssZ`, the "web UTC time" the reference Javadoc asks for.
+    static func iso8601(_ date: Date) -> String {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        return formatter.string(from: date)
+    }
+
+    /// Service codes are an open set; keep what reaches the audit log and failInfoText bounded.
+    static func boundedCode(_ code: String) -> String {
+        let allowed = code.unicodeScalars.filter { CharacterSet.alphanumerics.contains($0) || $0 == "_" || $0 == "-" }
+        let text = String(String.UnicodeScalarView(allowed.prefix(64)))
+        return text.isEmpty ? "Unknown" : text
+    }
+}

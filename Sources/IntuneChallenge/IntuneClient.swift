@@ -1,0 +1,107 @@
+import CurlHTTP
+import Foundation
+import SCEPServer
+
+/// The answer of a ScepActions call (intune-api.md §3.5).
+struct ScepActionResult: Sendable, Equatable {
+    /// `Success`, a documented failure code, or any other string the service returns.
+    let code: String
+    let errorDescription: String
+}
+
+/// Calls `{validation service}/ScepActions/{operation}`: token, discovery, retries, all inside one
+/// deadline (`intune.timeout_seconds`), shorter than the web server's FastCGI read timeout.
+final class IntuneClient: @unchecked Sendable {
+    let settings: IntuneSettings
+    let tokens: EntraTokenProvider
+    let locator: ServiceLocator
+    private let transport: any HTTPTransport
+
+    /// At most this many attempts per operation; backoff doubles from `firstBackoff`.
+    static let maxAttempts = 4
+    static let firstBackoff = 0.2
+
+    init(settings: IntuneSettings, secret: [UInt8], transport: any HTTPTransport) {
+        self.settings = settings
+        self.transport = transport
+        self.tokens = EntraTokenProvider(settings: settings, secret: secret, transport: transport)
+        self.locator = ServiceLocator(settings: settings, tokens: self.tokens, transport: transport)
+    }
+
+    /// POSTs `body` (the JSON object) to ScepActions/`operation`, recording each attempt in `trace`.
+    ///
+    /// Retries: transport failures, timeouts, 5xx and 429 with exponential backoff while the deadline
+    /// allows; a 401 drops the token and retries once; a 404, 5xx or transport failure also drops
+    /// the discovered URL. Other statuses fail at once.
+    func call(_ operation: String, body: [UInt8], trace: ValidatorTrace) throws -> ScepActionResult {
+        let deadline = Deadline(seconds: self.settings.timeoutSeconds)
+        var attempt = 0
+        var retriedUnauthorized = false
+        var lastError: IntuneError? = nil
+        while attempt < Self.maxAttempts {
+            attempt += 1
+            if attempt > 1 {
+                let pause = min(Self.firstBackoff * Double(1 << (attempt - 2)), deadline.remaining - 0.5)
+                if pause <= 0 { break }
+                Thread.sleep(forTimeInterval: pause)
+            }
+            do {
+                return try self.attempt(operation, body: body, deadline: deadline, trace: trace)
+            } catch let error as IntuneError where error.code == .unauthorized && !retriedUnauthorized {
+                retriedUnauthorized = true
+                attempt -= 1  // the fresh-token retry does not count against the budget of attempts
+                lastError = error
+            } catch let error as IntuneError where error.isTransient && deadline.remaining > 0.5 {
+                lastError = error
+            }
+        }
+        throw lastError ?? IntuneError(.timeout, "no time left for \(operation)")
+    }
+
+    private func attempt(_ operation: String, body: [UInt8], deadline: Deadline, trace: ValidatorTrace) throws -> ScepActionResult {
+        let service = try self.locator.validationService(deadline: deadline) { requestID, status in
+            trace.record(ValidatorCall(operation: "discovery", requestID: requestID, status: status, code: nil))
+        }
+        let token = try self.tokens.token(scope: self.settings.intuneScope, deadline: deadline)
+        // client-request-id: a new GUID per HTTP call (the reference libraries' "activityId").
+        let requestID = UUID().uuidString.lowercased()
+        let request = HTTPRequest(
+            method: "POST", url: "\(service)/ScepActions/\(operation)",
+            headers: [
+                ("Authorization", "Bearer \(token)"), ("Content-Type", "application/json"),
+                ("client-request-id", requestID), ("api-version", IntuneSettings.apiVersion),
+                // "UserAgent" without a hyphen is what the Java reference sends; a normal
+                // User-Agent goes too (libcurl's CURLOPT_USERAGENT).
+                ("UserAgent", self.settings.providerName), ("Accept", "application/json"),
+            ],
+            body: body)
+        let response: HTTPResponse
+        do { response = try self.transport.send(request, timeout: deadline.remaining) } catch let error as HTTPTransportError {
+            trace.record(ValidatorCall(operation: operation, requestID: requestID, status: 0, code: nil))
+            self.locator.invalidate()
+            throw IntuneError.transport(error, "Intune \(operation)")
+        }
+        let json = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any]
+        let code = json?["code"] as? String
+        trace.record(ValidatorCall(operation: operation, requestID: requestID, status: response.status, code: code))
+        switch response.status {
+        case 200..<300:
+            guard let code, !code.isEmpty else {
+                throw IntuneError(.badResponse, "Intune \(operation) answered HTTP \(response.status) without a JSON code")
+            }
+            return ScepActionResult(code: code, errorDescription: json?["errorDescription"] as? String ?? "")
+        case 401, 403:
+            self.tokens.invalidate(scope: self.settings.intuneScope, token: token)
+            throw IntuneError(
+                .unauthorized,
+                "Intune \(operation) answered HTTP \(response.status): does the app have the Intune scep_challenge_provider permission?")
+        case 404, 500..<600:
+            self.locator.invalidate()
+            throw IntuneError(.httpError, "Intune \(operation) answered HTTP \(response.status)")
+        case 429:
+            throw IntuneError(.httpError, "Intune \(operation) answered HTTP 429 (throttled)")
+        default:
+            throw IntuneError(.httpError, "Intune \(operation) answered HTTP \(response.status)")
+        }
+    }
+}

@@ -1,0 +1,250 @@
+"""A local mock of the three Microsoft services scep-fcgi's Intune validation talks to, speaking
+their wire format (../shared/docs/intune-api.md §6), over HTTPS on loopback:
+
+  POST /{tenant}/oauth2/v2.0/token                                  Entra ID, client credentials
+  GET  /v1.0/servicePrincipals/appId={intune app}/endpoints          Microsoft Graph discovery
+  POST /RACerts/ScepRequestValidationFEService/.../ScepActions/{op}  Intune validateRequest,
+                                                                     successNotification, failureNotification
+
+validateRequest decides from the CSR's challengePassword:
+  ok-*            Success                     code-<Code>-*   that code (any string)
+  slow-<ms>-*     Success after <ms>          hang-*          no answer for 60 s (timeout)
+  http500-*       HTTP 500 InternalError      nonjson-*       HTTP 200 with an HTML body
+  notifyfail-*    Success, but successNotification answers HTTP 500
+  anything else   ChallengeDecryptionError
+Knobs (POST /_mock/config, JSON): discovery = ok|missing|403|500, scep_status = <int> (every
+ScepActions call answers it), unauthorized_once = true (next ScepActions call gets 401).
+GET /_mock/state returns the recorded requests and counters; POST /_mock/reset clears them.
+
+usage: intune_mock.py PORT CERT KEY TENANT CLIENT_ID SECRET_FILE
+"""
+import http.server
+import json
+import ssl
+import sys
+import threading
+import time
+import urllib.parse
+import base64
+
+from cryptography import x509
+
+INTUNE_APP = "0000000a-0000-0000-c000-000000000000"
+SERVICE_PATH = "/RACerts/ScepRequestValidationFEService/Gateway/StatelessScepRequestValidationService"
+INTUNE_AUDIENCE = "https://api.manage.microsoft.com/"
+INTUNE_SCOPES = {"https://api.manage.microsoft.com//.default", "https://api.manage.microsoft.com/.default"}
+GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+
+
+class State:
+    def __init__(self, tenant, client_id, secret):
+        self.lock = threading.Lock()
+        self.tenant, self.client_id, self.secret = tenant, client_id, secret
+        self.tokens = {}  # token -> audience; issued tokens stay valid across resets, as in Entra
+        self.reset()
+
+    def reset(self):
+        with self.lock:
+            self.config = {"discovery": "ok", "scep_status": None, "unauthorized_once": False}
+            self.requests = []
+            self.token_requests = {"intune": 0, "graph": 0}
+            self.discoveries = 0
+            self.in_flight = 0
+            self.max_in_flight = 0
+
+
+STATE = None
+
+
+def challenge_of(csr_b64):
+    csr = x509.load_der_x509_csr(base64.b64decode(csr_b64))
+    try:
+        value = csr.attributes.get_attribute_for_oid(x509.oid.AttributeOID.CHALLENGE_PASSWORD).value
+    except x509.AttributeNotFound:
+        return ""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def reply(self, status, body, content_type="application/json"):
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def body(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n else b""
+
+    def bearer(self):
+        auth = self.headers.get("Authorization") or ""
+        return STATE.tokens.get(auth[7:]) if auth.startswith("Bearer ") else None
+
+    # -- routing ---------------------------------------------------------------------------------
+
+    def do_GET(self):
+        if self.path == "/_mock/state":
+            with STATE.lock:
+                return self.reply(200, {"requests": STATE.requests, "token_requests": STATE.token_requests,
+                                        "discoveries": STATE.discoveries, "max_in_flight": STATE.max_in_flight})
+        if self.path == f"/v1.0/servicePrincipals/appId={INTUNE_APP}/endpoints":
+            return self.discovery()
+        self.reply(404, {"error": {"code": "NotFound", "message": "no such path"}})
+
+    def do_POST(self):
+        body = self.body()
+        if self.path == "/_mock/config":
+            with STATE.lock:
+                STATE.config.update(json.loads(body))
+            return self.reply(200, {"ok": True})
+        if self.path == "/_mock/reset":
+            STATE.reset()
+            return self.reply(200, {"ok": True})
+        if self.path.endswith("/oauth2/v2.0/token"):
+            return self.token(self.path.split("/")[1], body)
+        if self.path.startswith(SERVICE_PATH + "/ScepActions/"):
+            return self.scep_action(self.path.rsplit("/", 1)[1], body)
+        self.reply(404, {"error": {"code": "NotFound", "message": "no such path"}})
+
+    # -- Entra ID --------------------------------------------------------------------------------
+
+    def token(self, tenant, body):
+        form = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode()).items()}
+
+        def error(status, error, code, text):
+            self.reply(status, {"error": error, "error_description": f"AADSTS{code}: {text}", "error_codes": [code],
+                                "timestamp": "2026-11-26 00:00:00Z", "trace_id": "00000000-0000-0000-0000-000000000001",
+                                "correlation_id": "00000000-0000-0000-0000-000000000002"})
+
+        if tenant != STATE.tenant:
+            return error(400, "invalid_request", 90002, f"Tenant '{tenant}' not found.")
+        if form.get("grant_type") != "client_credentials":
+            return error(400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type.")
+        if form.get("client_id") != STATE.client_id:
+            return error(400, "unauthorized_client", 700016, "Application not found in the directory.")
+        if form.get("client_secret") != STATE.secret:
+            return error(401, "invalid_client", 7000215, "Invalid client secret provided.")
+        scope = form.get("scope", "")
+        if scope in INTUNE_SCOPES:
+            audience, kind = INTUNE_AUDIENCE, "intune"
+        elif scope in (GRAPH_SCOPE, f"https://127.0.0.1:{self.server.server_address[1]}/.default"):
+            # This mock is also the (overridden) Graph endpoint, as a sovereign cloud's Graph would be.
+            audience, kind = "https://graph.microsoft.com", "graph"
+        else:
+            return error(400, "invalid_scope", 70011, f"The provided value for scope {scope} is not valid.")
+        with STATE.lock:
+            STATE.token_requests[kind] += 1
+            token = f"mock-{kind}-{STATE.token_requests[kind]}-{time.time_ns()}"
+            STATE.tokens[token] = audience
+        self.reply(200, {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token})
+
+    # -- Microsoft Graph -------------------------------------------------------------------------
+
+    def discovery(self):
+        if self.bearer() != "https://graph.microsoft.com":
+            return self.reply(401, {"error": {"code": "InvalidAuthenticationToken", "message": "Access token is empty."}})
+        with STATE.lock:
+            STATE.discoveries += 1
+            mode = STATE.config["discovery"]
+        if mode == "403":
+            return self.reply(403, {"error": {"code": "Authorization_RequestDenied",
+                                              "message": "Insufficient privileges to complete the operation."}})
+        if mode == "500":
+            return self.reply(500, {"error": {"code": "InternalServerError", "message": "oops"}})
+        host = f"https://127.0.0.1:{self.server.server_address[1]}"
+        services = [{"id": "4e2a0000-0000-0000-0000-000000000001", "deletedDateTime": None, "capability": "ScepRequestValidation",
+                     "providerId": "0000000a-0000-0000-c000-000000000000", "providerName": "PkiConnectorFEService",
+                     "providerResourceId": "x", "uri": f"{host}/RACerts/StatelessPkiConnectorService/Gateway/StatelessPkiConnectorService"}]
+        if mode != "missing":
+            services.append({"id": "4e2a0000-0000-0000-0000-000000000002", "deletedDateTime": None, "capability": "ScepRequestValidation",
+                             "providerId": "0000000a-0000-0000-c000-000000000000", "providerName": "ScepRequestValidationFEService",
+                             "providerResourceId": "y", "uri": host + SERVICE_PATH})
+        self.reply(200, {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#servicePrincipals('x')/endpoints",
+                         "value": services})
+
+    # -- Intune ScepActions ----------------------------------------------------------------------
+
+    def scep_action(self, operation, body):
+        record = {"op": operation, "headers": {k.lower(): v for k, v in self.headers.items()}, "status": 0}
+        try:
+            record["body"] = json.loads(body)
+        except ValueError:
+            record["body"] = None
+        with STATE.lock:
+            STATE.requests.append(record)
+            STATE.in_flight += 1
+            STATE.max_in_flight = max(STATE.max_in_flight, STATE.in_flight)
+            forced = STATE.config["scep_status"]
+            unauthorized_once = STATE.config["unauthorized_once"]
+            if unauthorized_once:
+                STATE.config["unauthorized_once"] = False
+        try:
+            status, payload, ctype = self.decide(operation, record, forced, unauthorized_once)
+        finally:
+            with STATE.lock:
+                STATE.in_flight -= 1
+        record["status"] = status
+        self.reply(status, payload, ctype)
+
+    def decide(self, operation, record, forced, unauthorized_once):
+        if self.bearer() != INTUNE_AUDIENCE or unauthorized_once:
+            return 401, {"error": {"code": "Unauthorized", "message": "Authentication failed."}}, "application/json"
+        h = record["headers"]
+        if h.get("api-version") != "2018-02-20" or not h.get("client-request-id"):
+            return 400, {"error": {"code": "BadRequest", "message": "api-version or client-request-id missing"}}, "application/json"
+        if forced:
+            return forced, {"error": {"code": "Forced", "message": f"forced {forced}"}}, "application/json"
+        wrapper = (record["body"] or {}).get("request" if operation == "validateRequest" else "notification") or {}
+        if not wrapper.get("transactionId") or not wrapper.get("certificateRequest"):
+            return 400, {"error": {"code": "BadRequest", "message": "transactionId and certificateRequest are required"}}, "application/json"
+        challenge = challenge_of(wrapper["certificateRequest"])
+        record["challenge_kind"] = challenge.split("-", 1)[0]
+        code = "Success"
+        if operation == "validateRequest":
+            if challenge.startswith("ok-") or challenge.startswith("notifyfail-"):
+                code = "Success"
+            elif challenge.startswith("code-"):
+                code = challenge.split("-")[1]
+            elif challenge.startswith("slow-"):
+                time.sleep(int(challenge.split("-")[1]) / 1000)
+            elif challenge.startswith("hang-"):
+                time.sleep(60)
+            elif challenge.startswith("http500-"):
+                return 500, {"error": {"code": "InternalError", "message": "{\r\n  \"_version\": 3,\r\n  \"Message\": \"boom\"}"}}, "application/json"
+            elif challenge.startswith("nonjson-"):
+                return 200, b"<html><body>Service Unavailable</body></html>", "text/html"
+            else:
+                code = "ChallengeDecryptionError"
+        elif operation == "successNotification" and challenge.startswith("notifyfail-"):
+            return 500, {"error": {"code": "InternalError", "message": "notification store unavailable"}}, "application/json"
+        description = "" if code == "Success" else f"mock: {code}"
+        return 200, {"@odata.context": "https://fef.msuc05.manage.microsoft.com/RACerts/StatelessScepRequestValidationService/00000000-0000-0000-0000-000000000000/$metadata#microsoft.management.services.scepRequestValidationService.api.scepActionResult",
+                     "code": code, "errorDescription": description}, "application/json"
+
+
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+
+def main():
+    global STATE
+    port, cert, key, tenant, client_id, secret_file = sys.argv[1:7]
+    STATE = State(tenant, client_id, open(secret_file).read().strip())
+    server = Server(("127.0.0.1", int(port)), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    print("ready", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
