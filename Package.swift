@@ -49,7 +49,7 @@ let package = Package(
         // Test and benchmark client: builds PKCSReqs with chosen algorithms, opens CertReps.
         .executableTarget(
             name: "scep-client",
-            dependencies: ["SCEP", "SCEPCrypto", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["SCEP", "SCEPCrypto", "CurlHTTP", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict
         ),
 

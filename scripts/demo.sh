@@ -20,7 +20,7 @@ if [ "${1:-}" = "stop" ]; then stop; echo "stopped"; exit 0; fi
 
 scripts/install-deps.sh
 echo "== building scep-fcgi (release)"
-swift build -c release --product scep-fcgi 2>&1 | tail -1
+swift build -c release --static-swift-stdlib --product scep-fcgi 2>&1 | tail -1
 bin=$repo/.build/release/scep-fcgi
 
 stop

@@ -12,7 +12,7 @@ echo "== unit tests"
 swift test --skip-build
 
 echo "== release build for the integration suite"
-swift build -c release --product scep-fcgi
-swift build -c release --product scep-client
+swift build -c release --static-swift-stdlib --product scep-fcgi
+swift build -c release --static-swift-stdlib --product scep-client
 echo "== integration tests (nginx, apache mod_proxy_fcgi, apache mod_fcgid; scepclient, certmonger, PyScep)"
 SCEP_FCGI_BIN_DIR="$PWD/.build/release" python3 -m pytest -q -p no:cacheprovider Tests/Integration

@@ -68,10 +68,9 @@ public final class FastCGIServer: @unchecked Sendable {
         sigaddset(&signals, SIGINT)
         pthread_sigmask(SIG_BLOCK, &signals, nil)
 
-        let acceptLock = NSLock()
         for index in 0..<max(1, workers) {
             let thread = Thread { [socket, state] in
-                FastCGIWorker(socket: socket, maxBodyBytes: maxBodyBytes, acceptLock: acceptLock, state: state).loop(handler)
+                FastCGIWorker(socket: socket, maxBodyBytes: maxBodyBytes, state: state).loop(handler)
             }
             thread.name = "fcgi-worker-\(index)"
             thread.stackSize = 1 << 20
@@ -109,7 +108,6 @@ final class ServerState: @unchecked Sendable {
 struct FastCGIWorker {
     let socket: Int32
     let maxBodyBytes: Int
-    let acceptLock: NSLock
     let state: ServerState
 
     func loop(_ handler: @Sendable (GatewayRequest) -> GatewayResponse) {
@@ -117,10 +115,10 @@ struct FastCGIWorker {
         defer { request.deallocate() }
         guard FCGX_InitRequest(request, self.socket, 0) == 0 else { return }
         while true {
-            // libfcgi's own threaded example serialises accept(); it costs nothing measurable.
-            self.acceptLock.lock()
+            // No lock around accept: Linux hands each connection on a shared listening socket to
+            // exactly one blocked accept(2). (libfcgi's threaded example serialises accept for other
+            // platforms; here the lock only added a futex handoff and a context switch per request.)
             let accepted = FCGX_Accept_r(request)
-            self.acceptLock.unlock()
             guard accepted >= 0 else {
                 if self.state.isDraining { return }
                 usleep(10_000)  // transient accept failure (EMFILE, ECONNABORTED): back off, keep serving

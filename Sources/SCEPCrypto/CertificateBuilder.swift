@@ -36,7 +36,7 @@ public enum CertificateBuilder {
         let cert = try self.skeleton(serial: serial, notBefore: notBefore, notAfter: notAfter)
         guard X509_set_subject_name(cert.pointer, X509_REQ_get_subject_name(csr.pointer)) == 1,
             X509_set_issuer_name(cert.pointer, X509_get_subject_name(issuer.pointer)) == 1,
-            X509_set_pubkey(cert.pointer, publicKey) == 1
+            Self.copySubjectPublicKeyInfo(from: csr, to: cert) || X509_set_pubkey(cert.pointer, publicKey) == 1
         else { throw OpenSSLError(.encode, "fill certificate") }
 
         var extensions: [(Int32, String)] = [
@@ -92,6 +92,40 @@ public enum CertificateBuilder {
         try self.add(extensions, to: cert, issuer: cert)
         guard X509_sign(cert.pointer, key.pointer, digest.md) > 0 else { throw OpenSSLError(.encode, "self-sign") }
         return cert
+    }
+
+    /// Copies the CSR's SubjectPublicKeyInfo (algorithm, parameters, key bits) into the certificate
+    /// as it is. `X509_set_pubkey` would re-encode the key and decode it again through OpenSSL 3.0's
+    /// encoder/decoder framework, which the profile showed at ~8% of the CPU of an enrollment.
+    /// Returns false (caller falls back to `X509_set_pubkey`) if any step fails.
+    private static func copySubjectPublicKeyInfo(from csr: CertificateSigningRequest, to cert: Certificate) -> Bool {
+        guard let source = X509_REQ_get_X509_PUBKEY(csr.pointer), let target = X509_get_X509_PUBKEY(cert.pointer) else { return false }
+        var keyBytes: UnsafePointer<UInt8>? = nil
+        var keyLength: Int32 = 0
+        var algorithm: UnsafeMutablePointer<X509_ALGOR>? = nil
+        guard X509_PUBKEY_get0_param(nil, &keyBytes, &keyLength, &algorithm, source) == 1, let keyBytes, let algorithm, keyLength > 0
+        else { return false }
+        var oid: OpaquePointer? = nil
+        var parameterType: Int32 = 0
+        var parameter: UnsafeRawPointer? = nil
+        X509_ALGOR_get0(&oid, &parameterType, &parameter, algorithm)
+        // X509_PUBKEY_set0_param takes ownership of what it is given: pass copies.
+        let parameterCopy: UnsafeMutableRawPointer?
+        switch parameterType {
+        case V_ASN1_UNDEF, V_ASN1_NULL:
+            parameterCopy = nil
+        case V_ASN1_OBJECT:
+            guard let parameter, let copy = OBJ_dup(OpaquePointer(parameter)) else { return false }
+            parameterCopy = UnsafeMutableRawPointer(copy)
+        default:
+            guard let parameter,
+                let copy = ASN1_STRING_dup(parameter.assumingMemoryBound(to: ASN1_STRING.self))
+            else { return false }
+            parameterCopy = UnsafeMutableRawPointer(copy)
+        }
+        guard let oidCopy = OBJ_dup(oid), let buffer = CRYPTO_malloc(Int(keyLength), #fileID, #line) else { return false }
+        buffer.copyMemory(from: keyBytes, byteCount: Int(keyLength))
+        return X509_PUBKEY_set0_param(target, oidCopy, parameterType, parameterCopy, buffer.assumingMemoryBound(to: UInt8.self), keyLength) == 1
     }
 
     private static func skeleton(serial: [UInt8], notBefore: Date, notAfter: Date) throws -> Certificate {

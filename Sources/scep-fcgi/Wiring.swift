@@ -33,7 +33,7 @@ enum Wiring {
             let audit = try JSONLinesAuditSink(path: config.audit.path, sync: config.audit.sync)
             guard problems.isEmpty else { return .failure(Problems(lines: problems)) }
             let responder = try SCEPResponder(
-                ca: ca, store: FileCertificateStore(directory: directory), validator: validator, audit: audit,
+                ca: ca, store: try FileCertificateStore(directory: directory), validator: validator, audit: audit,
                 policy: IssuancePolicy(config.issue), diagnostics: diagnostics)
             return .success(responder)
         } catch let error as ServerError {

@@ -90,6 +90,21 @@ struct CryptoTests {
         #expect(!text.contains("not-a-upn"))
     }
 
+    @Test("the issued certificate carries exactly the CSR's SubjectPublicKeyInfo, RSA and EC alike")
+    func publicKeyCopied() throws {
+        let ecKey = try #require(try ECKeyFixture.make())
+        for key in [TestPKI.clientKey, ecKey] {
+            let csr = try CertificateSigningRequest.make(subject: "CN=k", key: key, challengePassword: nil)
+            let cert = try CertificateBuilder.issue(
+                csr: csr, issuer: TestPKI.ca, issuerKey: TestPKI.caKey, serial: [0x01], notBefore: Date(),
+                notAfter: Date().addingTimeInterval(60), profile: IssuanceProfile())
+            let reparsed = try Certificate(derEncoded: cert.derEncoded)
+            #expect(reparsed.publicKey?.derEncoded == csr.publicKey?.derEncoded)
+            #expect(reparsed.publicKey?.algorithm == key.algorithm)
+            #expect(reparsed.isSigned(by: try #require(TestPKI.ca.publicKey)))
+        }
+    }
+
     @Test("DER reader: OIDs and string types")
     func der() throws {
         let oid = try DERNode.parseSingle([0x06, 0x09, 0x2A, 0x86, 0x48, 0x86, 0xF7, 0x0D, 0x01, 0x09, 0x07])
@@ -116,5 +131,20 @@ enum OpenSSLText {
         let data = pipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         return String(decoding: data, as: UTF8.self)
+    }
+}
+
+/// An EC P-256 key, made by the openssl command line (SCEPCrypto only generates RSA).
+enum ECKeyFixture {
+    static func make() throws -> PrivateKey? {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        process.arguments = ["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let pem = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return try PrivateKey(pemEncoded: Array(pem), passphrase: nil)
     }
 }

@@ -54,7 +54,7 @@ final class Harness: @unchecked Sendable {
         guard case .success(let ca) = self.directory.load(passphrase: nil) else { throw ServerError(.caMaterial, "load") }
         self.ca = ca
         self.responder = try SCEPResponder(
-            ca: ca, store: store ?? FileCertificateStore(directory: self.directory),
+            ca: ca, store: try store ?? FileCertificateStore(directory: self.directory),
             validator: StaticChallengeValidator(password: Array(Self.challenge.utf8)), audit: self.audit,
             policy: IssuancePolicy(issue))
     }

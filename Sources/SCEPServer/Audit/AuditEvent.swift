@@ -80,7 +80,10 @@ public struct AuditEvent: Sendable, Equatable {
         json.add("sha256", self.sha256)
         json.add("notBefore", self.notBefore.map(RFC3339.string))
         json.add("notAfter", self.notAfter.map(RFC3339.string))
-        if let durationMs = self.durationMs { json.addRaw("durationMs", String(format: "%.1f", durationMs)) }
+        if let durationMs = self.durationMs {
+            let tenths = Int((durationMs * 10).rounded())
+            json.addRaw("durationMs", "\(tenths / 10).\(tenths % 10)")
+        }
         return json.finish() + "\n"
     }
 }
@@ -97,16 +100,36 @@ extension AuditEvent {
 }
 
 /// RFC 3339 UTC timestamps with milliseconds, e.g. `2026-11-26T04:55:15.123Z`.
+/// Hand-formatted: this runs for every request, and `String(format:)` is slow.
 enum RFC3339 {
     static func string(_ date: Date) -> String {
         let seconds = date.timeIntervalSince1970
-        var time = time_t(seconds.rounded(.down))
+        let parts = UTCTime(seconds)
+        let millis = Int((seconds - seconds.rounded(.down)) * 1000)
+        return "\(pad(parts.year, 4))-\(pad(parts.month, 2))-\(pad(parts.day, 2))T\(pad(parts.hour, 2)):\(pad(parts.minute, 2)):"
+            + "\(pad(parts.second, 2)).\(pad(millis, 3))Z"
+    }
+
+    static func pad(_ value: Int, _ width: Int) -> String {
+        let digits = String(value)
+        return digits.count >= width ? digits : String(repeating: "0", count: width - digits.count) + digits
+    }
+}
+
+/// Broken-down UTC time (gmtime_r), without Foundation's Calendar.
+struct UTCTime {
+    let year, month, day, hour, minute, second: Int
+
+    init(_ secondsSince1970: Double) {
+        var time = time_t(secondsSince1970.rounded(.down))
         var parts = tm()
         gmtime_r(&time, &parts)
-        let millis = Int((seconds - seconds.rounded(.down)) * 1000)
-        return String(
-            format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", Int(parts.tm_year) + 1900, Int(parts.tm_mon) + 1,
-            Int(parts.tm_mday), Int(parts.tm_hour), Int(parts.tm_min), Int(parts.tm_sec), millis)
+        self.year = Int(parts.tm_year) + 1900
+        self.month = Int(parts.tm_mon) + 1
+        self.day = Int(parts.tm_mday)
+        self.hour = Int(parts.tm_hour)
+        self.minute = Int(parts.tm_min)
+        self.second = Int(parts.tm_sec)
     }
 }
 
@@ -146,7 +169,8 @@ struct JSONObjectWriter {
             case "\r": out += "\\r"
             case "\t": out += "\\t"
             case _ where scalar.value < 0x20 || scalar.value == 0x2028 || scalar.value == 0x2029:
-                out += String(format: "\\u%04x", scalar.value)
+                let hex = String(scalar.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
             default: out.unicodeScalars.append(scalar)
             }
         }

@@ -10,7 +10,9 @@ public protocol AuditSink: Sendable {
 ///
 /// The file is opened once with `O_APPEND`; each event is one `write(2)` of the whole line, which
 /// the kernel keeps whole and unmixed between concurrent writers on a local filesystem. With
-/// `sync`, `fdatasync` follows each line, so an issued certificate's record survives a crash.
+/// `sync`, `fdatasync` follows each line that records an enrollment decision (PKIOperation), so an
+/// issued certificate's record survives a crash; GetCACaps/GetCACert lines are written the same way
+/// but not synced one by one (the next synced line or the kernel flushes them).
 public final class JSONLinesAuditSink: AuditSink, @unchecked Sendable {
     private let fd: Int32
     private let sync: Bool
@@ -32,6 +34,8 @@ public final class JSONLinesAuditSink: AuditSink, @unchecked Sendable {
         guard written == line.count else {
             throw ServerError(.audit, "audit write to \(self.path) failed: \(written < 0 ? errnoText() : "short write")")
         }
-        if self.sync, fdatasync(self.fd) != 0 { throw ServerError(.audit, "audit sync failed: \(errnoText())") }
+        if self.sync, event.operation == "PKIOperation", fdatasync(self.fd) != 0 {
+            throw ServerError(.audit, "audit sync failed: \(errnoText())")
+        }
     }
 }

@@ -21,16 +21,6 @@ public enum AtomicFile {
         syncDirectory(directory)
     }
 
-    /// Appends `bytes` with one `write(2)` on an `O_APPEND` descriptor: the kernel keeps such
-    /// writes whole and ordered between processes on a local filesystem.
-    public static func append(_ path: String, _ bytes: [UInt8], mode: mode_t, sync: Bool) throws {
-        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, mode)
-        guard fd >= 0 else { throw ServerError(.store, "open \(path): \(errnoText())") }
-        defer { close(fd) }
-        try writeAll(fd, bytes, what: path)
-        if sync, fdatasync(fd) != 0 { throw ServerError(.store, "sync \(path): \(errnoText())") }
-    }
-
     static func writeAll(_ fd: Int32, _ bytes: [UInt8], what: String) throws {
         var offset = 0
         while offset < bytes.count {

@@ -11,17 +11,28 @@ public protocol CertificateStore: Sendable {
 
 /// `issued/SERIAL.pem` plus an OpenSSL-compatible `index.txt` line, safe with many processes:
 /// the PEM is created with temp-file + fsync + link (never overwriting), the index line is one
-/// `O_APPEND` write. Serials are random (``SerialNumber/random()``), so nothing is shared.
-public struct FileCertificateStore: CertificateStore {
+/// `O_APPEND` write, fdatasynced. Serials are random (``SerialNumber/random()``), so nothing is shared.
+///
+/// Ownership: holds the index file descriptor open for the life of the process (one per process).
+public final class FileCertificateStore: CertificateStore, @unchecked Sendable {
     public let directory: CADirectory
+    private let indexFD: Int32
 
-    public init(directory: CADirectory) { self.directory = directory }
+    public init(directory: CADirectory) throws {
+        self.directory = directory
+        let fd = open(directory.indexPath, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw ServerError(.store, "open \(directory.indexPath): \(errnoText())") }
+        self.indexFD = fd
+    }
+
+    deinit { close(self.indexFD) }
 
     public func record(_ certificate: Certificate, transactionID: String) throws {
         let serial = certificate.serialNumberHex
         // The file name is the serial only (hex): nothing from the request reaches a path.
         try AtomicFile.create("\(self.directory.issuedPath)/\(serial).pem", contents: Array(certificate.pemEncoded.utf8), mode: 0o644)
-        try AtomicFile.append(self.directory.indexPath, Array(Self.indexLine(certificate).utf8), mode: 0o644, sync: true)
+        try AtomicFile.writeAll(self.indexFD, Array(Self.indexLine(certificate).utf8), what: self.directory.indexPath)
+        guard fdatasync(self.indexFD) == 0 else { throw ServerError(.store, "sync \(self.directory.indexPath): \(errnoText())") }
     }
 
     /// `V <tab> expiry <tab> (revocation) <tab> serial <tab> unknown <tab> subject`, as `openssl ca` writes.
@@ -32,11 +43,8 @@ public struct FileCertificateStore: CertificateStore {
 
     /// UTCTime `YYMMDDHHMMSSZ` until 2049, GeneralizedTime after (RFC 5280 §4.1.2.5), as OpenSSL does.
     static func indexTime(_ date: Date) -> String {
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = TimeZone(identifier: "UTC")!
-        let c = calendar.dateComponents([.year, .month, .day, .hour, .minute, .second], from: date)
-        let year = c.year ?? 1970
-        let head = year < 2050 ? String(format: "%02d", year % 100) : String(format: "%04d", year)
-        return head + String(format: "%02d%02d%02d%02d%02dZ", c.month ?? 1, c.day ?? 1, c.hour ?? 0, c.minute ?? 0, c.second ?? 0)
+        let t = UTCTime(date.timeIntervalSince1970)
+        let head = t.year < 2050 ? RFC3339.pad(t.year % 100, 2) : RFC3339.pad(t.year, 4)
+        return head + [t.month, t.day, t.hour, t.minute, t.second].map { RFC3339.pad($0, 2) }.joined() + "Z"
     }
 }

@@ -1,0 +1,312 @@
+"""Side-by-side SCEP benchmark: scep-fcgi and micromdm's scepserver behind the same nginx.
+
+One run, one machine: for each CA key size both servers get the same prebuilt PKCSReqs (distinct
+RSA keys, AES-256/SHA-256) at each concurrency, then GetCACert/GetCACaps load; server CPU comes from
+/proc, the RSA floor from `openssl speed`. Writes a Markdown report (default BENCHMARKS.md).
+
+usage: python3 bench/benchmark.py [--requests N] [--key-sizes 2048,4096] [--concurrency 1,4,16,64] [--out FILE]
+Everything listens on 127.0.0.1 except scepserver, which has no listen-address flag and binds all
+interfaces on its port; the benchmark only ever connects to 127.0.0.1.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+BIN = os.environ.get("SCEP_FCGI_BIN_DIR", os.path.join(REPO, ".build", "release"))
+SCEP_FCGI = os.path.join(BIN, "scep-fcgi")
+SCEP_CLIENT = os.path.join(BIN, "scep-client")
+CHALLENGE = "bench-challenge-Zq9"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"port {port} did not open")
+
+
+def run(cmd, **kw):
+    out = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if out.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} failed: {out.stderr or out.stdout}")
+    return out.stdout
+
+
+def cpu_seconds(pid):
+    """utime + stime of a process (all threads), in seconds."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def memory_kb(pid, key):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def rsa_sign_seconds(bits):
+    out = run(["openssl", "speed", "-seconds", "3", f"rsa{bits}"])
+    for line in out.splitlines():
+        m = re.match(rf"rsa\s+{bits}\s+bits\s+([\d.]+)s", line.strip())
+        if m:
+            return float(m.group(1))
+    raise RuntimeError("cannot read openssl speed output")
+
+
+class Deployment:
+    """scep-fcgi (FastCGI) and scepserver (HTTP) behind one nginx, for one CA."""
+
+    def __init__(self, root, bits):
+        self.root = os.path.join(root, f"rsa{bits}")
+        os.makedirs(self.root)
+        os.chmod(self.root, 0o755)
+        self.procs = []
+        ca = os.path.join(self.root, "ca")
+        run([SCEP_FCGI, "ca", "init", "--dir", ca, "--subject", f"CN=Benchmark RSA-{bits} CA,O=scep-fcgi bench",
+             "--key-bits", str(bits), "--days", "30"])
+        self.ca_pem = os.path.join(ca, "ca.pem")
+        with open(os.path.join(self.root, "challenge"), "w") as f:
+            f.write(CHALLENGE)
+        os.chmod(os.path.join(self.root, "challenge"), 0o600)
+        self.audit = os.path.join(self.root, "audit.jsonl")
+        self.socket = os.path.join(self.root, "scep.sock")
+        config = os.path.join(self.root, "scep-fcgi.conf")
+        with open(config, "w") as f:
+            f.write(f"[ca]\ndir = {ca}\n[challenge]\nstatic_password_file = {self.root}/challenge\n"
+                    f"[audit]\npath = {self.audit}\n[server]\nsocket = {self.socket}\nsocket_mode = 0666\n")
+        # The same CA for micromdm: its depot wants a PKCS#1 key with PEM encryption (DEK-Info);
+        # it only takes the password as a flag (-capass), acceptable for a throwaway benchmark CA.
+        depot = os.path.join(self.root, "depot")
+        os.makedirs(depot)
+        shutil.copy(self.ca_pem, os.path.join(depot, "ca.pem"))
+        run(["openssl", "rsa", "-in", os.path.join(ca, "ca.key"), "-traditional", "-des3", "-passout", "pass:bench",
+             "-out", os.path.join(depot, "ca.key")])
+
+        log = open(os.path.join(self.root, "scep-fcgi.log"), "w")
+        self.ours = subprocess.Popen([SCEP_FCGI, "serve", "--config", config], stdout=log, stderr=log, start_new_session=True)
+        self.procs.append(self.ours)
+        self.micromdm_port = free_port()
+        mlog = open(os.path.join(self.root, "scepserver.log"), "w")
+        self.theirs = subprocess.Popen(["scepserver", "-depot", depot, "-port", str(self.micromdm_port), "-challenge", CHALLENGE,
+                                        "-allowrenew", "0", "-capass", "bench"], cwd=self.root, stdout=mlog, stderr=mlog, start_new_session=True)
+        self.procs.append(self.theirs)
+        wait_port(self.micromdm_port)
+        deadline = time.time() + 10
+        while not os.path.exists(self.socket) and time.time() < deadline:
+            time.sleep(0.05)
+
+        self.port = free_port()
+        tmp = os.path.join(self.root, "nginx-tmp")
+        os.makedirs(tmp)
+        conf = os.path.join(self.root, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(f"""daemon off;
+worker_processes 2;
+pid {self.root}/nginx.pid;
+error_log {self.root}/nginx-error.log;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/body; fastcgi_temp_path {tmp}/fastcgi; proxy_temp_path {tmp}/proxy;
+    uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
+    upstream scep_fcgi {{ server unix:{self.socket}; }}
+    upstream micromdm {{ server 127.0.0.1:{self.micromdm_port}; keepalive 64; }}
+    server {{
+        listen 127.0.0.1:{self.port} backlog=1024;
+        include {REPO}/nginx/scep-fcgi-locations.conf;
+        # micromdm behind the same nginx, as it would be deployed for TLS.
+        location = /micromdm/scep {{
+            proxy_pass http://micromdm/scep;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            client_max_body_size 1m;
+        }}
+    }}
+}}
+""")
+        self.nginx = subprocess.Popen(["nginx", "-c", conf, "-e", f"{self.root}/nginx-error.log"], stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL, start_new_session=True)
+        self.procs.append(self.nginx)
+        wait_port(self.port)
+        self.urls = {"scep-fcgi": f"http://127.0.0.1:{self.port}/scep", "micromdm": f"http://127.0.0.1:{self.port}/micromdm/scep"}
+        self.pids = {"scep-fcgi": self.ours.pid, "micromdm": self.theirs.pid}
+
+    def stop(self):
+        for proc in self.procs:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=10)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+    def issued_audit_lines(self):
+        if not os.path.exists(self.audit):
+            return 0
+        return sum(1 for line in open(self.audit) if '"outcome":"issued"' in line)
+
+
+def load(url, requests_dir, concurrency):
+    return json.loads(run([SCEP_CLIENT, "load", "--url", url, "--requests-dir", requests_dir, "--concurrency", str(concurrency)]))
+
+
+def get_load(url, operation, seconds=3):
+    return json.loads(run([SCEP_CLIENT, "get-load", "--url", url, "--operation", operation, "--concurrency", "16",
+                           "--duration", str(seconds)]))
+
+
+def benchmark(bits, args, root):
+    d = Deployment(root, bits)
+    try:
+        reqs = os.path.join(d.root, "requests")
+        run([SCEP_CLIENT, "prebuild", "--ca", d.ca_pem, "--challenge-file", os.path.join(d.root, "challenge"),
+             "--count", str(args.requests), "--out-dir", reqs])
+        # Warm both servers (first-request costs are not what is measured).
+        for name in d.urls:
+            load(d.urls[name], reqs, 4)
+        result = {"bits": bits, "rows": [], "memory": {}, "gets": {}}
+        result["memory"]["idle_kb"] = memory_kb(d.pids["scep-fcgi"], "VmRSS")
+        for concurrency in args.concurrency:
+            row = {"concurrency": concurrency}
+            for name in ["scep-fcgi", "micromdm"]:
+                issued_before = d.issued_audit_lines()
+                cpu_before = cpu_seconds(d.pids[name])
+                r = load(d.urls[name], reqs, concurrency)
+                r["cpu_ms_per_enrollment"] = (cpu_seconds(d.pids[name]) - cpu_before) * 1000 / max(1, r["requests"])
+                if name == "scep-fcgi":
+                    r["audit_issued"] = d.issued_audit_lines() - issued_before
+                row[name] = r
+            result["rows"].append(row)
+        result["memory"]["peak_kb"] = memory_kb(d.pids["scep-fcgi"], "VmHWM")
+        result["memory"]["micromdm_peak_kb"] = memory_kb(d.pids["micromdm"], "VmHWM")
+        for operation in ["GetCACert", "GetCACaps"]:
+            result["gets"][operation] = {name: get_load(d.urls[name], operation) for name in d.urls}
+        result["sign_seconds"] = rsa_sign_seconds(bits)
+        return result
+    finally:
+        d.stop()
+
+
+def machine():
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor())
+    mem = next((int(l.split()[1]) // 1024 for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0)
+    versions = {
+        "OpenSSL": run(["openssl", "version"]).strip(),
+        "nginx": subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip().replace("nginx version: ", ""),
+        "scepserver": subprocess.run(["scepserver", "-version"], capture_output=True, text=True).stdout.strip() or "2.x",
+        "scep-fcgi": run([SCEP_FCGI, "--version"]).strip(),
+    }
+    return cpu, os.cpu_count(), mem, platform.release(), versions
+
+
+def report(results, args):
+    cpu, cores, mem, kernel, versions = machine()
+    lines = ["# Benchmarks", "",
+             f"Run {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')} with "
+             f"`python3 bench/benchmark.py --requests {args.requests}` (see `scripts/benchmark.sh`).", "",
+             f"Machine: {cpu}, {cores} cores, {mem} MiB RAM, Linux {kernel}. "
+             + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".", "",
+             "Both servers sit behind the same nginx on 127.0.0.1 (scep-fcgi over FastCGI on a Unix socket, micromdm's "
+             "`scepserver -allowrenew 0` through `proxy_pass` with keep-alive), share one CA, and get the same "
+             f"{args.requests} prebuilt PKCSReqs (distinct RSA-2048 client keys, AES-256-CBC, SHA-256) by POST at each concurrency. "
+             "The load generator (`scep-client load`) runs on the same cores and decrypts and verifies every reply after the "
+             "timed phase; any non-SUCCESS, unverifiable or mismatched reply counts as a failure. Server CPU is the server "
+             "process's utime+stime over the run (nginx and the client excluded); the floor is three RSA private-key "
+             "operations (decrypt the envelope, sign the certificate, sign the reply) at `openssl speed` sign time.", ""]
+    verdicts = []
+    for r in results:
+        floor_ms = 3 * r["sign_seconds"] * 1000
+        lines += [f"## RSA-{r['bits']} CA", "",
+                  f"`openssl speed rsa{r['bits']}`: {r['sign_seconds'] * 1000:.3f} ms per sign, so the floor is "
+                  f"{floor_ms:.3f} ms of CPU per enrollment.", "",
+                  "| concurrency | scep-fcgi enroll/s | micromdm enroll/s | ratio | scep-fcgi failures | micromdm failures "
+                  "| scep-fcgi p50 / p99 ms | micromdm p50 / p99 ms | scep-fcgi CPU ms/enroll | micromdm CPU ms/enroll "
+                  "| scep-fcgi CPU / floor |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for row in r["rows"]:
+            o, m = row["scep-fcgi"], row["micromdm"]
+            ratio = o["enrollments_per_second"] / max(m["enrollments_per_second"], 1e-9)
+            cpu_ratio = o["cpu_ms_per_enrollment"] / floor_ms
+            lines.append(
+                f"| {row['concurrency']} | {o['enrollments_per_second']:.0f} | {m['enrollments_per_second']:.0f} | {ratio:.2f}× "
+                f"| {o['failures']} | {m['failures']} | {o['p50_ms']:.1f} / {o['p99_ms']:.1f} | {m['p50_ms']:.1f} / {m['p99_ms']:.1f} "
+                f"| {o['cpu_ms_per_enrollment']:.2f} | {m['cpu_ms_per_enrollment']:.2f} | {cpu_ratio:.2f}× |")
+            verdicts.append((f"RSA-{r['bits']} c={row['concurrency']}: enroll/s ≥ 1.5× micromdm", ratio >= 1.5, f"{ratio:.2f}×"))
+            verdicts.append((f"RSA-{r['bits']} c={row['concurrency']}: zero failed enrollments, unique serials, one audit line each",
+                             o["failures"] == 0 and o["unique_serials"] == o["requests"] and o["audit_issued"] == o["requests"],
+                             f"{o['failures']} failures, {o['unique_serials']} serials, {o['audit_issued']} audit lines"))
+            verdicts.append((f"RSA-{r['bits']} c={row['concurrency']}: CPU per enrollment ≤ 1.3× floor", cpu_ratio <= 1.3, f"{cpu_ratio:.2f}×"))
+        g = r["gets"]
+        lines += ["", "| GET, concurrency 16 | scep-fcgi req/s | micromdm req/s | ratio |", "|---|---:|---:|---:|"]
+        for op in ["GetCACert", "GetCACaps"]:
+            ours, theirs = g[op]["scep-fcgi"]["requests_per_second"], g[op]["micromdm"]["requests_per_second"]
+            lines.append(f"| {op} | {ours:.0f} | {theirs:.0f} | {ours / max(theirs, 1e-9):.2f}× |")
+            if op == "GetCACert":
+                verdicts.append((f"RSA-{r['bits']}: GetCACert ≥ 1.0× micromdm", ours >= theirs, f"{ours / max(theirs, 1e-9):.2f}×"))
+        mem = r["memory"]
+        lines += ["", f"scep-fcgi resident memory: {mem['idle_kb'] / 1024:.1f} MB idle (after warm-up), "
+                      f"{mem['peak_kb'] / 1024:.1f} MB peak over the whole run (micromdm peak: {mem['micromdm_peak_kb'] / 1024:.1f} MB).", ""]
+        verdicts.append((f"RSA-{r['bits']}: RSS ≤ 30 MB idle", mem["idle_kb"] <= 30 * 1024, f"{mem['idle_kb'] / 1024:.1f} MB"))
+        verdicts.append((f"RSA-{r['bits']}: RSS ≤ 60 MB under concurrency 64", mem["peak_kb"] <= 60 * 1024, f"{mem['peak_kb'] / 1024:.1f} MB"))
+    lines += ["## Targets", "", "| target | met | measured |", "|---|---|---|"]
+    lines += [f"| {name} | {'yes' if ok else '**no**'} | {value} |" for name, ok, value in verdicts]
+    # The hand-written profile analysis (bench/analysis.md) explains the numbers.
+    analysis = os.path.join(os.path.dirname(__file__), "analysis.md")
+    if os.path.exists(analysis):
+        lines += ["", open(analysis).read().rstrip()]
+    return "\n".join(lines) + "\n", all(ok for _, ok, _ in verdicts)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--key-sizes", default="2048,4096")
+    parser.add_argument("--concurrency", default="1,4,16,64")
+    parser.add_argument("--out", default=os.path.join(REPO, "BENCHMARKS.md"))
+    parser.add_argument("--report-only", metavar="RESULTS_JSON", help="re-render the report from a saved results.json")
+    args = parser.parse_args()
+    args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    if args.report_only:
+        results = json.load(open(args.report_only))
+        args.requests = results[0]["rows"][0]["scep-fcgi"]["requests"]
+        text, _ = report(results, args)
+        with open(args.out, "w") as f:
+            f.write(text)
+        print(text)
+        return 0
+    root = tempfile.mkdtemp(prefix="scep-bench-")
+    os.chmod(root, 0o755)
+    results = [benchmark(int(bits), args, root) for bits in args.key_sizes.split(",")]
+    text, all_met = report(results, args)
+    with open(args.out, "w") as f:
+        f.write(text)
+    with open(os.path.join(root, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    print(text)
+    print(f"raw results: {root}/results.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
