@@ -17,8 +17,9 @@ final class EntraTokenProvider: @unchecked Sendable {
     private let transport: any HTTPTransport
     private let lock = NSLock()
     private var cache: [String: CachedToken] = [:]
-    /// How many tokens were fetched (for `check --intune` and tests).
-    private(set) var fetches = 0
+    private var fetchCount = 0
+    /// How many tokens were fetched (for diagnostics and tests).
+    var fetches: Int { self.lock.withLock { self.fetchCount } }
 
     /// Refresh this long before `expires_in` runs out (intune-api.md §1.4 recommendation).
     static let refreshMargin: Double = 300
@@ -36,7 +37,7 @@ final class EntraTokenProvider: @unchecked Sendable {
             let (token, lifetime) = try self.fetch(scope: scope, deadline: deadline)
             let keep = max(0, lifetime - Self.refreshMargin)
             self.cache[scope] = CachedToken(value: token, refreshAfter: ContinuousClock.now + .milliseconds(Int64(keep * 1000)))
-            self.fetches += 1
+            self.fetchCount += 1
             return token
         }
     }

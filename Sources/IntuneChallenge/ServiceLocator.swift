@@ -9,7 +9,9 @@ final class ServiceLocator: @unchecked Sendable {
     private let transport: any HTTPTransport
     private let lock = NSLock()
     private var cached: String?
-    private(set) var lookups = 0
+    private var lookupCount = 0
+    /// How many discoveries were made (for diagnostics and tests).
+    var lookups: Int { self.lock.withLock { self.lookupCount } }
 
     init(settings: IntuneSettings, tokens: EntraTokenProvider, transport: any HTTPTransport) {
         self.settings = settings
@@ -23,7 +25,7 @@ final class ServiceLocator: @unchecked Sendable {
             if let cached = self.cached { return cached }
             let uri = try self.discover(deadline: deadline, trace: trace)
             self.cached = uri
-            self.lookups += 1
+            self.lookupCount += 1
             return uri
         }
     }

@@ -123,9 +123,26 @@ public enum CertificateBuilder {
             else { return false }
             parameterCopy = UnsafeMutableRawPointer(copy)
         }
-        guard let oidCopy = OBJ_dup(oid), let buffer = CRYPTO_malloc(Int(keyLength), #fileID, #line) else { return false }
+        /// Frees the copies when ownership was not taken.
+        func release(_ oid: OpaquePointer?, _ buffer: UnsafeMutableRawPointer?) {
+            if let parameterCopy {
+                if parameterType == V_ASN1_OBJECT { ASN1_OBJECT_free(OpaquePointer(parameterCopy)) }
+                else { ASN1_STRING_free(parameterCopy.assumingMemoryBound(to: ASN1_STRING.self)) }
+            }
+            ASN1_OBJECT_free(oid)
+            COpenSSL_OPENSSL_free(buffer)
+        }
+        guard let oidCopy = OBJ_dup(oid), let buffer = CRYPTO_malloc(Int(keyLength), #fileID, #line) else {
+            release(nil, nil)
+            return false
+        }
         buffer.copyMemory(from: keyBytes, byteCount: Int(keyLength))
-        return X509_PUBKEY_set0_param(target, oidCopy, parameterType, parameterCopy, buffer.assumingMemoryBound(to: UInt8.self), keyLength) == 1
+        guard X509_PUBKEY_set0_param(target, oidCopy, parameterType, parameterCopy, buffer.assumingMemoryBound(to: UInt8.self), keyLength) == 1
+        else {
+            release(oidCopy, buffer)
+            return false
+        }
+        return true
     }
 
     private static func skeleton(serial: [UInt8], notBefore: Date, notAfter: Date) throws -> Certificate {
