@@ -1,4 +1,6 @@
-import Foundation
+import FoundationEssentials
+import Glibc
+import Synchronization
 internal import CCurl
 
 /// libcurl easy-interface transport.
@@ -98,26 +100,32 @@ public struct CurlHTTPTransport: HTTPTransport {
 /// Idle easy handles, reused so that connections (and TLS sessions) to the same host stay alive
 /// between calls; `curl_easy_reset` clears options but keeps the connection cache.
 final class CurlHandlePool: @unchecked Sendable {
-    private let lock = NSLock()
-    private var idle: [UnsafeMutableRawPointer] = []
+    /// Handle addresses (CURL* is `void *`); only this pool creates and frees them.
+    private let idle = Mutex<[UInt]>([])
     private let maxIdle = 64
 
     func take() -> UnsafeMutableRawPointer? {
-        if let handle = self.lock.withLock({ self.idle.popLast() }) { return handle }
+        if let address = self.idle.withLock({ $0.popLast() }), let handle = UnsafeMutableRawPointer(bitPattern: address) {
+            return handle
+        }
         return curl_easy_init()
     }
 
     func give(_ handle: UnsafeMutableRawPointer) {
         curl_easy_reset(handle)
-        let kept = self.lock.withLock { () -> Bool in
-            guard self.idle.count < self.maxIdle else { return false }
-            self.idle.append(handle)
+        let kept = self.idle.withLock { idle -> Bool in
+            guard idle.count < self.maxIdle else { return false }
+            idle.append(UInt(bitPattern: handle))
             return true
         }
         if !kept { curl_easy_cleanup(handle) }
     }
 
-    deinit { for handle in self.idle { curl_easy_cleanup(handle) } }
+    deinit {
+        for address in self.idle.withLock({ $0 }) {
+            if let handle = UnsafeMutableRawPointer(bitPattern: address) { curl_easy_cleanup(handle) }
+        }
+    }
 }
 
 /// Collects one response; lives on the stack of `send`, reached by the callbacks through `Unmanaged`.
@@ -142,7 +150,7 @@ final class ResponseSink {
             sink.headers = []  // a new response (after 100 Continue or a redirect)
         } else if let colon = line.firstIndex(of: ":") {
             let name = line[..<colon].lowercased()
-            let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespacesAndNewlines)
+            let value = String(line[line.index(after: colon)...].drop { $0.isWhitespace }.reversed().drop { $0.isWhitespace }.reversed())
             sink.headers.append((name, value))
         }
         return n

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Plain CGI (RFC 3875): a web server runs the program once per request, with the request in
 /// the environment and standard input, and reads the response from standard output.

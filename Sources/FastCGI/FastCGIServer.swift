@@ -1,4 +1,6 @@
-import Foundation
+import FoundationEssentials
+import Glibc
+import Synchronization
 internal import CFastCGI
 
 /// A libfcgi responder: N threads, each owning one `FCGX_Request`, accepting on one socket.
@@ -68,13 +70,9 @@ public final class FastCGIServer: @unchecked Sendable {
         sigaddset(&signals, SIGINT)
         pthread_sigmask(SIG_BLOCK, &signals, nil)
 
-        for index in 0..<max(1, workers) {
-            let thread = Thread { [socket, state] in
-                FastCGIWorker(socket: socket, maxBodyBytes: maxBodyBytes, state: state).loop(handler)
-            }
-            thread.name = "fcgi-worker-\(index)"
-            thread.stackSize = 1 << 20
-            thread.start()
+        for _ in 0..<max(1, workers) {
+            let worker = FastCGIWorker(socket: self.socket, maxBodyBytes: maxBodyBytes, state: self.state)
+            WorkerThread.start { worker.loop(handler) }
         }
 
         var received: Int32 = 0
@@ -82,26 +80,50 @@ public final class FastCGIServer: @unchecked Sendable {
         self.state.beginDraining()
         // Wakes every thread blocked in accept(2) on this socket (Linux: EINVAL); they then see
         // the draining flag and end.
-        Foundation.shutdown(self.socket, Int32(SHUT_RDWR))
+        _ = shutdown(self.socket, Int32(SHUT_RDWR))
         if let path = self.createdPath { unlink(path) }
-        let deadline = Date().addingTimeInterval(drainSeconds)
-        while self.state.active > 0 && Date() < deadline { usleep(20_000) }
+        let deadline = ContinuousClock.now + .milliseconds(Int64(drainSeconds * 1000))
+        while self.state.active > 0 && ContinuousClock.now < deadline { usleep(20_000) }
         onShutdown("signal \(received): stopped accepting; \(self.state.active) requests still running at exit")
         exit(0)
     }
 }
 
 /// Shared by the workers and the shutdown path.
-final class ServerState: @unchecked Sendable {
-    private let lock = NSLock()
-    private var draining = false
-    private var running = 0
+final class ServerState: Sendable {
+    private let draining = Mutex(false)
+    private let running = Mutex(0)
 
-    var isDraining: Bool { self.lock.withLock { self.draining } }
-    var active: Int { self.lock.withLock { self.running } }
-    func beginDraining() { self.lock.withLock { self.draining = true } }
-    func started() { self.lock.withLock { self.running += 1 } }
-    func finished() { self.lock.withLock { self.running -= 1 } }
+    var isDraining: Bool { self.draining.withLock { $0 } }
+    var active: Int { self.running.withLock { $0 } }
+    func beginDraining() { self.draining.withLock { $0 = true } }
+    func started() { self.running.withLock { $0 += 1 } }
+    func finished() { self.running.withLock { $0 -= 1 } }
+}
+
+/// A detached POSIX thread with a 1 MiB stack (the workers block in libfcgi and libcurl, so they
+/// are real threads, not tasks).
+enum WorkerThread {
+    final class Box {
+        let body: () -> Void
+        init(_ body: @escaping () -> Void) { self.body = body }
+    }
+
+    static func start(_ body: @escaping @Sendable () -> Void) {
+        var attributes = pthread_attr_t()
+        pthread_attr_init(&attributes)
+        defer { pthread_attr_destroy(&attributes) }
+        pthread_attr_setstacksize(&attributes, 1 << 20)
+        pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
+        let context = Unmanaged.passRetained(Box(body)).toOpaque()
+        var thread = pthread_t()
+        let result = pthread_create(&thread, &attributes, { raw in
+            let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
+            box.body()
+            return nil
+        }, context)
+        if result != 0 { Unmanaged<Box>.fromOpaque(context).release() }
+    }
 }
 
 /// One worker thread's request; the `FCGX_Request` lives at a stable address for the thread's life.

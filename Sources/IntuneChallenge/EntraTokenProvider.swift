@@ -1,5 +1,7 @@
 import CurlHTTP
-import Foundation
+import FoundationEssentials
+import Synchronization
+import Glibc
 
 /// App-only tokens from Entra ID by the OAuth 2.0 client-credentials grant (v2 endpoint), cached
 /// per scope and shared by every worker thread until shortly before they expire.
@@ -12,14 +14,18 @@ final class EntraTokenProvider: @unchecked Sendable {
         let refreshAfter: ContinuousClock.Instant
     }
 
+    struct State {
+        var cache: [String: CachedToken] = [:]
+        var fetches = 0
+    }
+
     private let settings: IntuneSettings
     private let secret: [UInt8]
     private let transport: any HTTPTransport
-    private let lock = NSLock()
-    private var cache: [String: CachedToken] = [:]
-    private var fetchCount = 0
+    /// Held while a token is fetched, so concurrent callers wait for that one fetch.
+    private let state = Mutex(State())
     /// How many tokens were fetched (for diagnostics and tests).
-    var fetches: Int { self.lock.withLock { self.fetchCount } }
+    var fetches: Int { self.state.withLock { $0.fetches } }
 
     /// Refresh this long before `expires_in` runs out (intune-api.md §1.4 recommendation).
     static let refreshMargin: Double = 300
@@ -32,20 +38,34 @@ final class EntraTokenProvider: @unchecked Sendable {
 
     /// A valid token for `scope`, from the cache or fetched now.
     func token(scope: String, deadline: Deadline) throws -> String {
-        try self.lock.withLock {
-            if let cached = self.cache[scope], ContinuousClock.now < cached.refreshAfter { return cached.value }
+        try self.state.withLock { state in
+            if let cached = state.cache[scope], ContinuousClock.now < cached.refreshAfter { return cached.value }
             let (token, lifetime) = try self.fetch(scope: scope, deadline: deadline)
             let keep = max(0, lifetime - Self.refreshMargin)
-            self.cache[scope] = CachedToken(value: token, refreshAfter: ContinuousClock.now + .milliseconds(Int64(keep * 1000)))
-            self.fetchCount += 1
+            state.cache[scope] = CachedToken(value: token, refreshAfter: ContinuousClock.now + .milliseconds(Int64(keep * 1000)))
+            state.fetches += 1
             return token
         }
     }
 
     /// Drops a token the resource server refused (HTTP 401), unless another thread already replaced it.
     func invalidate(scope: String, token: String) {
-        self.lock.withLock {
-            if self.cache[scope]?.value == token { self.cache[scope] = nil }
+        self.state.withLock { state in
+            if state.cache[scope]?.value == token { state.cache[scope] = nil }
+        }
+    }
+
+    /// The token endpoint's answer, success or error (v2 sends `expires_in` as a number, v1 as a string).
+    struct TokenResponse: Decodable {
+        let accessToken: String?
+        let expiresIn: FlexibleNumber?
+        let error: String?
+        let errorDescription: String?
+        let errorCodes: [Int]?
+
+        enum CodingKeys: String, CodingKey {
+            case accessToken = "access_token", expiresIn = "expires_in", error, errorDescription = "error_description"
+            case errorCodes = "error_codes"
         }
     }
 
@@ -62,29 +82,43 @@ final class EntraTokenProvider: @unchecked Sendable {
         do { response = try self.transport.send(request, timeout: deadline.remaining) } catch let error as HTTPTransportError {
             throw IntuneError.transport(error, "Entra token endpoint \(self.settings.tokenURL)")
         }
-        let json = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any]
+        let json = try? JSONDecoder().decode(TokenResponse.self, from: Data(response.body))
         guard (200..<300).contains(response.status) else {
             // Entra: {"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret…","error_codes":[7000215]}
-            let error = json?["error"] as? String ?? "HTTP \(response.status)"
-            let description = json?["error_description"] as? String ?? ""
-            let aadsts = Self.aadstsCode(description) ?? (json?["error_codes"] as? [Int])?.first.map { "AADSTS\($0)" }
+            let error = json?.error ?? "HTTP \(response.status)"
+            let description = json?.errorDescription ?? ""
+            let aadsts = Self.aadstsCode(description) ?? json?.errorCodes?.first.map { "AADSTS\($0)" }
             let summary = [error, aadsts].compactMap { $0 }.joined(separator: " ")
             if (400..<500).contains(response.status) {
                 throw IntuneError(.credentialsRejected, "Entra refused the token request for \(scope): \(summary)")
             }
             throw IntuneError(.tokenUnavailable, "Entra token endpoint answered \(response.status) for \(scope): \(summary)")
         }
-        guard let token = json?["access_token"] as? String, !token.isEmpty else {
+        guard let token = json?.accessToken, !token.isEmpty else {
             throw IntuneError(.tokenUnavailable, "Entra token response has no access_token")
         }
-        // v2 sends expires_in as a number; v1-style answers send strings.
-        let lifetime = (json?["expires_in"] as? Double) ?? (json?["expires_in"] as? String).flatMap(Double.init) ?? 3599
-        return (token, lifetime)
+        return (token, json?.expiresIn?.value ?? 3599)
     }
 
     static func aadstsCode(_ text: String) -> String? {
-        guard let range = text.range(of: #"AADSTS\d+"#, options: .regularExpression) else { return nil }
-        return String(text[range])
+        guard let pattern = try? Regex("AADSTS[0-9]+"), let match = text.firstMatch(of: pattern) else { return nil }
+        return String(text[match.range])
+    }
+}
+
+/// A JSON number that may arrive as a string.
+struct FlexibleNumber: Decodable {
+    let value: Double
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if let number = try? container.decode(Double.self) {
+            self.value = number
+        } else if let text = try? container.decode(String.self), let number = Double(text) {
+            self.value = number
+        } else {
+            throw DecodingError.dataCorruptedError(in: container, debugDescription: "not a number")
+        }
     }
 }
 
@@ -98,7 +132,8 @@ enum FormEncoding {
                 UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
                 out.unicodeScalars.append(Unicode.Scalar(byte))
             default:
-                out += String(format: "%%%02X", byte)
+                let digits = Array("0123456789ABCDEF")
+                out += "%" + String(digits[Int(byte >> 4)]) + String(digits[Int(byte & 0x0F)])
             }
         }
         return out

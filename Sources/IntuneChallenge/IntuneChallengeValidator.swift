@@ -1,5 +1,6 @@
 import CurlHTTP
-import Foundation
+import FoundationEssentials
+import Glibc
 import SCEP
 import SCEPCrypto
 import SCEPServer
@@ -110,19 +111,18 @@ public final class IntuneChallengeValidator: ChallengeValidator, @unchecked Send
     /// "DER-encoded PKCS #10 Certificate Request Base64 encoded as a string": standard base64, no PEM.
     static func base64(_ csr: CertificateSigningRequest) -> String { Data(csr.derEncoded).base64EncodedString() }
 
-    static func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02X", $0) }.joined() }
-
-    /// `YYYY-MM-DDThh:mm:ss.sssZ`, the "web UTC time" the reference Javadoc asks for.
-    static func iso8601(_ date: Date) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        return formatter.string(from: date)
+    static func hex(_ bytes: [UInt8]) -> String {
+        let digits = Array("0123456789ABCDEF")
+        return String(bytes.flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 0x0F)]] })
     }
 
-    /// Service codes are an open set; keep what reaches the audit log and failInfoText bounded.
+    /// `YYYY-MM-DDThh:mm:ss.sssZ`, the "web UTC time" the reference Javadoc asks for.
+    static func iso8601(_ date: Date) -> String { RFC3339.string(date) }
+
+    /// Service codes are an open set; keep what reaches the audit log and failInfoText bounded
+    /// (ASCII letters, digits, `_` and `-`, at most 64).
     static func boundedCode(_ code: String) -> String {
-        let allowed = code.unicodeScalars.filter { CharacterSet.alphanumerics.contains($0) || $0 == "_" || $0 == "-" }
+        let allowed = code.unicodeScalars.filter { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_" || $0 == "-") }
         let text = String(String.UnicodeScalarView(allowed.prefix(64)))
         return text.isEmpty ? "Unknown" : text
     }

@@ -1,5 +1,6 @@
 import CurlHTTP
-import Foundation
+import FoundationEssentials
+import Glibc
 import SCEPServer
 
 /// The answer of a ScepActions call (intune-api.md §3.5).
@@ -7,6 +8,20 @@ struct ScepActionResult: Sendable, Equatable {
     /// `Success`, a documented failure code, or any other string the service returns.
     let code: String
     let errorDescription: String
+}
+
+/// `{"@odata.context":…,"code":"Success","errorDescription":""}`; a non-string code reads as absent.
+struct ResultBody: Decodable {
+    let code: String?
+    let errorDescription: String?
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.code = try? container.decode(String.self, forKey: .code)
+        self.errorDescription = try? container.decode(String.self, forKey: .errorDescription)
+    }
+
+    enum CodingKeys: String, CodingKey { case code, errorDescription }
 }
 
 /// Calls `{validation service}/ScepActions/{operation}`: token, discovery, retries, all inside one
@@ -43,7 +58,7 @@ final class IntuneClient: @unchecked Sendable {
             if attempt > 1 {
                 let pause = min(Self.firstBackoff * Double(1 << (attempt - 2)), deadline.remaining - 0.5)
                 if pause <= 0 { break }
-                Thread.sleep(forTimeInterval: pause)
+                usleep(UInt32(pause * 1_000_000))
             }
             do {
                 return try self.attempt(operation, body: body, deadline: deadline, trace: trace)
@@ -81,15 +96,15 @@ final class IntuneClient: @unchecked Sendable {
             self.locator.invalidate()
             throw IntuneError.transport(error, "Intune \(operation)")
         }
-        let json = try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any]
-        let code = json?["code"] as? String
+        let json = try? JSONDecoder().decode(ResultBody.self, from: Data(response.body))
+        let code = json?.code
         trace.record(ValidatorCall(operation: operation, requestID: requestID, status: response.status, code: code))
         switch response.status {
         case 200..<300:
             guard let code, !code.isEmpty else {
                 throw IntuneError(.badResponse, "Intune \(operation) answered HTTP \(response.status) without a JSON code")
             }
-            return ScepActionResult(code: code, errorDescription: json?["errorDescription"] as? String ?? "")
+            return ScepActionResult(code: code, errorDescription: json?.errorDescription ?? "")
         case 401, 403:
             self.tokens.invalidate(scope: self.settings.intuneScope, token: token)
             throw IntuneError(

@@ -1,5 +1,7 @@
 import CurlHTTP
-import Foundation
+import FoundationEssentials
+import Synchronization
+import Glibc
 
 /// Finds the ScepRequestValidationFEService URL in Microsoft Graph's endpoint list of the Intune
 /// service principal (intune-api.md §2.1, §2.3) and caches it until a call shows it is stale.
@@ -7,11 +9,14 @@ final class ServiceLocator: @unchecked Sendable {
     private let settings: IntuneSettings
     private let tokens: EntraTokenProvider
     private let transport: any HTTPTransport
-    private let lock = NSLock()
-    private var cached: String?
-    private var lookupCount = 0
+    struct State {
+        var cached: String?
+        var lookups = 0
+    }
+    /// Held during a discovery, so concurrent callers wait for that one lookup.
+    private let state = Mutex(State())
     /// How many discoveries were made (for diagnostics and tests).
-    var lookups: Int { self.lock.withLock { self.lookupCount } }
+    var lookups: Int { self.state.withLock { $0.lookups } }
 
     init(settings: IntuneSettings, tokens: EntraTokenProvider, transport: any HTTPTransport) {
         self.settings = settings
@@ -21,17 +26,17 @@ final class ServiceLocator: @unchecked Sendable {
 
     /// The validation service base URL (no trailing slash).
     func validationService(deadline: Deadline, trace: (String, Int) -> Void = { _, _ in }) throws -> String {
-        try self.lock.withLock {
-            if let cached = self.cached { return cached }
+        try self.state.withLock { state in
+            if let cached = state.cached { return cached }
             let uri = try self.discover(deadline: deadline, trace: trace)
-            self.cached = uri
-            self.lookupCount += 1
+            state.cached = uri
+            state.lookups += 1
             return uri
         }
     }
 
     /// Forget the URL after a transport error, 404 or 5xx from it (as the C# reference does).
-    func invalidate() { self.lock.withLock { self.cached = nil } }
+    func invalidate() { self.state.withLock { $0.cached = nil } }
 
     private func discover(deadline: Deadline, trace: (String, Int) -> Void) throws -> String {
         var retriedUnauthorized = false
@@ -66,15 +71,24 @@ final class ServiceLocator: @unchecked Sendable {
     }
 
     /// `value[]`: the first entry whose `providerName` matches case-insensitively (Java reference).
+    struct EndpointList: Decodable {
+        struct Endpoint: Decodable {
+            let providerName: String?
+            let serviceName: String?
+            let uri: String?
+        }
+        let value: [Endpoint]
+    }
+
     static func validationURI(in body: [UInt8]) throws -> String {
-        guard let json = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any],
-            let entries = json["value"] as? [[String: Any]]
-        else { throw IntuneError(.badResponse, "Graph discovery response has no value array") }
+        guard let entries = (try? JSONDecoder().decode(EndpointList.self, from: Data(body)))?.value else {
+            throw IntuneError(.badResponse, "Graph discovery response has no value array")
+        }
         let wanted = IntuneSettings.validationServiceName.lowercased()
         for entry in entries {
             // providerName on Microsoft Graph; serviceName on the retired Azure AD Graph.
-            let name = (entry["providerName"] as? String) ?? (entry["serviceName"] as? String) ?? ""
-            if name.lowercased() == wanted, let uri = entry["uri"] as? String, uri.hasPrefix("http") {
+            let name = entry.providerName ?? entry.serviceName ?? ""
+            if name.lowercased() == wanted, let uri = entry.uri, uri.hasPrefix("http") {
                 var trimmed = Substring(uri)
                 while trimmed.hasSuffix("/") { trimmed = trimmed.dropLast() }
                 return String(trimmed)
@@ -85,10 +99,16 @@ final class ServiceLocator: @unchecked Sendable {
             "\(IntuneSettings.validationServiceName) is not in the Graph discovery list (\(entries.count) services listed)")
     }
 
+    /// `{"error":{"code":…}}` (Graph) or `{"odata.error":{"code":…}}` (Azure AD Graph).
+    struct GraphError: Decodable {
+        struct Body: Decodable { let code: String? }
+        let error: Body?
+        let odataError: Body?
+        enum CodingKeys: String, CodingKey { case error, odataError = "odata.error" }
+    }
+
     static func graphErrorCode(_ body: [UInt8]) -> String? {
-        guard let json = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any] else { return nil }
-        if let error = json["error"] as? [String: Any] { return error["code"] as? String }
-        if let error = json["odata.error"] as? [String: Any] { return error["code"] as? String }
-        return nil
+        guard let json = try? JSONDecoder().decode(GraphError.self, from: Data(body)) else { return nil }
+        return json.error?.code ?? json.odataError?.code
     }
 }

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 internal import COpenSSL
 
 /// An owned X.509 certificate (`X509*`).
@@ -129,7 +130,7 @@ enum DistinguishedName {
         parts.append(current)
         guard let name = X509_NAME_new() else { throw OpenSSLError(.library, "X509_NAME_new") }
         for part in parts.reversed() {
-            let pieces = part.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            let pieces = part.split(separator: "=", maxSplits: 1).map { $0.trimmedWhitespace }
             guard pieces.count == 2, !pieces[0].isEmpty, !pieces[1].isEmpty,
                 X509_NAME_add_entry_by_txt(name, pieces[0], MBSTRING_UTF8, pieces[1], -1, -1, 0) == 1
             else {

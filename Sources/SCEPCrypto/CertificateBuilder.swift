@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 internal import COpenSSL
 
 /// What goes into an issued end-entity certificate besides the CSR's subject, key and SANs.

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The diagnostic log: one line per event on standard error, which spawn-fcgi, systemd or the
 /// web server collects. Separate from the audit log, and the only place free-text error detail

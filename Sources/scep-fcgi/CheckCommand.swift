@@ -1,6 +1,7 @@
 import ArgumentParser
 import CurlHTTP
-import Foundation
+import FoundationEssentials
+import Glibc
 import IntuneChallenge
 import SCEPCrypto
 import SCEPServer
@@ -62,7 +63,7 @@ struct CheckCommand: ParsableCommand {
         if FileManager.default.fileExists(atPath: path) {
             return access(path, W_OK) == 0 ? nil : "audit.path \(path) is not writable by this user"
         }
-        let directory = (path as NSString).deletingLastPathComponent
+        let directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? ""
         return access(directory.isEmpty ? "." : directory, W_OK) == 0
             ? nil : "audit.path \(path): directory \(directory) is missing or not writable"
     }

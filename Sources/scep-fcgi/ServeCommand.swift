@@ -1,7 +1,8 @@
 import ArgumentParser
 import CurlHTTP
 import FastCGI
-import Foundation
+import FoundationEssentials
+import Glibc
 import SCEPCrypto
 import SCEPServer
 
@@ -38,8 +39,8 @@ struct ServeCommand: ParsableCommand {
             let responder = try start(config, diagnostics)
             serve(FastCGIServer(inherited: ()), config, responder, diagnostics)
         } catch {
-            FileHandle.standardError.write(Data("scep-fcgi: \(error)\n".utf8))
-            Foundation.exit(1)
+            Diagnostics().log(.error, "\(error)")
+            Glibc.exit(1)
         }
     }
 
@@ -57,7 +58,7 @@ struct ServeCommand: ParsableCommand {
                     body: Array("scep-fcgi is not configured correctly, see the server log\n".utf8))
             }
         }
-        Foundation.exit(0)
+        Glibc.exit(0)
     }
 
     static func loadConfiguration(_ file: String?) throws -> Configuration {

@@ -1,6 +1,7 @@
 import CurlHTTP
 import FastCGI
-import Foundation
+import FoundationEssentials
+import Glibc
 import IntuneChallenge
 import SCEPCrypto
 import SCEPServer

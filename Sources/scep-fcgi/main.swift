@@ -1,6 +1,7 @@
 import ArgumentParser
 import FastCGI
-import Foundation
+import FoundationEssentials
+import Glibc
 
 // Started by a web server or process manager with no arguments: serve, don't print usage.
 //  - a listening socket on fd 0 (spawn-fcgi, Apache mod_fcgid): FastCGI on it;

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// One audit record: one per request, written before any certificate leaves the server.
 ///
@@ -101,8 +102,8 @@ extension AuditEvent {
 
 /// RFC 3339 UTC timestamps with milliseconds, e.g. `2026-11-26T04:55:15.123Z`.
 /// Hand-formatted: this runs for every request, and `String(format:)` is slow.
-enum RFC3339 {
-    static func string(_ date: Date) -> String {
+package enum RFC3339 {
+    package static func string(_ date: Date) -> String {
         let seconds = date.timeIntervalSince1970
         let parts = UTCTime(seconds)
         let millis = Int((seconds - seconds.rounded(.down)) * 1000)

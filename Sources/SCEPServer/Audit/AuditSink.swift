@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The single choke point every audit record goes through.
 public protocol AuditSink: Sendable {

@@ -1,11 +1,12 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// File writes that several processes can do at once without tearing or losing data.
 public enum AtomicFile {
     /// Writes `contents` to a temporary file in the same directory, fsyncs it, then links it to
     /// `path`. `link(2)` fails if `path` exists, so an existing file is never replaced.
     public static func create(_ path: String, contents: [UInt8], mode: mode_t) throws {
-        let directory = (path as NSString).deletingLastPathComponent
+        let directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
         let temporary = "\(directory)/.tmp-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
         guard fd >= 0 else { throw ServerError(.store, "create \(temporary): \(errnoText())") }

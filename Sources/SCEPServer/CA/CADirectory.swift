@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import SCEPCrypto
 
 /// The on-disk layout of `ca.dir` (see docs/ca-layout.md):

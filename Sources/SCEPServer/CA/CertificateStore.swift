@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import SCEPCrypto
 
 /// Where issued certificates are kept. The file store is the first conformer; replay by

@@ -1,7 +1,9 @@
 import SCEP
 import SCEPCrypto
 
-import Foundation
+import FoundationEssentials
+import Synchronization
+import Glibc
 
 /// What a challenge validator sees of an enrollment.
 public struct ChallengeContext: Sendable {
@@ -42,14 +44,13 @@ public struct ValidatorCall: Sendable, Equatable {
 }
 
 /// Collects a request's validator calls; written by the validator, read by the responder.
-public final class ValidatorTrace: @unchecked Sendable {
-    private let lock = NSLock()
-    private var storage: [ValidatorCall] = []
+public final class ValidatorTrace: Sendable {
+    private let storage = Mutex<[ValidatorCall]>([])
 
     public init() {}
 
-    public func record(_ call: ValidatorCall) { self.lock.withLock { self.storage.append(call) } }
-    public var calls: [ValidatorCall] { self.lock.withLock { self.storage } }
+    public func record(_ call: ValidatorCall) { self.storage.withLock { $0.append(call) } }
+    public var calls: [ValidatorCall] { self.storage.withLock { $0 } }
 }
 
 /// An error that can name itself in the audit log with a bounded code (no dynamic data).

@@ -1,4 +1,6 @@
-import Foundation
+import FoundationEssentials
+import SCEPCrypto
+import Glibc
 
 extension Configuration {
     /// One settable key: its name and how a text value is applied.
@@ -7,7 +9,7 @@ extension Configuration {
         let apply: @Sendable (inout Configuration, String) throws -> Void
 
         /// `ca.key_passphrase_file` → `SCEP_CA_KEY_PASSPHRASE_FILE`.
-        var environmentName: String { "SCEP_" + self.name.replacingOccurrences(of: ".", with: "_").uppercased() }
+        var environmentName: String { "SCEP_" + self.name.replacing(".", with: "_").uppercased() }
     }
 
     static let keys: [Key] = [
@@ -41,7 +43,7 @@ extension Configuration {
         Key(name: "issue.validity_days") { $0.issue.validityDays = try integer($1, "issue.validity_days", 1...36500) },
         Key(name: "issue.backdate_minutes") { $0.issue.backdateMinutes = try integer($1, "issue.backdate_minutes", 0...1440) },
         Key(name: "issue.extended_key_usage") { config, value in
-            config.issue.extendedKeyUsage = value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            config.issue.extendedKeyUsage = value.split(separator: ",").map { $0.trimmedWhitespace }
                 .filter { !$0.isEmpty }
         },
         Key(name: "issue.min_rsa_bits") { $0.issue.minRSABits = try integer($1, "issue.min_rsa_bits", 1024...16384) },
@@ -73,7 +75,7 @@ extension Configuration {
         }
         for key in keys {
             if let value = environment[key.environmentName] {
-                do { try key.apply(&config, value.trimmingCharacters(in: .whitespaces)) } catch let error as ServerError {
+                do { try key.apply(&config, value.trimmedWhitespace) } catch let error as ServerError {
                     throw ServerError(.configuration, "\(key.environmentName): \(error.message)")
                 }
             }
@@ -85,18 +87,18 @@ extension Configuration {
     mutating func apply(ini text: String, source: String) throws {
         var section = ""
         for (number, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = rawLine.trimmingCharacters(in: .whitespacesAndNewlines)
+            let line = rawLine.trimmedWhitespace
             if line.isEmpty || line.hasPrefix("#") || line.hasPrefix(";") { continue }
             if line.hasPrefix("[") && line.hasSuffix("]") {
-                section = line.dropFirst().dropLast().trimmingCharacters(in: .whitespaces).lowercased()
+                section = line.dropFirst().dropLast().trimmedWhitespace.lowercased()
                 continue
             }
             let where_ = "\(source):\(number + 1)"
             guard let equals = line.firstIndex(of: "=") else {
                 throw ServerError(.configuration, "\(where_): expected key = value")
             }
-            let name = line[..<equals].trimmingCharacters(in: .whitespaces).lowercased()
-            var value = line[line.index(after: equals)...].trimmingCharacters(in: .whitespaces)
+            let name = line[..<equals].trimmedWhitespace.lowercased()
+            var value = line[line.index(after: equals)...].trimmedWhitespace
             if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") { value = String(value.dropFirst().dropLast()) }
             let fullName = name.contains(".") ? name : "\(section).\(name)"
             guard let key = Configuration.keys.first(where: { $0.name == fullName }) else {

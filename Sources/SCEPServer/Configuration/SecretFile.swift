@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Secrets (CA key passphrase, challenge password, later the Intune client secret) come only
 /// from files: never flags, never the environment, never the log.
