@@ -1,4 +1,5 @@
 import CurlHTTP
+import SCEPCrypto
 import FoundationEssentials
 import Synchronization
 import Glibc
@@ -132,8 +133,7 @@ enum FormEncoding {
                 UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
                 out.unicodeScalars.append(Unicode.Scalar(byte))
             default:
-                let digits = Array("0123456789ABCDEF")
-                out += "%" + String(digits[Int(byte >> 4)]) + String(digits[Int(byte & 0x0F)])
+                out += "%" + HexEncoding.string([byte], uppercase: true)
             }
         }
         return out

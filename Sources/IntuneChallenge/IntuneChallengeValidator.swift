@@ -111,10 +111,7 @@ public final class IntuneChallengeValidator: ChallengeValidator, @unchecked Send
     /// "DER-encoded PKCS #10 Certificate Request Base64 encoded as a string": standard base64, no PEM.
     static func base64(_ csr: CertificateSigningRequest) -> String { Data(csr.derEncoded).base64EncodedString() }
 
-    static func hex(_ bytes: [UInt8]) -> String {
-        let digits = Array("0123456789ABCDEF")
-        return String(bytes.flatMap { [digits[Int($0 >> 4)], digits[Int($0 & 0x0F)]] })
-    }
+    static func hex(_ bytes: [UInt8]) -> String { HexEncoding.string(bytes, uppercase: true) }
 
     /// `YYYY-MM-DDThh:mm:ss.sssZ`, the "web UTC time" the reference Javadoc asks for.
     static func iso8601(_ date: Date) -> String { RFC3339.string(date) }

@@ -41,7 +41,7 @@ struct CACommand: ParsableCommand {
                     subject: self.subject, keyBits: self.keyBits, days: self.days, passphrase: passphrase)
                 print("created \(self.dir)/ca.pem and \(self.dir)/ca.key")
                 print("subject: \(certificate.subject)")
-                print("sha256 fingerprint: \(certificate.fingerprint(.sha256).map { ($0 < 16 ? "0" : "") + String($0, radix: 16, uppercase: true) }.joined(separator: ":"))")
+                print("sha256 fingerprint: \(HexEncoding.string(certificate.fingerprint(.sha256), uppercase: true, separator: ":"))")
             } catch let error as ServerError {
                 throw ValidationError(error.message)
             }

@@ -132,8 +132,8 @@ extension SCEPResponder {
         event.serial = certificate.serialNumberHex
         event.notBefore = certificate.notBefore
         event.notAfter = certificate.notAfter
-        event.sha1 = Hex.string(certificate.fingerprint(.sha1))
-        event.sha256 = Hex.string(certificate.fingerprint(.sha256))
+        event.sha1 = HexEncoding.string(certificate.fingerprint(.sha1))
+        event.sha256 = HexEncoding.string(certificate.fingerprint(.sha256))
         do { try self.validator.issued(certificate, context: context) } catch {
             event.challengeError = (error as? AuditCodedError)?.auditCode
             throw SCEPError(.notificationFailed, "\(error)")
@@ -178,18 +178,5 @@ extension SCEPResponder {
             event.httpStatus = 500
             return SCEPHTTPResponse.text(500, "internal error, see server logs")
         }
-    }
-}
-
-enum Hex {
-    static func string(_ bytes: [UInt8]) -> String {
-        let digits: [Character] = Array("0123456789abcdef")
-        var out = ""
-        out.reserveCapacity(bytes.count * 2)
-        for b in bytes {
-            out.append(digits[Int(b >> 4)])
-            out.append(digits[Int(b & 0x0F)])
-        }
-        return out
     }
 }
