@@ -40,10 +40,12 @@ public struct IntuneSettings: Sendable, Equatable {
     /// The ScepActions API version, sent as a header (intune-api.md §3.1).
     static let apiVersion = "2018-02-20"
 
-    static func slashed(_ url: String) -> String {
+    static func slashed(_ url: String) -> String { withoutTrailingSlashes(url) + "/" }
+
+    static func withoutTrailingSlashes(_ url: String) -> String {
         var trimmed = Substring(url)
         while trimmed.hasSuffix("/") { trimmed = trimmed.dropLast() }
-        return trimmed + "/"
+        return String(trimmed)
     }
 }
 

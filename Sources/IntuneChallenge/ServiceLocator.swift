@@ -89,9 +89,7 @@ final class ServiceLocator: @unchecked Sendable {
             // providerName on Microsoft Graph; serviceName on the retired Azure AD Graph.
             let name = entry.providerName ?? entry.serviceName ?? ""
             if name.lowercased() == wanted, let uri = entry.uri, uri.hasPrefix("http") {
-                var trimmed = Substring(uri)
-                while trimmed.hasSuffix("/") { trimmed = trimmed.dropLast() }
-                return String(trimmed)
+                return IntuneSettings.withoutTrailingSlashes(uri)
             }
         }
         throw IntuneError(

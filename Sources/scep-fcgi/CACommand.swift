@@ -34,7 +34,7 @@ struct CACommand: ParsableCommand {
 
         func run() throws {
             try OpenSSL.bootstrap()
-            var passphrase = try self.passphraseFile.map { try SecretFile.read($0, key: "--passphrase-file") }
+            var passphrase = try self.passphraseFile.map { try SecretFile.read($0, key: "--passphrase-file", allowEmpty: true) }
             defer { if passphrase != nil { OpenSSL.cleanse(&passphrase!) } }
             do {
                 let certificate = try CADirectory(self.dir).initialize(

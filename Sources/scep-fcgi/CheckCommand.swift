@@ -26,7 +26,7 @@ struct CheckCommand: ParsableCommand {
         var problems = config.problems()
         if problems.isEmpty {
             var passphrase: [UInt8]? = nil
-            if let file = config.ca.keyPassphraseFile { passphrase = try? SecretFile.read(file, key: "ca.key_passphrase_file") }
+            if let file = config.ca.keyPassphraseFile { passphrase = try? SecretFile.read(file, key: "ca.key_passphrase_file", allowEmpty: true) }
             defer { if passphrase != nil { OpenSSL.cleanse(&passphrase!) } }
             if case .failure(let caProblems) = CADirectory(config.ca.dir).load(passphrase: passphrase) {
                 problems += caProblems.lines
@@ -63,8 +63,8 @@ struct CheckCommand: ParsableCommand {
         if FileManager.default.fileExists(atPath: path) {
             return access(path, W_OK) == 0 ? nil : "audit.path \(path) is not writable by this user"
         }
-        let directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? ""
-        return access(directory.isEmpty ? "." : directory, W_OK) == 0
+        let directory = AtomicFile.directory(of: path)
+        return access(directory, W_OK) == 0
             ? nil : "audit.path \(path): directory \(directory) is missing or not writable"
     }
 }

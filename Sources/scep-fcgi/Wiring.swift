@@ -10,10 +10,10 @@ import SCEPServer
 enum Wiring {
     /// Loads and validates everything, or returns every problem found (one line each).
     static func makeResponder(_ config: Configuration, diagnostics: Diagnostics) -> Result<SCEPResponder, Problems> {
-        var problems = config.problems()
+        let problems = config.problems()
         guard problems.isEmpty else { return .failure(Problems(lines: problems)) }
         do {
-            var passphrase = try config.ca.keyPassphraseFile.map { try SecretFile.read($0, key: "ca.key_passphrase_file") }
+            var passphrase = try config.ca.keyPassphraseFile.map { try SecretFile.read($0, key: "ca.key_passphrase_file", allowEmpty: true) }
             defer { if passphrase != nil { OpenSSL.cleanse(&passphrase!) } }
             let directory = CADirectory(config.ca.dir)
             let ca: LocalCA
@@ -25,14 +25,12 @@ enum Wiring {
             switch config.challenge.mode {
             case .static:
                 var password = try SecretFile.read(config.challenge.staticPasswordFile ?? "", key: "challenge.static_password_file")
-                if password.isEmpty { problems.append("challenge.static_password_file is empty") }
                 validator = StaticChallengeValidator(password: password)
                 OpenSSL.cleanse(&password)
             case .intune:
                 validator = try self.intuneValidator(config.intune)
             }
             let audit = try JSONLinesAuditSink(path: config.audit.path, sync: config.audit.sync)
-            guard problems.isEmpty else { return .failure(Problems(lines: problems)) }
             let responder = try SCEPResponder(
                 ca: ca, store: try FileCertificateStore(directory: directory), validator: validator, audit: audit,
                 policy: IssuancePolicy(config.issue), diagnostics: diagnostics)
@@ -47,7 +45,6 @@ enum Wiring {
     /// The Intune validator with its libcurl transport; the client secret is read here, once.
     static func intuneValidator(_ intune: Configuration.Intune) throws -> IntuneChallengeValidator {
         let secret = try SecretFile.read(intune.clientSecretFile ?? "", key: "intune.client_secret_file")
-        guard !secret.isEmpty else { throw ServerError(.configuration, "intune.client_secret_file is empty") }
         let transport = CurlHTTPTransport(
             connectTimeout: min(5, intune.timeoutSeconds), totalTimeout: intune.timeoutSeconds, caBundle: intune.caBundle,
             proxy: intune.proxy, userAgent: intune.providerName)

@@ -100,6 +100,12 @@ struct ConfigurationTests {
         config.challenge.staticPasswordFile = try Self.temp("secret\n")
         #expect(config.problems().isEmpty)
         #expect(try SecretFile.read(config.challenge.staticPasswordFile!, key: "k") == Array("secret".utf8))
+        let empty = try Self.temp("\n")
+        #expect(throws: ServerError(.configuration, "")) { try SecretFile.read(empty, key: "k") }
+        #expect(try SecretFile.read(empty, key: "k", allowEmpty: true) == [])
+        #expect(AtomicFile.directory(of: "/var/log/audit.jsonl") == "/var/log")
+        #expect(AtomicFile.directory(of: "/audit.jsonl") == "/")
+        #expect(AtomicFile.directory(of: "audit.jsonl") == ".")
     }
 }
 

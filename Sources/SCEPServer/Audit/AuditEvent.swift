@@ -1,4 +1,5 @@
 import FoundationEssentials
+import SCEPCrypto
 import Glibc
 
 /// One audit record: one per request, written before any certificate leaves the server.
@@ -170,8 +171,8 @@ struct JSONObjectWriter {
             case "\r": out += "\\r"
             case "\t": out += "\\t"
             case _ where scalar.value < 0x20 || scalar.value == 0x2028 || scalar.value == 0x2029:
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                // Only below U+0020 or U+2028/U+2029: two bytes of hex always suffice.
+                out += "\\u" + HexEncoding.string([UInt8(scalar.value >> 8), UInt8(scalar.value & 0xFF)])
             default: out.unicodeScalars.append(scalar)
             }
         }

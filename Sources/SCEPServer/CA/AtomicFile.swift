@@ -6,7 +6,7 @@ public enum AtomicFile {
     /// Writes `contents` to a temporary file in the same directory, fsyncs it, then links it to
     /// `path`. `link(2)` fails if `path` exists, so an existing file is never replaced.
     public static func create(_ path: String, contents: [UInt8], mode: mode_t) throws {
-        let directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
+        let directory = Self.directory(of: path)
         let temporary = "\(directory)/.tmp-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
         guard fd >= 0 else { throw ServerError(.store, "create \(temporary): \(errnoText())") }
@@ -20,6 +20,12 @@ public enum AtomicFile {
             throw ServerError(.store, errno == EEXIST ? "\(path) already exists" : "link \(path): \(errnoText())")
         }
         syncDirectory(directory)
+    }
+
+    /// The directory part of `path`: "." for a bare file name, "/" for a file at the root.
+    public static func directory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
     }
 
     static func writeAll(_ fd: Int32, _ bytes: [UInt8], what: String) throws {

@@ -5,13 +5,17 @@ import Glibc
 /// from files: never flags, never the environment, never the log.
 public enum SecretFile {
     /// Reads a secret file; one trailing newline (as `echo` writes) is dropped.
-    public static func read(_ path: String, key: String) throws -> [UInt8] {
+    ///
+    /// - Parameter allowEmpty: true only for a key passphrase, where "" is a real passphrase
+    ///   (micromdm encrypts its CA key under it); a challenge or client secret must not be empty.
+    public static func read(_ path: String, key: String, allowEmpty: Bool = false) throws -> [UInt8] {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ServerError(.configuration, "\(key): \(path) cannot be read")
         }
         var bytes = Array(data)
         if bytes.last == UInt8(ascii: "\n") { bytes.removeLast() }
         if bytes.last == UInt8(ascii: "\r") { bytes.removeLast() }
+        guard allowEmpty || !bytes.isEmpty else { throw ServerError(.configuration, "\(key): \(path) is empty") }
         return bytes
     }
 
