@@ -51,6 +51,12 @@ static inline CMS_SignerInfo *_Nullable COpenSSL_sk_CMS_SignerInfo_value(STACK_O
 static inline int COpenSSL_sk_CMS_RecipientInfo_num(STACK_OF(CMS_RecipientInfo) *_Nullable sk) { return sk_CMS_RecipientInfo_num(sk); }
 static inline CMS_RecipientInfo *_Nullable COpenSSL_sk_CMS_RecipientInfo_value(STACK_OF(CMS_RecipientInfo) *_Nonnull sk, int i) { return sk_CMS_RecipientInfo_value(sk, i); }
 
+static inline int COpenSSL_sk_X509_REVOKED_num(const STACK_OF(X509_REVOKED) *_Nullable sk) { return sk_X509_REVOKED_num(sk); }
+static inline X509_REVOKED *_Nullable COpenSSL_sk_X509_REVOKED_value(const STACK_OF(X509_REVOKED) *_Nonnull sk, int i) { return sk_X509_REVOKED_value(sk, i); }
+static inline int COpenSSL_sk_X509_CRL_num(const STACK_OF(X509_CRL) *_Nullable sk) { return sk_X509_CRL_num(sk); }
+static inline X509_CRL *_Nullable COpenSSL_sk_X509_CRL_value(const STACK_OF(X509_CRL) *_Nonnull sk, int i) { return sk_X509_CRL_value(sk, i); }
+static inline void COpenSSL_sk_X509_CRL_pop_free(STACK_OF(X509_CRL) *_Nullable sk) { sk_X509_CRL_pop_free(sk, X509_CRL_free); }
+
 static inline long COpenSSL_BIO_get_mem_data(BIO *_Nonnull b, char *_Nullable *_Nonnull pp) { return BIO_get_mem_data(b, pp); }
 static inline void COpenSSL_OPENSSL_free(void *_Nullable p) { OPENSSL_free(p); }
 

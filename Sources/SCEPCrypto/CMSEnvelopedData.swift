@@ -21,6 +21,21 @@ public enum CMSEnvelope {
     /// - Throws: ``OpenSSLError/Code/parse`` when it is not an EnvelopedData,
     ///   ``OpenSSLError/Code/decrypt`` when no recipient matches or decryption fails.
     public static func open(_ bytes: [UInt8], certificate: Certificate, key: PrivateKey) throws -> OpenedEnvelope {
+        try self.open(bytes, candidates: [(certificate, key)]).envelope
+    }
+
+    /// Decrypts with whichever candidate the envelope is addressed to, and says which.
+    ///
+    /// The RecipientInfo's issuerAndSerialNumber (or subjectKeyIdentifier) picks the candidate
+    /// (`CMS_RecipientInfo_ktri_cert_cmp`), so an RA, the current CA, the previous CA during a
+    /// rollover and the next CA can all receive requests. If no RecipientInfo names any
+    /// candidate (clients that address the wrong certificate), each key is tried in turn.
+    ///
+    /// - Throws: ``OpenSSLError/Code/parse`` when it is not an EnvelopedData,
+    ///   ``OpenSSLError/Code/decrypt`` when no candidate can decrypt it.
+    public static func open(
+        _ bytes: [UInt8], candidates: [(Certificate, PrivateKey)]
+    ) throws -> (envelope: OpenedEnvelope, candidate: Int) {
         let cms = try decodeDER(bytes, "parse pkcsPKIEnvelope") { d2i_CMS_ContentInfo(nil, $0, $1) }
         defer { CMS_ContentInfo_free(cms) }
         guard OBJ_obj2nid(CMS_get0_type(cms)) == NID_pkcs7_enveloped else {
@@ -31,12 +46,37 @@ public enum CMSEnvelope {
         // with the small DER reader (OpenSSL has no getter for it).
         let der = try encodeDER("i2d_CMS_ContentInfo") { i2d_CMS_ContentInfo(cms, $0) }
         let cipherOID = try self.contentEncryptionOID(der)
-        let content = try BIOHelper.collecting { out in
-            guard CMS_decrypt(cms, key.pointer, certificate.pointer, nil, out, UInt32(CMS_BINARY)) == 1 else {
-                throw OpenSSLError(.decrypt, "decrypt pkcsPKIEnvelope")
+        let addressed = candidates.indices.filter { self.isAddressed(cms, to: candidates[$0].0) }
+        let order = addressed + candidates.indices.filter { !addressed.contains($0) }
+        for index in order {
+            let (certificate, key) = candidates[index]
+            // With the certificate, OpenSSL only tries the RecipientInfos that name it.
+            let content = try? BIOHelper.collecting { out in
+                let matched = addressed.contains(index)
+                guard CMS_decrypt(cms, key.pointer, matched ? certificate.pointer : nil, nil, out, UInt32(CMS_BINARY)) == 1 else {
+                    throw OpenSSLError(.decrypt, "decrypt pkcsPKIEnvelope")
+                }
+            }
+            ERR_clear_error()
+            if let content {
+                let envelope = OpenedEnvelope(
+                    content: content, cipher: ContentCipher(oid: cipherOID), cipherOID: cipherOID, keyTransport: keyTransport)
+                return (envelope, index)
             }
         }
-        return OpenedEnvelope(content: content, cipher: ContentCipher(oid: cipherOID), cipherOID: cipherOID, keyTransport: keyTransport)
+        throw OpenSSLError(.decrypt, "decrypt pkcsPKIEnvelope")
+    }
+
+    private static func isAddressed(_ cms: OpaquePointer, to certificate: Certificate) -> Bool {
+        guard let infos = CMS_get0_RecipientInfos(cms) else { return false }
+        for i in 0..<COpenSSL_sk_CMS_RecipientInfo_num(infos) {
+            if let info = COpenSSL_sk_CMS_RecipientInfo_value(infos, i), CMS_RecipientInfo_type(info) == CMS_RECIPINFO_TRANS,
+                CMS_RecipientInfo_ktri_cert_cmp(info, certificate.pointer) == 0
+            {
+                return true
+            }
+        }
+        return false
     }
 
     /// Encrypts `content` to `recipient` (RFC 8894 §3.2.2): one KeyTransRecipientInfo, DER,

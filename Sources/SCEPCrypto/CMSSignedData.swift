@@ -180,7 +180,7 @@ public enum CMSSigner {
     }
 
     /// A degenerate certificates-only SignedData (RFC 8894 §3.4): no signers, no eContent.
-    public static func certificatesOnly(_ certificates: [Certificate]) throws -> [UInt8] {
+    public static func certificatesOnly(_ certificates: [Certificate], crls: [CertificateRevocationList] = []) throws -> [UInt8] {
         guard let stack = COpenSSL_sk_X509_new_null() else { throw OpenSSLError(.library, "sk_X509_new_null") }
         defer { COpenSSL_sk_X509_free(stack) }
         for certificate in certificates { _ = COpenSSL_sk_X509_push(stack, certificate.pointer) }
@@ -188,7 +188,23 @@ public enum CMSSigner {
             throw OpenSSLError(.encode, "certs-only CMS_sign")
         }
         defer { CMS_ContentInfo_free(cms) }
+        // RFC 8894 §3.3.2.1: a GetCRL reply carries the CRL in `crls` of the degenerate SignedData.
+        for crl in crls {
+            guard CMS_add1_crl(cms, crl.pointer) == 1 else { throw OpenSSLError(.encode, "CMS_add1_crl") }
+        }
         return try encodeDER("i2d_CMS_ContentInfo") { i2d_CMS_ContentInfo(cms, $0) }
+    }
+
+    /// The CRLs of a degenerate SignedData, in order.
+    public static func crls(in bytes: [UInt8]) throws -> [CertificateRevocationList] {
+        let cms = try decodeDER(bytes, "parse CMS ContentInfo") { d2i_CMS_ContentInfo(nil, $0, $1) }
+        defer { CMS_ContentInfo_free(cms) }
+        guard let stack = CMS_get1_crls(cms) else { return [] }
+        defer { COpenSSL_sk_X509_CRL_pop_free(stack) }
+        return (0..<COpenSSL_sk_X509_CRL_num(stack)).compactMap { i in
+            guard let crl = COpenSSL_sk_X509_CRL_value(stack, i), X509_CRL_up_ref(crl) == 1 else { return nil }
+            return CertificateRevocationList(takingOwnershipOf: crl)
+        }
     }
 
     /// The certificates of a (degenerate) SignedData, in order.

@@ -65,9 +65,52 @@ public final class Certificate: @unchecked Sendable {
     public var notBefore: Date { Certificate.date(X509_get0_notBefore(self.pointer)) }
     public var notAfter: Date { Certificate.date(X509_get0_notAfter(self.pointer)) }
 
+    /// The certificate's public key.
+    ///
+    /// A certificate built in memory by ``CertificateBuilder/issue`` has its SubjectPublicKeyInfo
+    /// copied as bytes, and OpenSSL 3.0 then has no cached `EVP_PKEY` (`X509_get0_pubkey` returns
+    /// NULL until the certificate is re-parsed). The key is then decoded from those bytes here.
     public var publicKey: PublicKey? {
-        guard let key = X509_get0_pubkey(self.pointer) else { return nil }
-        return PublicKey(upRef: key)
+        if let key = X509_get0_pubkey(self.pointer) { return PublicKey(upRef: key) }
+        ERR_clear_error()
+        let spki = self.subjectPublicKeyInfoDER
+        guard !spki.isEmpty, let key = try? decodeDER(spki, "d2i_PUBKEY", { d2i_PUBKEY(nil, $0, $1) }) else { return nil }
+        return PublicKey(takingOwnershipOf: key)
+    }
+
+    /// The SubjectPublicKeyInfo as DER, read without decoding the key (what replay matching hashes).
+    public var subjectPublicKeyInfoDER: [UInt8] {
+        guard let spki = X509_get_X509_PUBKEY(self.pointer) else { return [] }
+        return (try? encodeDER("i2d_X509_PUBKEY") { i2d_X509_PUBKEY(spki, $0) }) ?? []
+    }
+
+    /// The serial number's magnitude, big-endian, without leading zero octets.
+    public var serialNumberBytes: [UInt8] { SerialHex.bytes(self.serialNumberHex) ?? [] }
+
+    /// DER of the subject and issuer Names (for IssuerAndSerialNumber / IssuerAndSubject).
+    public var subjectNameDER: [UInt8] { DistinguishedName.der(X509_get_subject_name(self.pointer)) }
+    public var issuerNameDER: [UInt8] { DistinguishedName.der(X509_get_issuer_name(self.pointer)) }
+
+    /// True when subject and issuer are the same Name (a self-signed SCEP signer, or a root CA).
+    public var isSelfIssued: Bool {
+        X509_NAME_cmp(X509_get_subject_name(self.pointer), X509_get_issuer_name(self.pointer)) == 0
+    }
+
+    /// True when this certificate's issuer Name equals `other`'s subject Name (RFC 5280 §7.1 comparison).
+    public func isIssued(byNameOf other: Certificate) -> Bool {
+        X509_NAME_cmp(X509_get_issuer_name(self.pointer), X509_get_subject_name(other.pointer)) == 0
+    }
+
+    /// Compares this certificate's subject (or issuer) with a DER Name.
+    public func subjectEquals(nameDER: [UInt8]) -> Bool { DistinguishedName.equals(X509_get_subject_name(self.pointer), nameDER) }
+    public func issuerEquals(nameDER: [UInt8]) -> Bool { DistinguishedName.equals(X509_get_issuer_name(self.pointer), nameDER) }
+
+    /// The subjectAltName entries as OpenSSL prints them (`DNS:host`), empty when absent.
+    public var subjectAltNames: [String] {
+        guard let raw = X509_get_ext_d2i(self.pointer, NID_subject_alt_name, nil, nil) else { return [] }
+        let names = OpaquePointer(raw)
+        defer { GENERAL_NAMES_free(names) }
+        return GeneralNames.describe(names)
     }
 
     /// Digest of the DER encoding: the "thumbprint" Windows, Intune and `openssl x509 -fingerprint` show.
@@ -99,13 +142,32 @@ public final class Certificate: @unchecked Sendable {
 }
 
 /// Helpers for X509_NAME, which only ever appears borrowed here.
-enum DistinguishedName {
+public enum DistinguishedName {
     static func rfc2253(_ name: OpaquePointer?) -> String {
         guard let name else { return "" }
         let bytes = (try? BIOHelper.collecting { bio in
             _ = X509_NAME_print_ex(bio, name, 0, COpenSSL_XN_FLAG_RFC2253())
         }) ?? []
         return String(decoding: bytes, as: UTF8.self)
+    }
+
+    static func der(_ name: OpaquePointer?) -> [UInt8] {
+        guard let name else { return [] }
+        return (try? encodeDER("i2d_X509_NAME") { i2d_X509_NAME(name, $0) }) ?? []
+    }
+
+    /// RFC 5280 §7.1 comparison of a Name with a DER-encoded one (OpenSSL's canonical form).
+    static func equals(_ name: OpaquePointer?, _ der: [UInt8]) -> Bool {
+        guard let name, let other = try? decodeDER(der, "d2i_X509_NAME", { d2i_X509_NAME(nil, $0, $1) }) else { return false }
+        defer { X509_NAME_free(other) }
+        return X509_NAME_cmp(name, other) == 0
+    }
+
+    /// An RFC 2253 rendering of a DER Name, for logs and listings.
+    public static func describe(der: [UInt8]) -> String {
+        guard let name = try? decodeDER(der, "d2i_X509_NAME", { d2i_X509_NAME(nil, $0, $1) }) else { return "" }
+        defer { X509_NAME_free(name) }
+        return rfc2253(name)
     }
 
     static func oneLine(_ name: OpaquePointer?) -> String {

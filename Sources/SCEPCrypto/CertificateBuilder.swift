@@ -9,15 +9,23 @@ public struct IssuanceProfile: Sendable, Equatable {
     /// OpenSSL `extendedKeyUsage` short names (clientAuth, serverAuth, …) or dotted OIDs.
     public var extendedKeyUsage: [String]
     public var signatureDigest: DigestAlgorithm
+    /// CRL distribution point URLs (RFC 5280 §4.2.1.13), e.g. `http://pki.example/ca.crl`.
+    public var crlURLs: [String]
+    /// Authority information access caIssuers URLs (RFC 5280 §4.2.2.1).
+    public var caIssuersURLs: [String]
 
     public init(
         keyUsage: String = "critical,digitalSignature,keyEncipherment",
         extendedKeyUsage: [String] = ["clientAuth"],
-        signatureDigest: DigestAlgorithm = .sha256
+        signatureDigest: DigestAlgorithm = .sha256,
+        crlURLs: [String] = [],
+        caIssuersURLs: [String] = []
     ) {
         self.keyUsage = keyUsage
         self.extendedKeyUsage = extendedKeyUsage
         self.signatureDigest = signatureDigest
+        self.crlURLs = crlURLs
+        self.caIssuersURLs = caIssuersURLs
     }
 }
 
@@ -49,6 +57,12 @@ public enum CertificateBuilder {
         }
         extensions.append((NID_subject_key_identifier, "hash"))
         extensions.append((NID_authority_key_identifier, "keyid:always"))
+        if !profile.crlURLs.isEmpty {
+            extensions.append((NID_crl_distribution_points, profile.crlURLs.map { "URI:" + $0 }.joined(separator: ",")))
+        }
+        if !profile.caIssuersURLs.isEmpty {
+            extensions.append((NID_info_access, profile.caIssuersURLs.map { "caIssuers;URI:" + $0 }.joined(separator: ",")))
+        }
         try self.add(extensions, to: cert, issuer: issuer)
 
         if let names = csr.requestedSubjectAltNames() {

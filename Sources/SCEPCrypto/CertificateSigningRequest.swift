@@ -22,6 +22,40 @@ public final class CertificateSigningRequest: @unchecked Sendable {
         return PublicKey(upRef: key)
     }
 
+    /// The digest of the request's own signature algorithm (md5WithRSAEncryption → MD5), or nil
+    /// when OpenSSL cannot name one (then ``signatureAlgorithmOID`` says what it was).
+    public var signatureDigest: DigestAlgorithm? {
+        var digestNID: Int32 = 0
+        var keyNID: Int32 = 0
+        guard OBJ_find_sigid_algs(X509_REQ_get_signature_nid(self.pointer), &digestNID, &keyNID) == 1 else { return nil }
+        return DigestAlgorithm(nid: digestNID)
+    }
+
+    public var signatureAlgorithmOID: String {
+        var algorithm: UnsafePointer<X509_ALGOR>? = nil
+        X509_REQ_get0_signature(self.pointer, nil, &algorithm)
+        var object: OpaquePointer? = nil
+        if let algorithm { X509_ALGOR_get0(&object, nil, nil, algorithm) }
+        return ObjectIdentifiers.dotted(object)
+    }
+
+    /// SubjectPublicKeyInfo DER of the requested key (hashed for replay matching, RFC 8894 §3.3.3).
+    public var subjectPublicKeyInfoDER: [UInt8] {
+        guard let spki = X509_REQ_get_X509_PUBKEY(self.pointer) else { return [] }
+        return (try? encodeDER("i2d_X509_PUBKEY") { i2d_X509_PUBKEY(spki, $0) }) ?? []
+    }
+
+    /// DER of the requested subject Name.
+    public var subjectNameDER: [UInt8] { DistinguishedName.der(X509_REQ_get_subject_name(self.pointer)) }
+
+    /// The subjectAltNames a certificate for this request would carry (the allowed forms only).
+    public var issuableSubjectAltNames: [String] {
+        guard let names = self.requestedSubjectAltNames() else { return [] }
+        defer { GENERAL_NAMES_free(names) }
+        GeneralNames.filterAllowed(names)
+        return GeneralNames.describe(names)
+    }
+
     /// Proof of possession: the request is signed by the private half of the key it carries.
     public func verifySignature() -> Bool {
         defer { ERR_clear_error() }

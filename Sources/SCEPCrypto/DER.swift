@@ -8,6 +8,8 @@ public struct DERNode: Sendable, Equatable {
     public let tag: UInt8
     /// The content octets.
     public let value: ArraySlice<UInt8>
+    /// The whole TLV (identifier, length and content octets).
+    public let encoded: ArraySlice<UInt8>
 
     public var isConstructed: Bool { self.tag & 0x20 != 0 }
 
@@ -34,7 +36,7 @@ public struct DERNode: Sendable, Equatable {
         }
         guard bytes.endIndex - index >= length else { throw OpenSSLError.parse("DER: truncated value") }
         let value = bytes[index..<(index + length)]
-        return (DERNode(tag: tag, value: value), bytes[(index + length)...])
+        return (DERNode(tag: tag, value: value, encoded: bytes[bytes.startIndex..<(index + length)]), bytes[(index + length)...])
     }
 
     /// Parses exactly one TLV spanning all of `bytes`.
@@ -55,6 +57,31 @@ public struct DERNode: Sendable, Equatable {
             rest = tail
         }
         return out
+    }
+
+    /// DER-encodes one TLV (definite length), for the few structures SCEP clients send.
+    public static func encode(tag: UInt8, _ content: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = [tag]
+        if content.count < 0x80 {
+            out.append(UInt8(content.count))
+        } else {
+            var length = content.count
+            var octets: [UInt8] = []
+            while length > 0 {
+                octets.insert(UInt8(length & 0xFF), at: 0)
+                length >>= 8
+            }
+            out.append(0x80 | UInt8(octets.count))
+            out += octets
+        }
+        return out + content
+    }
+
+    /// The DER INTEGER content octets of a non-negative magnitude (a 0x00 is prefixed when the top bit is set).
+    public static func integerContent(_ magnitude: [UInt8]) -> [UInt8] {
+        var bytes = Array(magnitude.drop { $0 == 0 })
+        if bytes.isEmpty { bytes = [0] }
+        return bytes[0] & 0x80 != 0 ? [0] + bytes : bytes
     }
 
     /// The dotted form of an OBJECT IDENTIFIER node.
