@@ -180,19 +180,24 @@ def benchmark(bits, args, root):
     d = Deployment(root, bits)
     try:
         reqs = os.path.join(d.root, "requests")
+        # One round of transactionIDs per measured run plus the warm-up: scep-fcgi answers a
+        # repeated transactionID with the certificate it already issued (RFC 8894 §3.3.3), which
+        # is not what is being measured. Each key gets a fresh transactionID per round.
+        rounds = 1 + len(args.concurrency)
         run([SCEP_CLIENT, "prebuild", "--ca", d.ca_pem, "--challenge-file", os.path.join(d.root, "challenge"),
-             "--count", str(args.requests), "--out-dir", reqs])
+             "--count", str(args.requests), "--out-dir", reqs, "--rounds", str(rounds)])
+        round_dir = lambda i: os.path.join(reqs, f"round-{i}")
         # Warm both servers (first-request costs are not what is measured).
         for name in d.urls:
-            load(d.urls[name], reqs, 4)
+            load(d.urls[name], round_dir(0), 4)
         result = {"bits": bits, "rows": [], "memory": {}, "gets": {}}
         result["memory"]["idle_kb"] = memory_kb(d.pids["scep-fcgi"], "VmRSS")
-        for concurrency in args.concurrency:
+        for level, concurrency in enumerate(args.concurrency, start=1):
             row = {"concurrency": concurrency}
             for name in ["scep-fcgi", "micromdm"]:
                 issued_before = d.issued_audit_lines()
                 cpu_before = cpu_seconds(d.pids[name])
-                r = load(d.urls[name], reqs, concurrency)
+                r = load(d.urls[name], round_dir(level), concurrency)
                 r["cpu_ms_per_enrollment"] = (cpu_seconds(d.pids[name]) - cpu_before) * 1000 / max(1, r["requests"])
                 if name == "scep-fcgi":
                     r["audit_issued"] = d.issued_audit_lines() - issued_before

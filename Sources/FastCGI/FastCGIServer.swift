@@ -62,6 +62,7 @@ public final class FastCGIServer: @unchecked Sendable {
     public func run(
         workers: Int, maxBodyBytes: Int, drainSeconds: Double = 30,
         onShutdown: @escaping @Sendable (String) -> Void = { _ in },
+        periodic: (interval: Double, task: @Sendable () -> Void)? = nil,
         handler: @escaping @Sendable (GatewayRequest) -> GatewayResponse
     ) -> Never {
         var signals = sigset_t()
@@ -73,6 +74,16 @@ public final class FastCGIServer: @unchecked Sendable {
         for _ in 0..<max(1, workers) {
             let worker = FastCGIWorker(socket: self.socket, maxBodyBytes: maxBodyBytes, state: self.state)
             WorkerThread.start { worker.loop(handler) }
+        }
+        // Housekeeping (CRL refresh, record pruning) off the request path, first right away.
+        if let periodic {
+            let state = self.state
+            WorkerThread.start {
+                while !state.isDraining {
+                    periodic.task()
+                    usleep(useconds_t(periodic.interval * 1_000_000))
+                }
+            }
         }
 
         var received: Int32 = 0

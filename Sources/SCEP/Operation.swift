@@ -132,15 +132,33 @@ enum Base64 {
     }
 }
 
-/// The capabilities this server really implements (RFC 8894 §3.5.2), one keyword per line.
+/// The capabilities this server really implements (RFC 8894 §3.5.2), one keyword per line,
+/// derived from what is configured, never a fixed list.
 ///
 /// - AES: AES-128/192/256-CBC requests, replies in the same cipher.
 /// - DES3: 3DES requests and replies (and DES requests, answered in 3DES).
+/// - GetNextCACert: only while a next CA exists (`ca rollover`), as EJBCA does.
 /// - POSTPKIOperation: PKIOperation by POST (GET works too).
+/// - Renewal: RenewalReq and PKCSReq signed by a certificate this CA issued, when enabled.
 /// - SHA-1, SHA-256, SHA-512: request digests; the reply uses the request's digest.
 /// - SCEPStandard: RFC 8894 §2.9 conformance (AES, POST, SHA-256).
-/// Renewal and GetNextCACert are not advertised: RenewalReq is refused and no next CA exists yet.
-public enum CACapabilities {
-    public static let keywords = ["AES", "DES3", "POSTPKIOperation", "SCEPStandard", "SHA-1", "SHA-256", "SHA-512"]
-    public static var text: String { keywords.joined(separator: "\n") }
+public struct CACapabilities: Sendable, Equatable {
+    public var renewal: Bool
+    public var nextCA: Bool
+
+    public init(renewal: Bool, nextCA: Bool) {
+        self.renewal = renewal
+        self.nextCA = nextCA
+    }
+
+    public var keywords: [String] {
+        var out = ["AES", "DES3"]
+        if self.nextCA { out.append("GetNextCACert") }
+        out.append("POSTPKIOperation")
+        if self.renewal { out.append("Renewal") }
+        out += ["SCEPStandard", "SHA-1", "SHA-256", "SHA-512"]
+        return out
+    }
+
+    public var text: String { self.keywords.joined(separator: "\n") }
 }

@@ -40,6 +40,25 @@ public struct SCEPError: Error, Hashable, CustomStringConvertible, Sendable {
         case notificationFailed = "notification-failed"
         case auditFailed = "audit-failed"
         case internalError = "internal-error"
+        // Lifecycle (RFC 8894 §3.3.1.2 renewal, §3.3.3 polling and retransmission, §3.3.4 GetCert/GetCRL).
+        case malformedPayload = "malformed-payload"
+        case csrDigest = "csr-digest"
+        case cipherPolicy = "cipher-policy"
+        case renewalDisabled = "renewal-disabled"
+        case renewalSignerUnknown = "renewal-signer-unknown"
+        case renewalSignerInvalid = "renewal-signer-invalid"
+        case renewalSignerExpired = "renewal-signer-expired"
+        case renewalSignerRevoked = "renewal-signer-revoked"
+        case renewalTooEarly = "renewal-too-early"
+        case renewalSubjectChanged = "renewal-subject-changed"
+        case renewalNamesWidened = "renewal-names-widened"
+        case transactionKeyMismatch = "transaction-key-mismatch"
+        case transactionRejected = "transaction-rejected"
+        case certificateRevoked = "certificate-revoked"
+        case unknownTransaction = "unknown-transaction"
+        case unknownCertificate = "unknown-certificate"
+        case unknownIssuer = "unknown-issuer"
+        case crlUnavailable = "crl-unavailable"
     }
 
     public let code: Code
@@ -97,8 +116,10 @@ public struct SCEPError: Error, Hashable, CustomStringConvertible, Sendable {
     /// The failInfo of the CertRep FAILURE for this error (RFC 8894 §3.2.1.4.5).
     public var failInfo: FailInfo {
         switch self.code {
-        case .badSignature, .decryptFailed, .malformedEnvelope, .badCSRSignature: return .badMessageCheck
-        case .unsupportedDigest, .unsupportedCipher, .signerKeyNotRSA: return .badAlg
+        case .badSignature, .decryptFailed, .malformedEnvelope, .badCSRSignature, .renewalSignerInvalid: return .badMessageCheck
+        case .unsupportedDigest, .unsupportedCipher, .signerKeyNotRSA, .csrDigest, .cipherPolicy: return .badAlg
+        case .renewalTooEarly: return .badTime
+        case .unknownTransaction, .unknownCertificate, .unknownIssuer: return .badCertID
         default: return .badRequest
         }
     }
@@ -121,6 +142,24 @@ public struct SCEPError: Error, Hashable, CustomStringConvertible, Sendable {
         case .challengeMismatch: return "challenge password rejected"
         case .challengeRejected: return "challenge rejected by the validator"
         case .challengeUnavailable: return "challenge could not be validated, try again later"
+        case .malformedPayload: return "messageData is malformed"
+        case .csrDigest: return "PKCS#10 signature algorithm not allowed"
+        case .cipherPolicy: return "content encryption algorithm not allowed"
+        case .renewalDisabled: return "renewal is not enabled on this server"
+        case .renewalSignerUnknown: return "renewal signer certificate was not issued by this CA"
+        case .renewalSignerInvalid: return "renewal signer certificate does not verify"
+        case .renewalSignerExpired: return "renewal signer certificate has expired"
+        case .renewalSignerRevoked: return "renewal signer certificate is revoked"
+        case .renewalTooEarly: return "renewal window is not open yet"
+        case .renewalSubjectChanged: return "renewal must keep the subject of the certificate it renews"
+        case .renewalNamesWidened: return "renewal must not add subjectAltNames"
+        case .transactionKeyMismatch: return "transactionID already used with another key"
+        case .transactionRejected: return "request was rejected"
+        case .certificateRevoked: return "certificate is revoked"
+        case .unknownTransaction: return "no request with this transactionID"
+        case .unknownCertificate: return "no certificate with this issuer and serial number"
+        case .unknownIssuer: return "issuer is not a CA of this server"
+        case .crlUnavailable: return "CRL could not be produced, try again later"
         default: return "internal error, see server logs"
         }
     }
@@ -128,7 +167,7 @@ public struct SCEPError: Error, Hashable, CustomStringConvertible, Sendable {
     /// Whether the fault lies with the server rather than the request (audit `outcome: failed`).
     public var isServerFault: Bool {
         switch self.code {
-        case .challengeUnavailable, .issuanceFailed, .storeFailed, .notificationFailed, .auditFailed, .internalError:
+        case .challengeUnavailable, .issuanceFailed, .storeFailed, .notificationFailed, .auditFailed, .internalError, .crlUnavailable:
             return true
         default: return false
         }

@@ -65,17 +65,14 @@ public final class Certificate: @unchecked Sendable {
     public var notBefore: Date { Certificate.date(X509_get0_notBefore(self.pointer)) }
     public var notAfter: Date { Certificate.date(X509_get0_notAfter(self.pointer)) }
 
-    /// The certificate's public key.
-    ///
-    /// A certificate built in memory by ``CertificateBuilder/issue`` has its SubjectPublicKeyInfo
-    /// copied as bytes, and OpenSSL 3.0 then has no cached `EVP_PKEY` (`X509_get0_pubkey` returns
-    /// NULL until the certificate is re-parsed). The key is then decoded from those bytes here.
+    /// The certificate's public key (see ``CertificateBuilder/issue`` for why every certificate
+    /// it builds has one).
     public var publicKey: PublicKey? {
-        if let key = X509_get0_pubkey(self.pointer) { return PublicKey(upRef: key) }
-        ERR_clear_error()
-        let spki = self.subjectPublicKeyInfoDER
-        guard !spki.isEmpty, let key = try? decodeDER(spki, "d2i_PUBKEY", { d2i_PUBKEY(nil, $0, $1) }) else { return nil }
-        return PublicKey(takingOwnershipOf: key)
+        guard let key = X509_get0_pubkey(self.pointer) else {
+            ERR_clear_error()
+            return nil
+        }
+        return PublicKey(upRef: key)
     }
 
     /// The SubjectPublicKeyInfo as DER, read without decoding the key (what replay matching hashes).

@@ -78,7 +78,11 @@ public enum CertificateBuilder {
         guard X509_sign(cert.pointer, issuerKey.pointer, profile.signatureDigest.md) > 0 else {
             throw OpenSSLError(.encode, "sign certificate")
         }
-        return cert
+        // The SubjectPublicKeyInfo was copied as bytes, so OpenSSL 3.0 has no EVP_PKEY cached for
+        // it: X509_get0_pubkey, CMS encryption to the certificate and CMS signing with it would all
+        // fail on this object. Parsing the signed DER once gives a certificate with its key
+        // decoded, still cheaper than X509_set_pubkey's encode-and-decode round trip.
+        return try Certificate(derEncoded: cert.derEncoded)
     }
 
     /// A self-signed certificate: a CA (`isCA`) or a SCEP client's signer certificate.

@@ -10,6 +10,7 @@ struct OpenReply: ParsableCommand {
     @Option(help: "The CertRep (DER).") var reply: String
     @Option(help: "Directory written by pkcsreq (signer.pem, signer-key.pem).") var requestDir: String
     @Option(help: "Write the issued certificate (PEM) here on SUCCESS.") var out: String?
+    @Option(help: "Write the CRL (DER) of a GetCRL SUCCESS here.") var crlOut: String?
 
     func run() throws {
         try OpenSSL.bootstrap()
@@ -25,6 +26,9 @@ struct OpenReply: ParsableCommand {
         if let out = self.out, let issued = rep.certificates.first {
             try Data(issued.pemEncoded.utf8).write(to: URL(fileURLWithPath: out))
         }
+        if let crlOut = self.crlOut, let crl = rep.crls.first {
+            try Data(crl.derEncoded).write(to: URL(fileURLWithPath: crlOut))
+        }
         func hex(_ b: [UInt8]) -> String { b.map { String(format: "%02x", $0) }.joined() }
         let fields: [(String, String)] = [
             ("status", String(describing: rep.status)),
@@ -39,6 +43,7 @@ struct OpenReply: ParsableCommand {
             ("signer", rep.signer.subject),
             ("certificates", String(rep.certificates.count)),
             ("serial", rep.certificates.first?.serialNumberHex ?? ""),
+            ("crls", String(rep.crls.count)),
         ]
         let body = fields.map { "\"\($0.0)\": \"\($0.1.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\""))\"" }
         print("{" + body.joined(separator: ", ") + "}")

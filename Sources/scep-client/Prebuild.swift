@@ -16,6 +16,8 @@ struct Prebuild: ParsableCommand {
     @Option(help: "aes128, aes256, 3des.") var cipher: String = "aes256"
     @Option(help: "sha1, sha256, sha512.") var digest: String = "sha256"
     @Option(help: "Output directory.") var outDir: String
+    @Option(help: "Rounds: each key gets a fresh transactionID per round, in DIR/round-N/ (a server that replays a repeated transactionID would otherwise not issue again).")
+    var rounds: Int = 1
 
     func run() throws {
         try OpenSSL.bootstrap()
@@ -26,9 +28,11 @@ struct Prebuild: ParsableCommand {
         guard let cipher = ciphers[self.cipher], let digest = digests[self.digest] else { throw ValidationError("unknown cipher or digest") }
         let challenge = String(decoding: try Data(contentsOf: URL(fileURLWithPath: self.challengeFile)), as: UTF8.self)
             .trimmingCharacters(in: .newlines)
-        try FileManager.default.createDirectory(atPath: self.outDir, withIntermediateDirectories: true)
+        let rounds = max(1, self.rounds)
+        let directories = rounds == 1 ? [self.outDir] : (0..<rounds).map { "\(self.outDir)/round-\($0)" }
+        for directory in directories { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) }
         let failures = Counter()
-        let (count, keyBits, outDir) = (self.count, self.keyBits, self.outDir)
+        let (count, keyBits) = (self.count, self.keyBits)
         DispatchQueue.concurrentPerform(iterations: count) { index in
             do {
                 // RFC 8894 §2.3: the signer certificate SHOULD carry the CSR's key, so one key per request.
@@ -39,19 +43,21 @@ struct Prebuild: ParsableCommand {
                 let signer = try CertificateBuilder.selfSigned(
                     subject: subject, key: key, serial: [0x01] + (try SecureRandom.bytes(8)), notBefore: now.addingTimeInterval(-3600),
                     notAfter: now.addingTimeInterval(86400 * 7), isCA: false)
-                let transactionID = try SecureRandom.bytes(20).map { String(format: "%02x", $0) }.joined()
-                let request = try PKCSReqBuilder.build(
-                    csr: csr, signerCertificate: signer, signerKey: key, recipient: caCertificate, cipher: cipher, digest: digest,
-                    transactionID: transactionID, senderNonce: try SecureRandom.bytes(16))
-                let base = URL(fileURLWithPath: outDir).appendingPathComponent(String(format: "req-%05d", index))
-                try Data(request).write(to: base.appendingPathExtension("der"))
-                try Data(Array(signer.pemEncoded.utf8) + (try key.pemEncoded(passphrase: nil))).write(to: base.appendingPathExtension("pem"))
+                for directory in directories {
+                    let transactionID = try SecureRandom.bytes(20).map { String(format: "%02x", $0) }.joined()
+                    let request = try PKCSReqBuilder.build(
+                        csr: csr, signerCertificate: signer, signerKey: key, recipient: caCertificate, cipher: cipher, digest: digest,
+                        transactionID: transactionID, senderNonce: try SecureRandom.bytes(16))
+                    let base = URL(fileURLWithPath: directory).appendingPathComponent(String(format: "req-%05d", index))
+                    try Data(request).write(to: base.appendingPathExtension("der"))
+                    try Data(Array(signer.pemEncoded.utf8) + (try key.pemEncoded(passphrase: nil))).write(to: base.appendingPathExtension("pem"))
+                }
             } catch {
                 failures.add(1)
             }
         }
         guard failures.value == 0 else { throw ValidationError("\(failures.value) requests could not be built") }
-        print("built \(count) requests in \(outDir)")
+        print("built \(count) requests × \(rounds) rounds in \(self.outDir)")
     }
 }
 

@@ -9,7 +9,7 @@ struct SCEPClientTool: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "scep-client",
         abstract: "Build SCEP PKCSReq messages and open CertRep replies (test and benchmark tool).",
-        subcommands: [MakeRequest.self, OpenReply.self, Prebuild.self, Load.self, GetLoad.self])
+        subcommands: [MakeRequest.self, MakeQuery.self, OpenReply.self, Prebuild.self, Load.self, GetLoad.self])
 }
 
 SCEPClientTool.main()

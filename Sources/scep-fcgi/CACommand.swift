@@ -6,7 +6,11 @@ import SCEPServer
 
 struct CACommand: ParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "ca", abstract: "Manage the on-disk CA.", subcommands: [InitCommand.self])
+        commandName: "ca", abstract: "Manage the on-disk CA (safe while servers serve from the same directory).",
+        subcommands: [
+            InitCommand.self, ListCommand.self, PendingCommand.self, ApproveCommand.self, RejectCommand.self, RevokeCommand.self,
+            CRLCommand.self, RolloverCommand.self, RACommand.self,
+        ])
 
     struct InitCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -27,10 +31,7 @@ struct CACommand: ParsableCommand {
         @Option(name: .long, help: "Encrypt ca.key with the passphrase in this file (AES-256).")
         var passphraseFile: String?
 
-        func validate() throws {
-            guard [2048, 3072, 4096].contains(self.keyBits) else { throw ValidationError("--key-bits must be 2048, 3072 or 4096") }
-            guard (1...36500).contains(self.days) else { throw ValidationError("--days must be 1...36500") }
-        }
+        func validate() throws { try KeyOptions.check(keyBits: self.keyBits, days: self.days) }
 
         func run() throws {
             try OpenSSL.bootstrap()
@@ -47,4 +48,79 @@ struct CACommand: ParsableCommand {
             }
         }
     }
+}
+
+enum KeyOptions {
+    static func check(keyBits: Int, days: Int) throws {
+        guard [2048, 3072, 4096].contains(keyBits) else { throw ValidationError("--key-bits must be 2048, 3072 or 4096") }
+        guard (1...36500).contains(days) else { throw ValidationError("--days must be 1...36500") }
+    }
+}
+
+/// `--dir DIR` or `--config FILE` (reading `ca.dir`, the passphrase file, `[issue]` and
+/// `audit.path` from it). Without a configuration the audit lines of these commands go to
+/// `--audit-log FILE`, else to `DIR/ca-operations.jsonl`.
+struct CALocation: ParsableArguments {
+    @Option(name: .long, help: "CA directory.")
+    var dir: String?
+
+    @Option(name: .long, help: "Configuration file (ca.dir, ca.key_passphrase_file, [issue], audit.path).")
+    var config: String?
+
+    @Option(name: .long, help: "Audit log for this command (default: audit.path of --config, else DIR/ca-operations.jsonl).")
+    var auditLog: String?
+
+    func validate() throws {
+        guard (self.dir == nil) != (self.config == nil) else { throw ValidationError("give exactly one of --dir DIR or --config FILE") }
+    }
+
+    func configuration() throws -> Configuration {
+        var config = Configuration()
+        if let file = self.config {
+            do { config = try Configuration.load(file: file, environment: ProcessInfo.processInfo.environment) } catch let error as ServerError {
+                throw ValidationError(error.message)
+            }
+        }
+        if let dir = self.dir { config.ca.dir = dir }
+        guard !config.ca.dir.isEmpty else { throw ValidationError("ca.dir is not set in \(self.config ?? "the configuration")") }
+        return config
+    }
+
+    func operations() throws -> CAOperations {
+        try OpenSSL.bootstrap()
+        let config = try self.configuration()
+        let auditPath = self.auditLog ?? (self.config != nil && !config.audit.path.isEmpty ? config.audit.path : config.ca.dir + "/ca-operations.jsonl")
+        do {
+            return try CAOperations(
+                directory: CADirectory(config.ca.dir), passphraseFile: config.ca.keyPassphraseFile,
+                audit: try JSONLinesAuditSink(path: auditPath, sync: true),
+                policy: IssuancePolicy(config.issue, challengeMode: config.challenge.mode, store: config.store),
+                crlValidityHours: config.ca.crlValidityHours)
+        } catch let error as ServerError {
+            throw ValidationError(error.message)
+        }
+    }
+}
+
+/// Runs a CA operation; a ServerError is one line on stderr and exit status 1.
+func operatorCommand(_ body: () throws -> Void) throws {
+    do { try body() } catch let error as ServerError {
+        FileHandleWriter.standardError("scep-fcgi: \(error.message)\n")
+        throw ExitCode(1)
+    } catch let error as OpenSSLError {
+        FileHandleWriter.standardError("scep-fcgi: \(error)\n")
+        throw ExitCode(1)
+    }
+}
+
+enum FileHandleWriter {
+    static func standardError(_ text: String) { _ = Array(text.utf8).withUnsafeBytes { write(2, $0.baseAddress, $0.count) } }
+}
+
+/// One JSON object per line for `--json` listings, fields in order, absent ones omitted.
+func jsonLine(_ fields: [(String, String?)], lists: [(String, [String])] = []) -> String {
+    var json = JSONObjectWriter()
+    for (key, value) in fields { json.add(key, value) }
+    for (key, values) in lists { json.add(key, values) }
+    return json.finish()
 }

@@ -25,11 +25,16 @@ struct CheckCommand: ParsableCommand {
         try OpenSSL.bootstrap()
         var problems = config.problems()
         if problems.isEmpty {
-            var passphrase: [UInt8]? = nil
-            if let file = config.ca.keyPassphraseFile { passphrase = try? SecretFile.read(file, key: "ca.key_passphrase_file", allowEmpty: true) }
-            defer { if passphrase != nil { OpenSSL.cleanse(&passphrase!) } }
-            if case .failure(let caProblems) = CADirectory(config.ca.dir).load(passphrase: passphrase) {
+            let directory = CADirectory(config.ca.dir)
+            if case .failure(let caProblems) = directory.loadMaterial(passphraseFile: config.ca.keyPassphraseFile) {
                 problems += caProblems.lines
+            }
+            // `openssl ca` rewrites index.txt without the lock scep-fcgi's writers take, and
+            // leaves index.txt.old behind: lines appended meanwhile may be lost.
+            if FileManager.default.fileExists(atPath: directory.indexPath + ".old") {
+                problems.append(
+                    "\(directory.indexPath).old exists: index.txt was rewritten by `openssl ca`, which is not supported while "
+                        + "scep-fcgi serves (use scep-fcgi ca revoke / ca crl); compare the two files, then remove index.txt.old")
             }
         }
         if !config.audit.path.isEmpty, let problem = Self.auditPathProblem(config.audit.path) { problems.append(problem) }

@@ -13,13 +13,10 @@ enum Wiring {
         let problems = config.problems()
         guard problems.isEmpty else { return .failure(Problems(lines: problems)) }
         do {
-            var passphrase = try config.ca.keyPassphraseFile.map { try SecretFile.read($0, key: "ca.key_passphrase_file", allowEmpty: true) }
-            defer { if passphrase != nil { OpenSSL.cleanse(&passphrase!) } }
             let directory = CADirectory(config.ca.dir)
-            let ca: LocalCA
-            switch directory.load(passphrase: passphrase) {
-            case .success(let loaded): ca = loaded
-            case .failure(let caProblems): return .failure(Problems(lines: caProblems.lines))
+            let material: CAMaterialSource
+            do { material = try CAMaterialSource(directory: directory, passphraseFile: config.ca.keyPassphraseFile, diagnostics: diagnostics) } catch {
+                return .failure(Problems(lines: error.lines))
             }
             let validator: any ChallengeValidator
             switch config.challenge.mode {
@@ -32,8 +29,9 @@ enum Wiring {
             }
             let audit = try JSONLinesAuditSink(path: config.audit.path, sync: config.audit.sync)
             let responder = try SCEPResponder(
-                ca: ca, store: try FileCertificateStore(directory: directory), validator: validator, audit: audit,
-                policy: IssuancePolicy(config.issue), diagnostics: diagnostics)
+                material: material, store: try FileCertificateStore(directory: directory), validator: validator, audit: audit,
+                policy: IssuancePolicy(config.issue, challengeMode: config.challenge.mode, store: config.store),
+                crls: CRLPublisher(directory: directory, validityHours: config.ca.crlValidityHours), diagnostics: diagnostics)
             return .success(responder)
         } catch let error as ServerError {
             return .failure(Problems(lines: [error.message]))

@@ -54,7 +54,7 @@ def run(cmd, **kw):
 class Site:
     """One CA, one audit log, one scep-fcgi deployment behind one web server."""
 
-    def __init__(self, kind, challenge_section=None):
+    def __init__(self, kind, challenge_section=None, extra=""):
         self.kind = kind
         # World-traversable: nginx and Apache children and mod_fcgid processes run as nobody.
         self.root = tempfile.mkdtemp(prefix=f"scep-it-{kind}-")
@@ -86,6 +86,7 @@ socket = {self.socket}
 socket_mode = 0666
 {"" if challenge_section else "workers = 8"}
 max_body_bytes = {MAX_BODY}
+{extra}
 """)
         self.ca_pem = os.path.join(self.ca_dir, "ca.pem")
         self.path = {"nginx": "/scep", "apache-proxy-fcgi": "/scep/pkiclient.exe",
@@ -141,6 +142,8 @@ http {{
     server {{
         listen 127.0.0.1:{self.port};
         include {REPO}/nginx/scep-fcgi-locations.conf;
+        set $scep_publish_dir {self.ca_dir}/crl;
+        include {REPO}/nginx/scep-fcgi-publish.conf;
     }}
 }}
 """)
@@ -163,11 +166,15 @@ LogLevel warn
 DocumentRoot {self.root}
 LoadModule mpm_event_module  /usr/lib/apache2/modules/mod_mpm_event.so
 LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
+LoadModule mime_module /usr/lib/apache2/modules/mod_mime.so
+# Debian's mime.conf names /etc/mime.types; the publish snippet declares the types it needs.
+TypesConfig /dev/null
 User nobody
 Group nogroup
 """
         if proxy:
-            body = f"""LoadModule proxy_module      /usr/lib/apache2/modules/mod_proxy.so
+            body = f"""LoadModule alias_module      /usr/lib/apache2/modules/mod_alias.so
+LoadModule proxy_module      /usr/lib/apache2/modules/mod_proxy.so
 LoadModule proxy_fcgi_module /usr/lib/apache2/modules/mod_proxy_fcgi.so
 Define SCEP_FCGI_SOCKET {self.socket}
 Include {REPO}/apache/scep-fcgi-proxy.conf
@@ -190,11 +197,23 @@ Define SCEP_FCGI_BINARY {binary}
 Define SCEP_FCGI_CONFIG {self.config}
 Include {REPO}/apache/scep-fcgi-fcgid.conf
 """
+        publish = f"""Define SCEP_FCGI_PUBLISH_DIR {self.ca_dir}/crl
+Include {REPO}/apache/scep-fcgi-publish.conf
+"""
         with open(conf, "w") as f:
-            f.write(common + body)
+            f.write(common + body + publish)
         proc = subprocess.Popen(["apache2", "-f", conf, "-DFOREGROUND"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         self.procs.append(proc)
+
+    def start_two_processes(self):
+        """Two scep-fcgi processes sharing this CA directory and audit log behind one nginx."""
+        second = os.path.join(self.root, "scep2.sock")
+        self.start_scep_fcgi()
+        self.start_scep_fcgi(second, "scep-fcgi-2.log")
+        self.start_nginx([self.socket, second])
+        wait_for(lambda: port_open(self.port), "nginx")
+        return self
 
     def restart_scep_fcgi(self):
         """A fresh process: empty token and discovery caches."""
@@ -234,6 +253,22 @@ Include {REPO}/apache/scep-fcgi-fcgid.conf
         conn.endheaders()
         if body is not None:
             conn.send(body)
+        resp = conn.getresponse()
+        data = resp.read()
+        conn.close()
+        return resp.status, resp.getheader("Content-Type"), data
+
+    def ca(self, *args, check=True):
+        """Runs `scep-fcgi ca ARGS --config` on this site's CA (as the operator would, while it serves)."""
+        out = run([SCEP_FCGI, "ca", *args, "--config", self.config])
+        if check:
+            assert out.returncode == 0, out.stdout + out.stderr
+        return out
+
+    def get(self, path):
+        """A plain GET of a static path (published CRL, CA certificate)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        conn.request("GET", path)
         resp = conn.getresponse()
         data = resp.read()
         conn.close()
@@ -279,7 +314,7 @@ def cert_fingerprint(cert_pem, digest="sha256"):
 def make_request(site, workdir, subject="CN=scep-client-test,O=Integration", challenge=CHALLENGE, **options):
     """Builds a PKCSReq with our scep-client tool; returns the directory with request.der."""
     os.makedirs(workdir, exist_ok=True)
-    argv = [SCEP_CLIENT, "pkcsreq", "--ca", site.ca_pem, "--subject", subject, "--out-dir", workdir]
+    argv = [SCEP_CLIENT, "pkcsreq", "--ca", options.pop("ca", site.ca_pem), "--subject", subject, "--out-dir", workdir]
     if challenge is not None:
         challenge_file = os.path.join(workdir, "challenge")
         with open(challenge_file, "w") as f:

@@ -9,11 +9,7 @@ import harness
 def test_concurrent_enrollments_two_processes():
     site = harness.Site("nginx")
     try:
-        second = os.path.join(site.root, "scep2.sock")
-        site.start_scep_fcgi()
-        site.start_scep_fcgi(second, "scep-fcgi-2.log")
-        site.start_nginx([site.socket, second])
-        harness.wait_for(lambda: harness.port_open(site.port), "nginx")
+        site.start_two_processes()
         works = [harness.make_request(site, tempfile.mkdtemp(dir=site.root), subject=f"CN=concurrent-{i}") for i in range(40)]
 
         def enroll(work):

@@ -235,7 +235,9 @@ def test_failing_success_notification_withholds_the_certificate(env):
     rep, _ = enroll(site, "notifyfail-1")
     assert rep["status"] == "failure" and rep["certificates"] == "0"
     event = site.audit_lines()[-1]
-    assert event["outcome"] == "failed" and event["reason"] == "notification-failed"
+    # Stored but never delivered: audited as withheld and marked so in the store.
+    assert event["outcome"] == "withheld" and event["reason"] == "notification-failed"
+    assert os.path.exists(os.path.join(site.ca_dir, "issued", event["serial"] + ".withheld"))
     assert [c["op"] for c in event["validatorCalls"]][0] == "validateRequest"
     assert ops(mock.state(), "successNotification")
 

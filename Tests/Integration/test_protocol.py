@@ -15,7 +15,7 @@ def workdir(site, name):
 def test_getcacaps_exact(site):
     status, ctype, body = site.request("GET", "operation=GetCACaps&message=CAIdentifier")
     assert status == 200 and ctype == "text/plain"
-    assert body.decode().split("\n") == ["AES", "DES3", "POSTPKIOperation", "SCEPStandard", "SHA-1", "SHA-256", "SHA-512"]
+    assert body.decode().split("\n") == ["AES", "DES3", "POSTPKIOperation", "Renewal", "SCEPStandard", "SHA-1", "SHA-256", "SHA-512"]
 
 
 def test_getcacert_is_the_ca_in_der(site):

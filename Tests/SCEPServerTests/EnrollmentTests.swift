@@ -31,12 +31,12 @@ struct EnrollmentTests {
         #expect(rep.digest == digest)
         #expect(rep.envelopeCipher == cipher.replyCipher)
         #expect(rep.envelopeKeyTransport == transport)
-        #expect(rep.signer.derEncoded == h.ca.caCertificate.derEncoded)
+        #expect(rep.signer.derEncoded == h.ca.certificate.derEncoded)
 
         let cert = try #require(rep.certificates.first)
         #expect(rep.certificates.count == 1)
         #expect(cert.subject == "CN=device-1,O=Example")
-        #expect(cert.isSigned(by: try #require(h.ca.caCertificate.publicKey)))
+        #expect(cert.isSigned(by: try #require(h.ca.certificate.publicKey)))
         #expect(cert.notBefore < Date().addingTimeInterval(-200))
         #expect(try h.issuedFiles() == ["\(cert.serialNumberHex).pem"])
         #expect(cert.serialNumberHex.count == 32)
@@ -104,10 +104,15 @@ struct EnrollmentTests {
     @Test("FAILURE reasons after the message could be parsed carry the right failInfo")
     func failures() throws {
         let h = try Harness()
-        // Renewal is not offered: RFC 8894 §3.2.1.2 undefined/unsupported types are errors.
+        // UpdateReq (18) exists only in old drafts: RFC 8894 §3.2.1.2 undefined types are errors.
+        let update = try TestClient(harness: h, messageType: .updateReq)
+        #expect(try update.open(h.post(update.request)).failInfo == .badRequest)
+        #expect(h.audit.events.last?.reason == "unsupported-message-type")
+
+        // A RenewalReq signed by a certificate we did not issue (here self-signed).
         let renewal = try TestClient(harness: h, messageType: .renewalReq)
         #expect(try renewal.open(h.post(renewal.request)).failInfo == .badRequest)
-        #expect(h.audit.events.last?.reason == "unsupported-message-type")
+        #expect(h.audit.events.last?.reason == "renewal-signer-unknown")
 
         // MD5 (RFC 8894 §2.9: MUST NOT) → badAlg, answered with SHA-256.
         let md5 = try TestClient(harness: h, digest: .md5)
@@ -146,7 +151,7 @@ struct EnrollmentTests {
 
     @Test("a store failure is a FAILURE with reason store-failed")
     func storeFailure() throws {
-        let h = try Harness(store: FailingStore())
+        let h = try Harness(failingStore: true)
         let client = try TestClient(harness: h)
         let rep = try client.open(h.post(client.request))
         #expect(rep.status == .failure)
@@ -165,7 +170,7 @@ struct EnrollmentTests {
         let capped = try Harness(issue: issue)
         let c2 = try TestClient(harness: capped)
         let cert2 = try #require(try c2.open(capped.post(c2.request)).certificates.first)
-        #expect(cert2.notAfter <= capped.ca.caCertificate.notAfter)
+        #expect(cert2.notAfter <= capped.ca.certificate.notAfter)
     }
 
     @Test("concurrent enrollments from many threads: unique serials, every one stored and audited")

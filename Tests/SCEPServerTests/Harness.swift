@@ -20,9 +20,25 @@ final class InMemoryAuditSink: AuditSink, @unchecked Sendable {
     }
 }
 
-/// A store that always fails (disk full, read-only filesystem).
-struct FailingStore: CertificateStore {
-    func record(_ certificate: Certificate, transactionID: String) throws { throw ServerError(.store, "disk full") }
+/// A file store whose certificate writes fail (disk full, read-only filesystem); the rest works.
+final class FailingStore: CertificateStore, Sendable {
+    let base: FileCertificateStore
+    init(_ base: FileCertificateStore) { self.base = base }
+    func claim(_ key: TransactionKey) throws -> ClaimResult { try self.base.claim(key) }
+    func update(_ key: TransactionKey, _ state: TransactionState, serial: String?) throws { try self.base.update(key, state, serial: serial) }
+    func release(_ key: TransactionKey) { self.base.release(key) }
+    func transaction(_ transactionID: String) throws -> TransactionRecord? { try self.base.transaction(transactionID) }
+    func record(_ certificate: Certificate, transactionID: String?) throws { throw ServerError(.store, "disk full") }
+    func markWithheld(serial: String) throws { try self.base.markWithheld(serial: serial) }
+    func certificate(serial: String) throws -> StoredCertificate? { try self.base.certificate(serial: serial) }
+    func entries() throws -> [(IndexEntry, CertificateStatus)] { try self.base.entries() }
+    func revoke(serial: String, reason: RevocationReason?, at: Date) throws -> IndexEntry { try self.base.revoke(serial: serial, reason: reason, at: at) }
+    func serials(subject: String) throws -> [String] { try self.base.serials(subject: subject) }
+    func savePending(_ request: PendingRequest) throws { try self.base.savePending(request) }
+    func pendingRequests() throws -> [PendingRequest] { try self.base.pendingRequests() }
+    func pendingRequest(_ transactionID: String) throws -> PendingRequest? { try self.base.pendingRequest(transactionID) }
+    func removePending(_ transactionID: String) throws { try self.base.removePending(transactionID) }
+    func pruneTransactions(olderThan date: Date) -> Int { self.base.pruneTransactions(olderThan: date) }
 }
 
 /// A temporary CA directory with a real file store, a static challenge and an in-memory audit sink.
@@ -30,7 +46,9 @@ final class Harness: @unchecked Sendable {
     static let challenge = "s3cret-Challenge"
     let root: URL
     let directory: CADirectory
-    let ca: LocalCA
+    let material: CAMaterial
+    let store: any CertificateStore
+    var ca: KeyPair { self.material.current }
     let audit = InMemoryAuditSink()
     let responder: SCEPResponder
 
@@ -43,7 +61,7 @@ final class Harness: @unchecked Sendable {
         return (url, dir)
     }()
 
-    init(store: (any CertificateStore)? = nil, issue: Configuration.Issue = Configuration.Issue(), chain: Bool = false) throws {
+    init(failingStore: Bool = false, issue: Configuration.Issue = Configuration.Issue(), chain: Bool = false, prepare: (CADirectory) throws -> Void = { _ in }) throws {
         self.root = FileManager.default.temporaryDirectory.appendingPathComponent("scep-harness-\(UUID().uuidString)")
         try FileManager.default.copyItem(at: Self.template.0, to: self.root)
         self.directory = CADirectory(self.root.path)
@@ -51,12 +69,19 @@ final class Harness: @unchecked Sendable {
             // Any second certificate will do to exercise the chain reply.
             try Data(try TestClient.signerCertificate().pemEncoded.utf8).write(to: URL(fileURLWithPath: self.directory.chainPath))
         }
-        guard case .success(let ca) = self.directory.load(passphrase: nil) else { throw ServerError(.caMaterial, "load") }
-        self.ca = ca
+        try prepare(self.directory)
+        let loaded = self.directory.load(passphrase: nil)
+        guard case .success(let material) = loaded else {
+            if case .failure(let problems) = loaded { throw ServerError(.caMaterial, problems.lines.joined(separator: "; ")) }
+            throw ServerError(.caMaterial, "load")
+        }
+        self.material = material
+        let fileStore = try FileCertificateStore(directory: self.directory)
+        self.store = failingStore ? FailingStore(fileStore) : fileStore
         self.responder = try SCEPResponder(
-            ca: ca, store: try store ?? FileCertificateStore(directory: self.directory),
+            material: CAMaterialSource(directory: self.directory, passphraseFile: nil, diagnostics: Diagnostics()), store: self.store,
             validator: StaticChallengeValidator(password: Array(Self.challenge.utf8)), audit: self.audit,
-            policy: IssuancePolicy(issue))
+            policy: IssuancePolicy(issue), crls: CRLPublisher(directory: self.directory, validityHours: 168))
     }
 
     deinit { try? FileManager.default.removeItem(at: self.root) }
@@ -67,6 +92,11 @@ final class Harness: @unchecked Sendable {
 
     func indexLines() throws -> [String] {
         try String(contentsOfFile: self.directory.indexPath, encoding: .utf8).split(separator: "\n").map(String.init)
+    }
+
+    /// The `ca` commands on this directory, auditing into the same in-memory sink.
+    func operations(_ issue: Configuration.Issue = Configuration.Issue()) throws -> CAOperations {
+        try CAOperations(directory: self.directory, passphraseFile: nil, audit: self.audit, policy: IssuancePolicy(issue), crlValidityHours: 168)
     }
 
     func post(_ body: [UInt8]) -> SCEPHTTPResponse {
@@ -90,6 +120,7 @@ struct TestClient {
     }
 
     let signer: Certificate
+    let signerKey: PrivateKey
     let transactionID: String
     let senderNonce: [UInt8]
     let request: [UInt8]
@@ -97,20 +128,32 @@ struct TestClient {
     init(
         harness: Harness, challenge: String? = Harness.challenge, cipher: ContentCipher = .aes256, digest: DigestAlgorithm = .sha256,
         keyTransport: KeyTransport = .rsaPKCS1v15, messageType: MessageType = .pkcsReq, nonceLength: Int = 16,
-        csrKey: PrivateKey = TestClient.csrKey, subject: String = "CN=device-1,O=Example", recipient: Certificate? = nil
+        csrKey: PrivateKey = TestClient.csrKey, subject: String = "CN=device-1,O=Example", recipient: Certificate? = nil,
+        sans: [String] = ["DNS:device-1.example"], csrDigest: DigestAlgorithm = .sha256, transactionID: String? = nil,
+        signer: (Certificate, PrivateKey)? = nil
     ) throws {
-        self.signer = try Self.signerCertificate()
-        self.transactionID = "tid-" + UUID().uuidString
+        (self.signer, self.signerKey) = try signer ?? (Self.signerCertificate(), Self.signerKey)
+        self.transactionID = transactionID ?? "tid-" + UUID().uuidString
         self.senderNonce = try SecureRandom.bytes(nonceLength)
         let csr = try CertificateSigningRequest.make(
-            subject: subject, key: csrKey, challengePassword: challenge, subjectAltNames: ["DNS:device-1.example"])
+            subject: subject, key: csrKey, challengePassword: challenge, subjectAltNames: sans, digest: csrDigest)
         self.request = try PKCSReqBuilder.build(
-            csr: csr, signerCertificate: self.signer, signerKey: Self.signerKey, recipient: recipient ?? harness.ca.caCertificate,
+            csr: csr, signerCertificate: self.signer, signerKey: self.signerKey, recipient: recipient ?? harness.ca.certificate,
             cipher: cipher, digest: digest, keyTransport: keyTransport, transactionID: self.transactionID,
             senderNonce: self.senderNonce, messageType: messageType)
     }
 
+    /// A GetCert, GetCRL or CertPoll with `messageData`.
+    init(harness: Harness, messageType: MessageType, messageData: [UInt8], transactionID: String? = nil, recipient: Certificate? = nil) throws {
+        (self.signer, self.signerKey) = (try Self.signerCertificate(), Self.signerKey)
+        self.transactionID = transactionID ?? "tid-" + UUID().uuidString
+        self.senderNonce = try SecureRandom.bytes(16)
+        self.request = try PKIMessageBuilder.build(
+            messageData: messageData, messageType: messageType, signerCertificate: self.signer, signerKey: self.signerKey,
+            recipient: recipient ?? harness.ca.certificate, transactionID: self.transactionID, senderNonce: self.senderNonce)
+    }
+
     func open(_ response: SCEPHTTPResponse) throws -> ReceivedCertRep {
-        try ReceivedCertRep.open(response.body, signerCertificate: self.signer, signerKey: Self.signerKey)
+        try ReceivedCertRep.open(response.body, signerCertificate: self.signer, signerKey: self.signerKey)
     }
 }

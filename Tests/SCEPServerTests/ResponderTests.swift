@@ -13,7 +13,7 @@ struct ResponderTests {
         for query in ["operation=GetCACaps", "operation=GetCACaps&message=CAIdentifier", "message=0&operation=getcacaps"] {
             let r = h.get(query)
             #expect(r.status == 200 && r.contentType == "text/plain")
-            #expect(String(decoding: r.body, as: UTF8.self) == CACapabilities.text)
+            #expect(String(decoding: r.body, as: UTF8.self) == CACapabilities(renewal: true, nextCA: false).text)
         }
         #expect(h.audit.events.count == 3 && h.audit.events.allSatisfy { $0.outcome == .served && $0.operation == "GetCACaps" })
     }
@@ -23,7 +23,7 @@ struct ResponderTests {
         let h = try Harness()
         let r = h.get("operation=GetCACert&message=anything")
         #expect(r.status == 200 && r.contentType == "application/x-x509-ca-cert")
-        #expect(r.body == h.ca.caCertificate.derEncoded)
+        #expect(r.body == h.ca.certificate.derEncoded)
         let chained = try Harness(chain: true)
         let c = chained.get("operation=GetCACert")
         #expect(c.contentType == "application/x-x509-ca-ra-cert")

@@ -60,11 +60,12 @@ struct QueryDecodingTests {
         #expect(Operation(lenient: "GetCert") == nil)
     }
 
-    @Test("GetCACaps lists what is implemented, one per line, and nothing more")
+    @Test("GetCACaps lists what is configured, one per line, and nothing more")
     func caps() {
-        #expect(CACapabilities.text == "AES\nDES3\nPOSTPKIOperation\nSCEPStandard\nSHA-1\nSHA-256\nSHA-512")
-        #expect(!CACapabilities.keywords.contains("Renewal"))
-        #expect(!CACapabilities.keywords.contains("GetNextCACert"))
+        #expect(CACapabilities(renewal: false, nextCA: false).text == "AES\nDES3\nPOSTPKIOperation\nSCEPStandard\nSHA-1\nSHA-256\nSHA-512")
+        #expect(CACapabilities(renewal: true, nextCA: false).keywords == ["AES", "DES3", "POSTPKIOperation", "Renewal", "SCEPStandard", "SHA-1", "SHA-256", "SHA-512"])
+        #expect(CACapabilities(renewal: true, nextCA: true).keywords.contains("GetNextCACert"))
+        #expect(!CACapabilities(renewal: false, nextCA: false).keywords.contains("Renewal"))
     }
 
     static func percentEncode(_ s: String) -> String {

@@ -10,12 +10,28 @@ public struct AuditEvent: Sendable, Equatable {
     public enum Outcome: String, Sendable {
         /// A certificate was issued and delivered.
         case issued
+        /// A certificate issued earlier was delivered: a retransmission (RFC 8894 §3.3.3) or a
+        /// CertPoll after approval.
+        case delivered
+        /// The request waits for an operator (PENDING).
+        case pending
+        /// A certificate was issued and stored but not delivered (notification, signature or
+        /// audit failure): `issued/SERIAL.withheld` marks it.
+        case withheld
         /// The request was refused (client-side problem or a challenge rejection).
         case rejected
         /// The server could not complete the request (validator, store or audit failure).
         case failed
-        /// GetCACaps / GetCACert answered.
+        /// GetCACaps, GetCACert, GetNextCACert, GetCert, GetCRL answered.
         case served
+        /// `scep-fcgi ca approve`: issued by an operator, delivered by the next CertPoll.
+        case approved
+        /// `scep-fcgi ca revoke`.
+        case revoked
+        /// `scep-fcgi ca crl` or the server's own CRL refresh.
+        case published
+        /// `scep-fcgi ca rollover` / `ca ra`: key material created or activated.
+        case created
     }
 
     public var ts = Date()
@@ -43,6 +59,10 @@ public struct AuditEvent: Sendable, Equatable {
     public var subject: String?
     public var subjectAltNames: [String]?
     public var serial: String?
+    /// For a renewal: the serial of the certificate it renews.
+    public var renews: String?
+    /// For `ca revoke`: the CRLReason name.
+    public var revocationReason: String?
     public var sha1: String?
     public var sha256: String?
     public var notBefore: Date?
@@ -78,6 +98,8 @@ public struct AuditEvent: Sendable, Equatable {
         json.add("subject", self.subject)
         json.add("subjectAltNames", self.subjectAltNames)
         json.add("serial", self.serial)
+        json.add("renews", self.renews)
+        json.add("revocationReason", self.revocationReason)
         json.add("sha1", self.sha1)
         json.add("sha256", self.sha256)
         json.add("notBefore", self.notBefore.map(RFC3339.string))
@@ -136,29 +158,31 @@ struct UTCTime {
 }
 
 /// Builds one JSON object with keys in insertion order.
-struct JSONObjectWriter {
+package struct JSONObjectWriter {
     private var text = "{"
     private var first = true
 
-    mutating func add(_ key: String, _ value: String?) {
+    package init() {}
+
+    package mutating func add(_ key: String, _ value: String?) {
         guard let value else { return }
         self.addRaw(key, Self.quote(value))
     }
 
-    mutating func add(_ key: String, _ value: Int) { self.addRaw(key, String(value)) }
+    package mutating func add(_ key: String, _ value: Int) { self.addRaw(key, String(value)) }
 
-    mutating func add(_ key: String, _ values: [String]?) {
+    package mutating func add(_ key: String, _ values: [String]?) {
         guard let values else { return }
         self.addRaw(key, "[" + values.map(Self.quote).joined(separator: ",") + "]")
     }
 
-    mutating func addRaw(_ key: String, _ raw: String) {
+    package mutating func addRaw(_ key: String, _ raw: String) {
         if !self.first { self.text += "," }
         self.first = false
         self.text += Self.quote(key) + ":" + raw
     }
 
-    func finish() -> String { self.text + "}" }
+    package func finish() -> String { self.text + "}" }
 
     /// RFC 8259 §7 string escaping; control characters as \u00XX so a line never breaks.
     static func quote(_ s: String) -> String {

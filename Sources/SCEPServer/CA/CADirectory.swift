@@ -5,12 +5,16 @@ import SCEPCrypto
 /// The on-disk layout of `ca.dir` (see docs/ca-layout.md):
 ///
 /// ```
-/// ca.pem            CA certificate (first PEM block)
-/// ca.key            CA private key, PEM, mode 0600, optionally encrypted
-/// chain.pem         optional: certificates above the CA, issuing order
-/// issued/SERIAL.pem one file per issued certificate
-/// index.txt         OpenSSL `ca`-compatible index, one line per issued certificate
-/// index.txt.attr    `unique_subject = no`, so `openssl ca` accepts re-enrolled subjects
+/// ca.pem, ca.key           current CA certificate and key (mode 0600, optionally encrypted)
+/// chain.pem                optional: certificates above the CA
+/// ra.pem, ra.key           optional RA: signs CertReps (and decrypts, unless ra-encrypt exists)
+/// ra-encrypt.pem/.key      optional separate encryption RA (NDES style)
+/// next/ca.pem, ca.key      the next CA during a rollover (GetNextCACert)
+/// previous/ca.pem, ca.key  the CA before the last rollover: decrypts, verifies renewals, GetCert/GetCRL
+/// issued/SERIAL.pem        one file per issued certificate (SERIAL.withheld: never delivered)
+/// index.txt                OpenSSL `ca`-compatible index; index.txt.lock serialises its writers
+/// crl/ca.crl, ca.crl.pem   the current CA's CRL (crl/previous.crl for the previous CA), crl/*.crlnumber
+/// transactions/, pending/  replay records and requests waiting for approval
 /// ```
 public struct CADirectory: Sendable {
     public let path: String
@@ -20,8 +24,17 @@ public struct CADirectory: Sendable {
     public var certificatePath: String { self.path + "/ca.pem" }
     public var keyPath: String { self.path + "/ca.key" }
     public var chainPath: String { self.path + "/chain.pem" }
+    public var raCertificatePath: String { self.path + "/ra.pem" }
+    public var raKeyPath: String { self.path + "/ra.key" }
+    public var raEncryptionCertificatePath: String { self.path + "/ra-encrypt.pem" }
+    public var raEncryptionKeyPath: String { self.path + "/ra-encrypt.key" }
+    public var nextPath: String { self.path + "/next" }
+    public var previousPath: String { self.path + "/previous" }
     public var issuedPath: String { self.path + "/issued" }
     public var indexPath: String { self.path + "/index.txt" }
+    public var crlPath: String { self.path + "/crl" }
+    public var transactionsPath: String { self.path + "/transactions" }
+    public var pendingPath: String { self.path + "/pending" }
 
     /// Creates a new CA: RSA key, self-signed certificate, empty store. Refuses to overwrite.
     public func initialize(subject: String, keyBits: Int, days: Int, passphrase: [UInt8]?) throws -> Certificate {
@@ -30,11 +43,7 @@ public struct CADirectory: Sendable {
             throw ServerError(.caMaterial, "\(existing) already exists; refusing to overwrite a CA")
         }
         try fm.createDirectory(atPath: self.issuedPath, withIntermediateDirectories: true)
-        let key = try PrivateKey.generateRSA(bits: keyBits)
-        let now = Date()
-        let certificate = try CertificateBuilder.selfSigned(
-            subject: subject, key: key, serial: try SerialNumber.random(), notBefore: now.addingTimeInterval(-300),
-            notAfter: now.addingTimeInterval(Double(days) * 86400), isCA: true)
+        let (certificate, key) = try Self.makeCA(subject: subject, keyBits: keyBits, days: days)
         try AtomicFile.create(self.keyPath, contents: try key.pemEncoded(passphrase: passphrase), mode: 0o600)
         try AtomicFile.create(self.certificatePath, contents: Array(certificate.pemEncoded.utf8), mode: 0o644)
         if !fm.fileExists(atPath: self.indexPath) { try AtomicFile.create(self.indexPath, contents: [], mode: 0o644) }
@@ -44,58 +53,60 @@ public struct CADirectory: Sendable {
         return certificate
     }
 
+    static func makeCA(subject: String, keyBits: Int, days: Int) throws -> (Certificate, PrivateKey) {
+        let key = try PrivateKey.generateRSA(bits: keyBits)
+        let now = Date()
+        let certificate = try CertificateBuilder.selfSigned(
+            subject: subject, key: key, serial: try SerialNumber.random(), notBefore: now.addingTimeInterval(-300),
+            notAfter: now.addingTimeInterval(Double(days) * 86400), isCA: true)
+        return (certificate, key)
+    }
+
+    /// What identifies the key material on disk: reloading is needed when this changes.
+    public func fingerprint() -> [String] {
+        [self.certificatePath, self.keyPath, self.raCertificatePath, self.raEncryptionCertificatePath, self.chainPath,
+            self.nextPath + "/ca.pem", self.previousPath + "/ca.pem"].map { path in
+            var info = stat()
+            guard stat(path, &info) == 0 else { return "-" }
+            return "\(info.st_ino):\(info.st_size):\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)"
+        }
+    }
+
+    /// Loads with the passphrase read from `passphraseFile` (wiped after use).
+    public func loadMaterial(passphraseFile: String?) -> Result<CAMaterial, CAProblems> {
+        var passphrase: [UInt8]? = nil
+        if let passphraseFile {
+            do { passphrase = try SecretFile.read(passphraseFile, key: "ca.key_passphrase_file", allowEmpty: true) } catch {
+                return .failure(CAProblems(lines: ["\(error)"]))
+            }
+        }
+        defer { if passphrase != nil { OpenSSL.cleanse(&passphrase!) } }
+        return self.load(passphrase: passphrase)
+    }
+
     /// Loads and checks the CA material. Every problem is collected, one line each.
-    public func load(passphrase: [UInt8]?) -> Result<LocalCA, CAProblems> {
+    public func load(passphrase: [UInt8]?) -> Result<CAMaterial, CAProblems> {
         var problems: [String] = []
-        var certificate: Certificate? = nil
-        var key: PrivateKey? = nil
+        let current = self.loadPair(self.certificatePath, self.keyPath, passphrase, &problems, required: true)
         var chain: [Certificate] = []
-
-        if let pem = FileManager.default.contents(atPath: self.certificatePath) {
-            do { certificate = try Certificate.certificates(pemEncoded: Array(pem)).first } catch {
-                problems.append("\(self.certificatePath): not a PEM certificate")
-            }
-        } else {
-            problems.append("\(self.certificatePath): missing or unreadable")
-        }
-
-        var info = stat()
-        if stat(self.keyPath, &info) != 0 {
-            problems.append("\(self.keyPath): missing")
-        } else {
-            if info.st_mode & 0o077 != 0 {
-                problems.append("\(self.keyPath): readable by group or others (mode \(String(info.st_mode & 0o777, radix: 8))); chmod 600")
-            }
-            if let pem = FileManager.default.contents(atPath: self.keyPath) {
-                do { key = try PrivateKey(pemEncoded: Array(pem), passphrase: passphrase) } catch {
-                    problems.append(
-                        "\(self.keyPath): cannot be read as a PEM private key"
-                            + (passphrase == nil ? " (encrypted? set ca.key_passphrase_file)" : " (wrong passphrase?)"))
-                }
-            } else {
-                problems.append("\(self.keyPath): not readable by this user")
-            }
-        }
-
         if FileManager.default.fileExists(atPath: self.chainPath) {
-            if let pem = FileManager.default.contents(atPath: self.chainPath),
-                let parsed = try? Certificate.certificates(pemEncoded: Array(pem))
-            {
+            if let pem = FileManager.default.contents(atPath: self.chainPath), let parsed = try? Certificate.certificates(pemEncoded: Array(pem)) {
                 chain = parsed
             } else {
                 problems.append("\(self.chainPath): not a PEM certificate bundle")
             }
         }
-
-        if let key {
-            // RFC 8894 §3.1: envelopes use RSA key transport, so the decrypting key must be RSA.
-            if key.algorithm != .rsa { problems.append("\(self.keyPath): key is \(key.algorithm.rawValue), SCEP needs RSA") }
-            if let certificate, !key.matches(certificate) {
-                problems.append("\(self.keyPath) does not match the certificate in \(self.certificatePath)")
-            }
+        if let current, current.certificate.notAfter < Date() {
+            problems.append("\(self.certificatePath): CA certificate expired on \(current.certificate.notAfter)")
         }
-        if let certificate, certificate.notAfter < Date() {
-            problems.append("\(self.certificatePath): CA certificate expired on \(certificate.notAfter)")
+        let ra = self.loadPair(self.raCertificatePath, self.raKeyPath, passphrase, &problems, required: false)
+        let raEncryption = self.loadPair(self.raEncryptionCertificatePath, self.raEncryptionKeyPath, passphrase, &problems, required: false)
+        let previous = self.loadPair(self.previousPath + "/ca.pem", self.previousPath + "/ca.key", passphrase, &problems, required: false)
+        let next = self.loadPair(self.nextPath + "/ca.pem", self.nextPath + "/ca.key", passphrase, &problems, required: false)
+        if let current {
+            if let ra { problems += Self.raProblems(ra, self.raCertificatePath, ca: current, chain: chain, usage: raEncryption == nil ? [.sign, .encrypt] : [.sign]) }
+            if raEncryption != nil && ra == nil { problems.append("\(self.raEncryptionCertificatePath) needs \(self.raCertificatePath) (the signing RA)") }
+            if let raEncryption { problems += Self.raProblems(raEncryption, self.raEncryptionCertificatePath, ca: current, chain: chain, usage: [.encrypt]) }
         }
         if !FileManager.default.fileExists(atPath: self.issuedPath) {
             problems.append("\(self.issuedPath): missing (scep-fcgi ca init creates it)")
@@ -105,9 +116,65 @@ public struct CADirectory: Sendable {
         if access(self.indexPath, F_OK) == 0, access(self.indexPath, W_OK) != 0 {
             problems.append("\(self.indexPath): not writable by this user")
         }
+        guard problems.isEmpty, let current else { return .failure(CAProblems(lines: problems)) }
+        return .success(CAMaterial(current: current, chain: chain, ra: ra, raEncryption: raEncryption, previous: previous, next: next))
+    }
 
-        guard problems.isEmpty, let certificate, let key else { return .failure(CAProblems(lines: problems)) }
-        return .success(LocalCA(certificate: certificate, key: key, chain: chain))
+    enum KeyUse { case sign, encrypt }
+
+    /// RFC 8894 §2.1.2 / §3.5.2: an RA certificate is issued by the CA, matches its key, and has
+    /// digitalSignature to sign CertReps and keyEncipherment to receive requests.
+    static func raProblems(_ pair: KeyPair, _ path: String, ca: KeyPair, chain: [Certificate], usage: [KeyUse]) -> [String] {
+        var out: [String] = []
+        if case .failure(let failure) = CertificateVerifier(anchors: [ca.certificate]).verify(pair.certificate, at: Date()) {
+            out.append("\(path): does not chain to ca.pem (\(failure))")
+        }
+        let bits = pair.certificate.keyUsage
+        if usage.contains(.sign), let bits, bits & 0x80 == 0 { out.append("\(path): keyUsage lacks digitalSignature (needed to sign CertReps)") }
+        if usage.contains(.encrypt), let bits, bits & 0x20 == 0 { out.append("\(path): keyUsage lacks keyEncipherment (needed to receive requests)") }
+        if pair.key.algorithm != .rsa { out.append("\(path): key is \(pair.key.algorithm.rawValue), SCEP needs RSA") }
+        return out
+    }
+
+    /// One certificate + key; problems are appended. Absent optional pairs are nil without a problem.
+    private func loadPair(_ certificatePath: String, _ keyPath: String, _ passphrase: [UInt8]?, _ problems: inout [String], required: Bool) -> KeyPair? {
+        let fm = FileManager.default
+        if !required && !fm.fileExists(atPath: certificatePath) && !fm.fileExists(atPath: keyPath) { return nil }
+        var certificate: Certificate? = nil
+        var key: PrivateKey? = nil
+        if let pem = fm.contents(atPath: certificatePath) {
+            do { certificate = try Certificate.certificates(pemEncoded: Array(pem)).first } catch {
+                problems.append("\(certificatePath): not a PEM certificate")
+            }
+        } else {
+            problems.append("\(certificatePath): missing or unreadable")
+        }
+        var info = stat()
+        if stat(keyPath, &info) != 0 {
+            problems.append("\(keyPath): missing")
+        } else {
+            if info.st_mode & 0o077 != 0 {
+                problems.append("\(keyPath): readable by group or others (mode \(String(info.st_mode & 0o777, radix: 8))); chmod 600")
+            }
+            if let pem = fm.contents(atPath: keyPath) {
+                do { key = try PrivateKey(pemEncoded: Array(pem), passphrase: passphrase) } catch {
+                    problems.append(
+                        "\(keyPath): cannot be read as a PEM private key"
+                            + (passphrase == nil ? " (encrypted? set ca.key_passphrase_file)" : " (wrong passphrase?)"))
+                }
+            } else {
+                problems.append("\(keyPath): not readable by this user")
+            }
+        }
+        if let key {
+            // RFC 8894 §3.1: envelopes use RSA key transport, so decrypting keys must be RSA.
+            if key.algorithm != .rsa { problems.append("\(keyPath): key is \(key.algorithm.rawValue), SCEP needs RSA") }
+            if let certificate, !key.matches(certificate) {
+                problems.append("\(keyPath) does not match the certificate in \(certificatePath)")
+            }
+        }
+        guard let certificate, let key else { return nil }
+        return KeyPair(certificate: certificate, key: key)
     }
 }
 

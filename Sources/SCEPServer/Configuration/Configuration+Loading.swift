@@ -6,7 +6,29 @@ extension Configuration {
     /// One settable key: its name and how a text value is applied.
     struct Key: Sendable {
         let name: String
+        /// Repeatable keys add a value per line; their environment variable holds a comma-separated list.
+        let repeatable: Bool
         let apply: @Sendable (inout Configuration, String) throws -> Void
+        let reset: @Sendable (inout Configuration) -> Void
+
+        init(name: String, apply: @escaping @Sendable (inout Configuration, String) throws -> Void) {
+            self.name = name
+            self.repeatable = false
+            self.apply = apply
+            self.reset = { _ in }
+        }
+
+        init(list name: String, _ path: WritableKeyPath<Configuration, [String]> & Sendable, validate: @escaping @Sendable (String) throws -> Void) {
+            self.name = name
+            self.repeatable = true
+            self.apply = { config, value in
+                for item in value.split(separator: ",").map({ $0.trimmedWhitespace }) where !item.isEmpty {
+                    try validate(item)
+                    config[keyPath: path].append(item)
+                }
+            }
+            self.reset = { $0[keyPath: path] = [] }
+        }
 
         /// `ca.key_passphrase_file` → `SCEP_CA_KEY_PASSPHRASE_FILE`.
         var environmentName: String { "SCEP_" + self.name.replacing(".", with: "_").uppercased() }
@@ -47,6 +69,25 @@ extension Configuration {
                 .filter { !$0.isEmpty }
         },
         Key(name: "issue.min_rsa_bits") { $0.issue.minRSABits = try integer($1, "issue.min_rsa_bits", 1024...16384) },
+        Key(name: "issue.renewal") { $0.issue.renewal = try boolean($1, "issue.renewal") },
+        Key(name: "issue.renewal_requires_challenge") { $0.issue.renewalRequiresChallenge = try boolean($1, "issue.renewal_requires_challenge") },
+        Key(name: "issue.renewal_window_days") { $0.issue.renewalWindowDays = try integer($1, "issue.renewal_window_days", 0...36500) },
+        Key(name: "issue.renewal_allow_subject_change") {
+            $0.issue.renewalAllowSubjectChange = try boolean($1, "issue.renewal_allow_subject_change")
+        },
+        Key(name: "issue.approval") { config, value in
+            guard let approval = Approval(rawValue: value.lowercased()) else {
+                throw ServerError(.configuration, "issue.approval: \"\(value)\" is not one of \(Approval.allCases.map(\.rawValue))")
+            }
+            config.issue.approval = approval
+        },
+        Key(name: "issue.allow_des_requests") { $0.issue.allowDESRequests = try boolean($1, "issue.allow_des_requests") },
+        Key(list: "issue.crl_url", \.issue.crlURLs, validate: { try url($0, "issue.crl_url") }),
+        Key(list: "issue.aia_url", \.issue.aiaURLs, validate: { try url($0, "issue.aia_url") }),
+        Key(name: "ca.crl_validity_hours") { $0.ca.crlValidityHours = try integer($1, "ca.crl_validity_hours", 1...8760) },
+        Key(name: "store.transaction_retention_days") {
+            $0.store.transactionRetentionDays = try integer($1, "store.transaction_retention_days", 1...3650)
+        },
         Key(name: "audit.path") { $0.audit.path = $1 },
         Key(name: "audit.sync") { $0.audit.sync = try boolean($1, "audit.sync") },
         Key(name: "server.socket") { $0.server.socket = $1 },
@@ -75,6 +116,7 @@ extension Configuration {
         }
         for key in keys {
             if let value = environment[key.environmentName] {
+                key.reset(&config)
                 do { try key.apply(&config, value.trimmedWhitespace) } catch let error as ServerError {
                     throw ServerError(.configuration, "\(key.environmentName): \(error.message)")
                 }
@@ -115,6 +157,13 @@ extension Configuration {
             throw ServerError(.configuration, "\(name): \"\(text)\" is not an integer in \(range.lowerBound)...\(range.upperBound)")
         }
         return value
+    }
+
+    /// An http(s) URL without the characters OpenSSL's extension syntax would split on.
+    private static func url(_ text: String, _ name: String) throws {
+        guard text.hasPrefix("http://") || text.hasPrefix("https://") || text.hasPrefix("ldap://"),
+            !text.contains(","), !text.contains(" ")
+        else { throw ServerError(.configuration, "\(name): \"\(text)\" is not an http(s) or ldap URL without commas") }
     }
 
     private static func boolean(_ text: String, _ name: String) throws -> Bool {
@@ -168,6 +217,9 @@ extension Configuration {
             if let bundle = self.intune.caBundle, !FileManager.default.isReadableFile(atPath: bundle) {
                 out.append("intune.ca_bundle: \(bundle) cannot be read")
             }
+        }
+        if self.issue.approval == .manual && self.challenge.mode == .intune {
+            out.append("issue.approval = manual cannot be combined with challenge.mode = intune (Intune authorises each request itself)")
         }
         if let file = self.ca.keyPassphraseFile, let problem = SecretFile.problem(file, key: "ca.key_passphrase_file") {
             out.append(problem)

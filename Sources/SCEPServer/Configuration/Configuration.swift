@@ -25,6 +25,16 @@
 /// | `issue.backdate_minutes` | 5 | notBefore this far in the past, for clients with slow clocks |
 /// | `issue.extended_key_usage` | `clientAuth` | comma-separated EKUs (short names or OIDs); empty for none |
 /// | `issue.min_rsa_bits` | 2048 | smallest RSA key accepted in a CSR |
+/// | `issue.renewal` | `true` | accept renewals (RenewalReq, PKCSReq signed by a certificate we issued) |
+/// | `issue.renewal_requires_challenge` | static: `false`, intune: `true` | check the challenge of renewals too |
+/// | `issue.renewal_window_days` | 0 | renewals only in the last N days of validity (0: any time) |
+/// | `issue.renewal_allow_subject_change` | `false` | let a renewal change subject or add SANs |
+/// | `issue.approval` | `auto` | `manual`: valid requests wait as PENDING for `scep-fcgi ca approve` |
+/// | `issue.allow_des_requests` | `true` | accept single-DES requests (replies are never DES) |
+/// | `issue.crl_url` | none | CRL distribution point URL put in issued certificates (repeatable) |
+/// | `issue.aia_url` | none | AIA caIssuers URL put in issued certificates (repeatable) |
+/// | `ca.crl_validity_hours` | 168 | CRL validity; reissued at half of it or after a revocation |
+/// | `store.transaction_retention_days` | 30 | how long a transactionID is remembered for replay |
 /// | `audit.path` | required | JSON-lines audit log, opened append-only |
 /// | `audit.sync` | `true` | fdatasync after every audit line |
 /// | `server.socket` | `/run/scep-fcgi/scep-fcgi.sock` | Unix socket path, or `HOST:PORT` / `:PORT` for TCP |
@@ -35,6 +45,19 @@ public struct Configuration: Sendable, Equatable {
     public struct CA: Sendable, Equatable {
         public var dir: String = ""
         public var keyPassphraseFile: String? = nil
+        /// nextUpdate − thisUpdate of published CRLs; they are reissued at half of it.
+        public var crlValidityHours: Int = 168
+    }
+
+    /// Manual approval (`issue.approval = manual`) or immediate issuance.
+    public enum Approval: String, Sendable, Equatable, CaseIterable {
+        case auto
+        case manual
+    }
+
+    public struct Store: Sendable, Equatable {
+        public var transactionRetentionDays: Int = 30
+        public init() {}
     }
 
     public enum ChallengeMode: String, Sendable, Equatable, CaseIterable {
@@ -69,6 +92,19 @@ public struct Configuration: Sendable, Equatable {
         public var backdateMinutes: Int = 5
         public var extendedKeyUsage: [String] = ["clientAuth"]
         public var minRSABits: Int = 2048
+        /// RFC 8894 §3.3.1.2 renewal (RenewalReq, or PKCSReq signed by a certificate we issued).
+        public var renewal: Bool = true
+        /// nil: `false` with a static challenge, `true` with Intune.
+        public var renewalRequiresChallenge: Bool? = nil
+        /// 0: a renewal is accepted any time before expiry; N: only in the last N days.
+        public var renewalWindowDays: Int = 0
+        public var renewalAllowSubjectChange: Bool = false
+        public var approval: Approval = .auto
+        /// Single-DES requests (micromdm scepclient); replies are never DES.
+        public var allowDESRequests: Bool = true
+        public var crlURLs: [String] = []
+        public var aiaURLs: [String] = []
+        public init() {}
     }
 
     public struct Audit: Sendable, Equatable {
@@ -87,6 +123,7 @@ public struct Configuration: Sendable, Equatable {
     public var challenge = Challenge()
     public var intune = Intune()
     public var issue = Issue()
+    public var store = Store()
     public var audit = Audit()
     public var server = Server()
 

@@ -2,18 +2,38 @@ import FoundationEssentials
 import Glibc
 import SCEPCrypto
 
-/// Issuance rules from `[issue]`.
+/// Issuance and lifecycle rules from `[issue]` (and `[store]`), outside the crypto layer.
 public struct IssuancePolicy: Sendable {
     public var validityDays: Int
     public var backdateMinutes: Int
     public var extendedKeyUsage: [String]
     public var minRSABits: Int
+    public var renewal: Bool
+    public var renewalRequiresChallenge: Bool
+    public var renewalWindowDays: Int
+    public var renewalAllowSubjectChange: Bool
+    public var manualApproval: Bool
+    public var allowDESRequests: Bool
+    public var crlURLs: [String]
+    public var aiaURLs: [String]
+    public var transactionRetentionDays: Int
 
-    public init(_ issue: Configuration.Issue) {
+    public init(_ issue: Configuration.Issue, challengeMode: Configuration.ChallengeMode = .static, store: Configuration.Store = .init()) {
         self.validityDays = issue.validityDays
         self.backdateMinutes = issue.backdateMinutes
         self.extendedKeyUsage = issue.extendedKeyUsage
         self.minRSABits = issue.minRSABits
+        self.renewal = issue.renewal
+        // RFC 8894 §2.4: the challenge is optional for renewals; Intune requires it (its profile
+        // renews through the same validateRequest).
+        self.renewalRequiresChallenge = issue.renewalRequiresChallenge ?? (challengeMode == .intune)
+        self.renewalWindowDays = issue.renewalWindowDays
+        self.renewalAllowSubjectChange = issue.renewalAllowSubjectChange
+        self.manualApproval = issue.approval == .manual
+        self.allowDESRequests = issue.allowDESRequests
+        self.crlURLs = issue.crlURLs
+        self.aiaURLs = issue.aiaURLs
+        self.transactionRetentionDays = store.transactionRetentionDays
     }
 
     /// Whether a CSR key is acceptable: RSA of at least `minRSABits`, or an EC key. The reply
@@ -26,11 +46,29 @@ public struct IssuancePolicy: Sendable {
         }
     }
 
+    /// RFC 8894 §2.9: MD5 MUST NOT be supported, for the pkiMessage and for the CSR's own
+    /// signature alike (a PKCS#10 signed with md5WithRSAEncryption gets badAlg).
+    func acceptsCSRDigest(_ digest: DigestAlgorithm?) -> Bool { digest?.isAcceptable ?? false }
+
+    /// Single DES requests are accepted unless `issue.allow_des_requests = false`; every other
+    /// cipher the envelope opener knows is.
+    func acceptsCipher(_ cipher: ContentCipher) -> Bool { cipher != .des || self.allowDESRequests }
+
     /// keyUsage per key type: keyEncipherment only makes sense for RSA (RFC 5280 §4.2.1.3).
     func profile(for key: PublicKey) -> IssuanceProfile {
         IssuanceProfile(
             keyUsage: key.algorithm == .rsa ? "critical,digitalSignature,keyEncipherment" : "critical,digitalSignature",
-            extendedKeyUsage: self.extendedKeyUsage, signatureDigest: .sha256)
+            extendedKeyUsage: self.extendedKeyUsage, signatureDigest: .sha256, crlURLs: self.crlURLs, caIssuersURLs: self.aiaURLs)
+    }
+
+    /// Signs a certificate for `csr` with `issuer`: subject and SANs from the request, the
+    /// profile's extensions, a random serial, this policy's validity.
+    public func certificate(for csr: CertificateSigningRequest, issuer: KeyPair, now: Date = Date()) throws -> Certificate {
+        guard let key = csr.publicKey else { throw OpenSSLError.parse("CSR public key") }
+        let (notBefore, notAfter) = self.validity(now: now, caNotAfter: issuer.certificate.notAfter)
+        return try CertificateBuilder.issue(
+            csr: csr, issuer: issuer.certificate, issuerKey: issuer.key, serial: try SerialNumber.random(), notBefore: notBefore,
+            notAfter: notAfter, profile: self.profile(for: key))
     }
 
     /// notBefore a few minutes back (devices with slow clocks), notAfter by the validity but never

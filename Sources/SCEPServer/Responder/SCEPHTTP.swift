@@ -45,6 +45,7 @@ public struct SCEPHTTPResponse: Sendable, Equatable {
 public enum SCEPContentType {
     public static let caCert = "application/x-x509-ca-cert"
     public static let caRACert = "application/x-x509-ca-ra-cert"
+    public static let nextCACert = "application/x-x509-next-ca-cert"
     public static let pkiMessage = "application/x-pki-message"
     public static let caps = "text/plain"
 }

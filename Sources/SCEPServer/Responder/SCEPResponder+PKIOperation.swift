@@ -3,40 +3,78 @@ import Glibc
 import SCEP
 import SCEPCrypto
 
+/// A decoded, verified and decrypted pkiMessage with what its reply needs (RFC 8894 §3.3.2:
+/// the request's digest, cipher and key transport, enveloped to the request's signer).
+struct Exchange {
+    let message: PKIMessage
+    let signer: Certificate
+    let content: [UInt8]
+    let digest: DigestAlgorithm
+    let cipher: ContentCipher
+    let keyTransport: KeyTransport
+    let material: CAMaterial
+    let request: SCEPHTTPRequest
+
+    var transactionID: String { self.message.transactionID }
+
+    /// A signed CertRep: SUCCESS carries a degenerate SignedData enveloped to the requester.
+    func reply(_ status: CertRep.Status) throws -> SCEPHTTPResponse {
+        do {
+            let body = try CertRep(transactionID: self.transactionID, recipientNonce: self.message.senderNonce, status: status).encode(
+                signer: self.material.signer.certificate, key: self.material.signer.key, digest: self.digest, recipient: self.signer,
+                cipher: self.cipher, keyTransport: self.keyTransport)
+            return SCEPHTTPResponse(status: 200, contentType: SCEPContentType.pkiMessage, body: body)
+        } catch { throw SCEPError(.internalError, "sign CertRep: \(error)") }
+    }
+
+    /// RFC 8894 §3.3.2.1: SUCCESS with a degenerate certs-only SignedData (or one holding a CRL).
+    func success(_ certificates: [Certificate], crls: [CertificateRevocationList] = []) throws -> SCEPHTTPResponse {
+        let degenerate: [UInt8]
+        do { degenerate = try CMSSigner.certificatesOnly(certificates, crls: crls) } catch {
+            throw SCEPError(.internalError, "degenerate SignedData: \(error)")
+        }
+        return try self.reply(.success(content: degenerate))
+    }
+}
+
 extension SCEPResponder {
     /// PKIOperation (RFC 8894 §4.3): HTTP-tier errors until the pkiMessage's transactionID and
     /// senderNonce are known, signed CertRep FAILURE after.
-    func pkiOperation(
-        _ request: SCEPHTTPRequest, _ query: SCEPQuery, _ started: ContinuousClock.Instant, _ event: inout AuditEvent,
-        _ audited: inout Bool
-    ) -> SCEPHTTPResponse {
+    func pkiOperation(_ request: SCEPHTTPRequest, _ query: SCEPQuery, _ material: CAMaterial, _ record: RequestRecord) -> SCEPHTTPResponse {
         let message: PKIMessage
         do {
             message = try PKIMessage.decode(try self.messageBytes(request, query))
         } catch let error as SCEPError {
-            return self.httpError(error, &event)
+            return self.httpError(error, record)
         } catch {
-            return self.httpError(SCEPError(.malformedMessage), &event)
+            return self.httpError(SCEPError(.malformedMessage), record)
         }
-        event.transactionID = message.transactionID
-        event.messageType = message.messageType?.name ?? String(message.messageTypeValue)
+        record.event.transactionID = message.transactionID
+        record.event.messageType = message.messageType?.name ?? String(message.messageTypeValue)
 
         var context: ChallengeContext? = nil
         do {
-            return try self.enroll(message, request, started, &event, &audited, &context)
+            let exchange = try self.open(message, request, material, record)
+            switch exchange.message.messageType {
+            case .pkcsReq, .renewalReq: return try self.enroll(exchange, record, &context)
+            case .certPoll: return try self.poll(exchange, record)
+            case .getCert: return try self.getCert(exchange, record)
+            case .getCRL: return try self.getCRL(exchange, record)
+            default: throw SCEPError(.unsupportedMessageType, "messageType \(message.messageTypeValue)")
+            }
         } catch {
-            if let calls = context?.trace.calls, !calls.isEmpty { event.validatorCalls = calls }
+            if let calls = context?.trace.calls, !calls.isEmpty { record.event.validatorCalls = calls }
             let scepError = (error as? SCEPError) ?? SCEPError(.internalError, "\(error)")
             if scepError.isServerFault || !(error is SCEPError) {
-                self.diagnostics.log(.error, "request \(event.requestID) transaction \(message.transactionID): \(error)")
+                self.diagnostics.log(.error, "request \(record.event.requestID) transaction \(message.transactionID): \(error)")
             } else {
-                self.diagnostics.log(.info, "request \(event.requestID) transaction \(message.transactionID) rejected: \(scepError)")
+                self.diagnostics.log(.info, "request \(record.event.requestID) transaction \(message.transactionID) rejected: \(scepError)")
             }
-            if let context, [.issuanceFailed, .storeFailed, .internalError].contains(scepError.code) {
+            if let context, [.issuanceFailed, .storeFailed, .internalError].contains(scepError.code), record.event.serial == nil {
                 self.validator.issuanceFailed(scepError, context: context)
-                event.validatorCalls = context.trace.calls
+                record.event.validatorCalls = context.trace.calls
             }
-            return self.failure(message, scepError, &event)
+            return self.failure(message, scepError, material, record)
         }
     }
 
@@ -55,127 +93,57 @@ extension SCEPResponder {
         return try SCEPQuery.decodeMessage(raw)
     }
 
-    private func enroll(
-        _ message: PKIMessage, _ request: SCEPHTTPRequest, _ started: ContinuousClock.Instant, _ event: inout AuditEvent,
-        _ audited: inout Bool,
-        _ contextOut: inout ChallengeContext?
-    ) throws -> SCEPHTTPResponse {
+    /// Verifies the signature, applies the algorithm policy and opens the envelope with whichever
+    /// of our keys it is addressed to.
+    private func open(_ message: PKIMessage, _ request: SCEPHTTPRequest, _ material: CAMaterial, _ record: RequestRecord) throws -> Exchange {
         let verified = try message.verify()
-        event.digest = verified.digest?.rawValue ?? verified.digestOID
-        guard let digest = verified.digest, digest.isAcceptable else {
-            throw SCEPError(.unsupportedDigest, verified.digestOID)
-        }
-        // RFC 8894 §3.2.1.2: undefined types MUST be treated as errors. Renewal, polling, GetCert
-        // and GetCRL are not offered (GetCACaps does not list Renewal).
-        guard message.messageType == .pkcsReq else {
+        record.event.digest = verified.digest?.rawValue ?? verified.digestOID
+        // RFC 8894 §2.9: MD5 MUST NOT be supported.
+        guard let digest = verified.digest, digest.isAcceptable else { throw SCEPError(.unsupportedDigest, verified.digestOID) }
+        // RFC 8894 §3.2.1.2: undefined types MUST be treated as errors.
+        guard let type = message.messageType, [.pkcsReq, .renewalReq, .certPoll, .getCert, .getCRL].contains(type) else {
             throw SCEPError(.unsupportedMessageType, "messageType \(message.messageTypeValue)")
         }
-        // The SUCCESS reply is enveloped to the signer certificate with RSA key transport.
+        // Every SUCCESS is enveloped to the signer certificate with RSA key transport.
         guard verified.signer.publicKey?.algorithm == .rsa else { throw SCEPError(.signerKeyNotRSA) }
 
         let opened: OpenedEnvelope
-        do { opened = try self.decrypter.open(verified.content) } catch let error as OpenSSLError {
+        do {
+            opened = try CMSEnvelope.open(verified.content, candidates: material.decrypters.map { ($0.certificate, $0.key) }).envelope
+        } catch let error as OpenSSLError {
             switch error.code {
             case .parse: throw SCEPError(.malformedEnvelope, "\(error)")
             case .unsupportedAlgorithm: throw SCEPError(.unsupportedCipher, "\(error)")
             default: throw SCEPError(.decryptFailed, "\(error)")
             }
         }
-        event.keyTransport = opened.keyTransport.description
-        event.cipher = opened.cipher?.rawValue ?? opened.cipherOID
+        record.event.keyTransport = opened.keyTransport.description
+        record.event.cipher = opened.cipher?.rawValue ?? opened.cipherOID
         guard let cipher = opened.cipher else { throw SCEPError(.unsupportedCipher, opened.cipherOID) }
-
-        let csr: CertificateSigningRequest
-        do { csr = try CertificateSigningRequest(derEncoded: opened.content) } catch {
-            throw SCEPError(.malformedCSR, "\(error)")
-        }
-        event.subject = csr.subject
-        let names = csr.subjectAltNames
-        if !names.isEmpty { event.subjectAltNames = names }
-        // Proof of possession (RFC 8894 §3.3.1 via PKCS#10): micromdm never checks it; we do.
-        guard csr.verifySignature() else { throw SCEPError(.badCSRSignature) }
-        guard let csrKey = csr.publicKey, self.policy.accepts(csrKey) else {
-            throw SCEPError(.keyPolicy, "CSR key \(csr.publicKey.map { "\($0.algorithm.rawValue)-\($0.bits)" } ?? "missing")")
-        }
-        let challenge: String?
-        do { challenge = try csr.challengePassword() } catch { throw SCEPError(.malformedCSR, "challengePassword") }
-
-        // Challenge (RFC 8894 §2.4): a pluggable validator decides.
-        let context = ChallengeContext(
-            transactionID: message.transactionID, csr: csr, challenge: challenge, remoteAddr: request.remoteAddr)
-        contextOut = context
-        event.challengeMode = self.validator.mode
-        let decision: ChallengeDecision
-        do { decision = try self.validator.validate(context) } catch {
-            event.challengeError = (error as? AuditCodedError)?.auditCode
-            throw SCEPError(.challengeUnavailable, "\(error)")
-        }
-        switch decision {
-        case .accepted:
-            event.challengeResult = self.validator.acceptedResult
-        case .rejected(let code, let detail):
-            event.challengeResult = detail
-            throw SCEPError(code, detail.map { "validator result \($0)" } ?? "", failInfoText: detail.map(self.validator.rejectionText))
-        }
-
-        // Issue, store, notify, audit; only then deliver.
-        let (notBefore, notAfter) = self.policy.validity(now: Date(), caNotAfter: self.issuer.caCertificate.notAfter)
-        let certificate: Certificate
-        do {
-            certificate = try self.issuer.issue(
-                csr: csr, serial: try SerialNumber.random(), notBefore: notBefore, notAfter: notAfter,
-                profile: self.policy.profile(for: csrKey))
-        } catch { throw SCEPError(.issuanceFailed, "\(error)") }
-        do { try self.store.record(certificate, transactionID: message.transactionID) } catch {
-            throw SCEPError(.storeFailed, "\(error)")
-        }
-        event.serial = certificate.serialNumberHex
-        event.notBefore = certificate.notBefore
-        event.notAfter = certificate.notAfter
-        event.sha1 = HexEncoding.string(certificate.fingerprint(.sha1))
-        event.sha256 = HexEncoding.string(certificate.fingerprint(.sha256))
-        do { try self.validator.issued(certificate, context: context) } catch {
-            event.challengeError = (error as? AuditCodedError)?.auditCode
-            throw SCEPError(.notificationFailed, "\(error)")
-        }
-        let calls = context.trace.calls
-        if !calls.isEmpty { event.validatorCalls = calls }
-
-        // RFC 8894 §3.3.2.1: the messageData is a degenerate certs-only SignedData with the issued cert.
-        let reply: [UInt8]
-        do {
-            reply = try self.signer.sign(
-                CertRep(
-                    transactionID: message.transactionID, recipientNonce: message.senderNonce,
-                    status: .success(content: try CMSSigner.certificatesOnly([certificate]))),
-                digest: digest, recipient: verified.signer, cipher: cipher, keyTransport: opened.keyTransport)
-        } catch { throw SCEPError(.internalError, "sign CertRep: \(error)") }
-
-        event.outcome = .issued
-        event.durationMs = Self.milliseconds(since: started)
-        do { try self.audit.record(event) } catch {
-            // Stored but never delivered: the client gets FAILURE and may retry.
-            throw SCEPError(.auditFailed, "\(error); certificate \(certificate.serialNumberHex) withheld")
-        }
-        audited = true
-        return SCEPHTTPResponse(status: 200, contentType: SCEPContentType.pkiMessage, body: reply)
+        guard self.policy.acceptsCipher(cipher) else { throw SCEPError(.cipherPolicy, cipher.rawValue) }
+        return Exchange(
+            message: message, signer: verified.signer, content: opened.content, digest: digest, cipher: cipher,
+            keyTransport: opened.keyTransport, material: material, request: request)
     }
 
     /// A signed CertRep FAILURE (RFC 8894 §3.3.2.2) in the request's digest (SHA-256 if unusable).
-    func failure(_ message: PKIMessage, _ error: SCEPError, _ event: inout AuditEvent) -> SCEPHTTPResponse {
-        event.outcome = error.isServerFault ? .failed : .rejected
-        event.reason = error.auditCode
-        event.failInfo = error.failInfo.name
+    func failure(_ message: PKIMessage, _ error: SCEPError, _ material: CAMaterial, _ record: RequestRecord) -> SCEPHTTPResponse {
+        // A certificate that was stored but is not being delivered is withheld, not merely failed.
+        record.event.outcome = record.event.serial != nil ? .withheld : error.isServerFault ? .failed : .rejected
+        record.event.reason = error.auditCode
+        record.event.failInfo = error.failInfo.name
         let digest = message.digest.flatMap { $0.isAcceptable ? $0 : nil } ?? .sha256
         let certRep = CertRep(
             transactionID: message.transactionID, recipientNonce: message.senderNonce,
             status: .failure(error.failInfo, text: error.failInfoText))
         do {
-            let body = try self.signer.sign(certRep, digest: digest, recipient: nil, cipher: .aes256, keyTransport: .rsaPKCS1v15)
+            let body = try certRep.encode(
+                signer: material.signer.certificate, key: material.signer.key, digest: digest, recipient: nil, cipher: .aes256,
+                keyTransport: .rsaPKCS1v15)
             return SCEPHTTPResponse(status: 200, contentType: SCEPContentType.pkiMessage, body: body)
         } catch {
-            self.diagnostics.log(.error, "request \(event.requestID): cannot sign CertRep FAILURE: \(error)")
-            event.httpStatus = 500
+            self.diagnostics.log(.error, "request \(record.event.requestID): cannot sign CertRep FAILURE: \(error)")
+            record.event.httpStatus = 500
             return SCEPHTTPResponse.text(500, "internal error, see server logs")
         }
     }

@@ -2,104 +2,128 @@ import FoundationEssentials
 import Glibc
 import SCEP
 import SCEPCrypto
+import Synchronization
 
 /// The transport-neutral core: one SCEP HTTP request in, one complete response out.
 ///
 /// Synchronous on purpose: libfcgi, OpenSSL and libcurl all block, so concurrency comes from
 /// worker threads (and processes), each calling ``respond(to:)``. It never throws and never
-/// traps on input; every request leaves exactly one audit record.
+/// traps on input; every request leaves exactly one audit record (``RequestRecord``).
 public final class SCEPResponder: Sendable {
-    let decrypter: any MessageDecrypter
-    let signer: any MessageSigner
-    let issuer: any CertificateIssuer
+    let material: CAMaterialSource
     let store: any CertificateStore
     let validator: any ChallengeValidator
     let audit: any AuditSink
     let policy: IssuancePolicy
+    let crls: CRLPublisher?
     let diagnostics: Diagnostics
-    /// Built once: GetCACert is the hottest unauthenticated request.
-    let caCertResponse: SCEPHTTPResponse
-    let capsResponse: SCEPHTTPResponse
+    /// GetCACert, GetCACaps and GetNextCACert bodies, rebuilt only when the material changes:
+    /// GetCACert is the hottest unauthenticated request.
+    private let published = Mutex<PublishedReplies?>(nil)
+
+    struct PublishedReplies {
+        let identity: [ObjectIdentifier]
+        let caCert: SCEPHTTPResponse
+        let caps: SCEPHTTPResponse
+        let nextCACert: SCEPHTTPResponse?
+    }
 
     public init(
-        ca: LocalCA, store: any CertificateStore, validator: any ChallengeValidator, audit: any AuditSink,
-        policy: IssuancePolicy, diagnostics: Diagnostics = Diagnostics()
+        material: CAMaterialSource, store: any CertificateStore, validator: any ChallengeValidator, audit: any AuditSink,
+        policy: IssuancePolicy, crls: CRLPublisher?, diagnostics: Diagnostics = Diagnostics()
     ) throws {
-        self.decrypter = ca
-        self.signer = ca
-        self.issuer = ca
+        self.material = material
         self.store = store
         self.validator = validator
         self.audit = audit
         self.policy = policy
+        self.crls = crls
         self.diagnostics = diagnostics
-        // RFC 8894 §4.2: one certificate → DER `application/x-x509-ca-cert`; a chain → a degenerate
-        // certs-only SignedData `application/x-x509-ca-ra-cert`, recipient (CA) first.
-        if ca.chain.isEmpty {
-            self.caCertResponse = SCEPHTTPResponse(status: 200, contentType: SCEPContentType.caCert, body: ca.caCertificate.derEncoded)
-        } else {
-            self.caCertResponse = SCEPHTTPResponse(
-                status: 200, contentType: SCEPContentType.caRACert,
-                body: try CMSSigner.certificatesOnly([ca.caCertificate] + ca.chain))
-        }
-        self.capsResponse = SCEPHTTPResponse(status: 200, contentType: SCEPContentType.caps, body: Array(CACapabilities.text.utf8))
+        _ = try self.replies(for: material.current())
     }
 
     public func respond(to request: SCEPHTTPRequest) -> SCEPHTTPResponse {
         OpenSSL.clearErrors()
-        let started = ContinuousClock.now
-        var event = AuditEvent()
-        event.requestID = String(UInt64.random(in: 0...UInt64.max), radix: 16)
-        event.method = request.method
-        event.remoteAddr = request.remoteAddr
-        var audited = false
-        let response = self.route(request, started, &event, &audited)
-        if !audited {
-            event.durationMs = Self.milliseconds(since: started)
-            do { try self.audit.record(event) } catch {
-                self.diagnostics.log(.error, "request \(event.requestID): audit record not written: \(error)")
-            }
-        }
+        let record = RequestRecord(sink: self.audit, diagnostics: self.diagnostics, request: request)
+        let response = self.route(request, record)
+        record.finishLogging()
         return response
     }
 
-    private func route(
-        _ request: SCEPHTTPRequest, _ started: ContinuousClock.Instant, _ event: inout AuditEvent, _ audited: inout Bool
-    ) -> SCEPHTTPResponse {
+    private func route(_ request: SCEPHTTPRequest, _ record: RequestRecord) -> SCEPHTTPResponse {
         guard request.method == "GET" || request.method == "POST" else {
-            return self.httpError(SCEPError(.methodNotAllowed), &event)
+            return self.httpError(SCEPError(.methodNotAllowed), record)
         }
         let query = SCEPQuery(rawQuery: request.query)
         // RFC 8894 §4.1 notes that many CAs ignore the operation of a POST: so do we, when it is absent.
         let operationText = query.operation ?? (request.method == "POST" ? Operation.pkiOperation.rawValue : nil)
-        guard let operationText else { return self.httpError(SCEPError(.missingOperation), &event) }
+        guard let operationText else { return self.httpError(SCEPError(.missingOperation), record) }
         guard let operation = Operation(lenient: operationText) else {
-            return self.httpError(SCEPError(.unknownOperation), &event)
+            return self.httpError(SCEPError(.unknownOperation), record)
         }
-        event.operation = operation.rawValue
+        record.event.operation = operation.rawValue
+        let material = self.material.current()
+        let replies: PublishedReplies
+        do { replies = try self.replies(for: material) } catch {
+            self.diagnostics.log(.error, "cannot build the CA replies: \(error)")
+            return self.httpError(SCEPError(.internalError, "\(error)"), record, status: 500)
+        }
         switch operation {
         case .getCACaps:
             // Any `message` value (certmonger sends 0, sscep CAIdentifier) is ignored: one CA.
-            return self.capsResponse
+            return replies.caps
         case .getCACert:
-            return self.caCertResponse
+            return replies.caCert
         case .getNextCACert:
-            return self.httpError(SCEPError(.noNextCA), &event)
+            return replies.nextCACert ?? self.httpError(SCEPError(.noNextCA), record)
         case .pkiOperation:
-            return self.pkiOperation(request, query, started, &event, &audited)
+            return self.pkiOperation(request, query, material, record)
         }
     }
 
-    func httpError(_ error: SCEPError, _ event: inout AuditEvent) -> SCEPHTTPResponse {
-        let status = error.httpStatus ?? 500
-        event.outcome = error.isServerFault ? .failed : .rejected
-        event.reason = error.auditCode
-        event.httpStatus = status
+    /// The derived replies of `material`, built once per material.
+    private func replies(for material: CAMaterial) throws -> PublishedReplies {
+        let identity = material.named.map { ObjectIdentifier($0.1) }
+        if let cached = self.published.withLock({ $0 }), cached.identity == identity { return cached }
+        let (contentType, body) = try material.caCertificateReply()
+        let caps = CACapabilities(renewal: self.policy.renewal, nextCA: material.next != nil)
+        let next = try material.nextCACertificateReply().map {
+            SCEPHTTPResponse(status: 200, contentType: SCEPContentType.nextCACert, body: $0)
+        }
+        let replies = PublishedReplies(
+            identity: identity, caCert: SCEPHTTPResponse(status: 200, contentType: contentType, body: body),
+            caps: SCEPHTTPResponse(status: 200, contentType: SCEPContentType.caps, body: Array(caps.text.utf8)), nextCACert: next)
+        self.published.withLock { $0 = replies }
+        return replies
+    }
+
+    func httpError(_ error: SCEPError, _ record: RequestRecord, status: Int? = nil) -> SCEPHTTPResponse {
+        let status = status ?? error.httpStatus ?? 500
+        record.event.outcome = error.isServerFault ? .failed : .rejected
+        record.event.reason = error.auditCode
+        record.event.httpStatus = status
         return SCEPHTTPResponse.text(status, error.publicText)
     }
 
-    static func milliseconds(since start: ContinuousClock.Instant) -> Double {
-        let elapsed = ContinuousClock.now - start
-        return Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+    /// Periodic work, called by the server about once a minute (and cheap when there is none):
+    /// reissue a CRL older than half its validity or than a revocation, drop transaction records
+    /// past their retention. One process does each job at a time; the others skip it.
+    public func housekeeping(now: Date = Date()) {
+        let material = self.material.current()
+        if let crls = self.crls {
+            let latest = (try? self.store.entries())?.compactMap { $0.0.status == .revoked ? $0.0.revokedAt : nil }.max()
+            for slot in CRLPublisher.Slot.allCases where slot == .current || material.previous != nil {
+                guard crls.needsRefresh(slot, latestRevocation: latest, now: now) else { continue }
+                do {
+                    if let crl = try crls.publish(slot, material: material, store: self.store, now: now, wait: false) {
+                        self.diagnostics.log(.notice, "published CRL \(crls.derPath(slot)) number \(crl.number ?? "?")")
+                    }
+                } catch {
+                    self.diagnostics.log(.error, "CRL \(crls.derPath(slot)) not published: \(error)")
+                }
+            }
+        }
+        let removed = self.store.pruneTransactions(olderThan: now.addingTimeInterval(-Double(self.policy.transactionRetentionDays) * 86400))
+        if removed > 0 { self.diagnostics.log(.info, "dropped \(removed) transaction records past retention") }
     }
 }

@@ -22,6 +22,28 @@ public enum AtomicFile {
         syncDirectory(directory)
     }
 
+    /// Replaces `path` with `contents` atomically (temporary file + `rename(2)`): readers see the
+    /// old or the new file, never a part. With `sync`, the data and the rename are made durable.
+    public static func replace(_ path: String, contents: [UInt8], mode: mode_t, sync: Bool) throws {
+        let directory = Self.directory(of: path)
+        let temporary = "\(directory)/.tmp-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+        guard fd >= 0 else { throw ServerError(.store, "create \(temporary): \(errnoText())") }
+        do {
+            defer { close(fd) }
+            try writeAll(fd, contents, what: temporary)
+            guard fchmod(fd, mode) == 0, !sync || fsync(fd) == 0 else { throw ServerError(.store, "sync \(temporary): \(errnoText())") }
+        } catch {
+            unlink(temporary)
+            throw error
+        }
+        guard rename(temporary, path) == 0 else {
+            unlink(temporary)
+            throw ServerError(.store, "replace \(path): \(errnoText())")
+        }
+        if sync { syncDirectory(directory) }
+    }
+
     /// The directory part of `path`: "." for a bare file name, "/" for a file at the root.
     public static func directory(of path: String) -> String {
         guard let slash = path.lastIndex(of: "/") else { return "." }

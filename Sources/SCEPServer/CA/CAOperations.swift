@@ -1,0 +1,245 @@
+import FoundationEssentials
+import Glibc
+import SCEPCrypto
+
+/// What the `scep-fcgi ca …` commands do to a CA directory, safe while servers serve from it:
+/// every change goes through the store's locks and atomic renames, and servers pick up new key
+/// material on their own (``CAMaterialSource``). Every change writes an audit line.
+public struct CAOperations: Sendable {
+    public let directory: CADirectory
+    public let store: FileCertificateStore
+    public let audit: any AuditSink
+    public let policy: IssuancePolicy
+    public let crls: CRLPublisher
+    /// Reads encrypted keys and encrypts the keys this creates.
+    let passphraseFile: String?
+
+    public init(directory: CADirectory, passphraseFile: String?, audit: any AuditSink, policy: IssuancePolicy, crlValidityHours: Int) throws {
+        self.directory = directory
+        self.passphraseFile = passphraseFile
+        self.store = try FileCertificateStore(directory: directory)
+        self.audit = audit
+        self.policy = policy
+        self.crls = CRLPublisher(directory: directory, validityHours: crlValidityHours)
+    }
+
+    public func material() throws -> CAMaterial {
+        switch self.directory.loadMaterial(passphraseFile: self.passphraseFile) {
+        case .success(let material): return material
+        case .failure(let problems): throw ServerError(.caMaterial, problems.lines.joined(separator: "; "))
+        }
+    }
+
+    private func event(_ operation: String, _ outcome: AuditEvent.Outcome) -> AuditEvent {
+        var event = AuditEvent()
+        event.requestID = String(UInt64.random(in: 0...UInt64.max), radix: 16)
+        event.operation = operation
+        event.method = "CLI"
+        event.remoteAddr = ProcessInfo.processInfo.environment["SUDO_USER"] ?? ProcessInfo.processInfo.environment["USER"] ?? "local"
+        event.outcome = outcome
+        return event
+    }
+
+    private func auditCreated(_ operation: String, _ certificate: Certificate) throws {
+        var event = self.event(operation, .created)
+        event.subject = certificate.subject
+        event.serial = certificate.serialNumberHex
+        event.sha256 = HexEncoding.string(certificate.fingerprint(.sha256))
+        try self.audit.record(event)
+    }
+
+    // MARK: approval
+
+    /// Issues a pending request; the client's next CertPoll (or retransmission) receives it.
+    public func approve(_ transactionID: String) throws -> Certificate {
+        guard let pending = try self.store.pendingRequest(transactionID) else {
+            throw ServerError(.store, "no pending request with transactionID \(transactionID) (scep-fcgi ca pending lists them)")
+        }
+        let csr = try CertificateSigningRequest(derEncoded: pending.csr)
+        let certificate = try self.policy.certificate(for: csr, issuer: try self.material().current)
+        try self.store.record(certificate, transactionID: transactionID)
+        var event = self.event("ca-approve", .approved)
+        event.transactionID = transactionID
+        event.subject = certificate.subject
+        event.subjectAltNames = pending.subjectAltNames.isEmpty ? nil : pending.subjectAltNames
+        SCEPResponder.describe(certificate, in: &event)
+        try self.audit.record(event)
+        let key = TransactionKey(transactionID: transactionID, keyHash: pending.keyHash)
+        try self.store.update(key, .issued, serial: certificate.serialNumberHex)
+        try self.store.removePending(transactionID)
+        return certificate
+    }
+
+    /// Refuses a pending request; its CertPoll and retransmissions get FAILURE badRequest.
+    public func reject(_ transactionID: String) throws {
+        guard let pending = try self.store.pendingRequest(transactionID) else {
+            throw ServerError(.store, "no pending request with transactionID \(transactionID)")
+        }
+        var event = self.event("ca-reject", .rejected)
+        event.transactionID = transactionID
+        event.subject = pending.subject
+        event.reason = "operator-rejected"
+        try self.audit.record(event)
+        try self.store.update(TransactionKey(transactionID: transactionID, keyHash: pending.keyHash), .rejected, serial: nil)
+        try self.store.removePending(transactionID)
+    }
+
+    // MARK: revocation and CRL
+
+    /// Revokes a certificate and publishes the CRL of the CA that issued it.
+    public func revoke(serial: String, reason: RevocationReason?) throws -> (IndexEntry, CertificateRevocationList?) {
+        let entry = try self.store.revoke(serial: serial, reason: reason, at: Date())
+        var event = self.event("ca-revoke", .revoked)
+        event.serial = entry.serial
+        event.subject = entry.subject
+        event.revocationReason = (reason ?? .unspecified).name
+        try self.audit.record(event)
+        let material = try self.material()
+        let issuer = try self.store.certificate(serial: entry.serial).flatMap { material.authority(of: $0.certificate) }
+        let slot: CRLPublisher.Slot =
+            issuer.map { $0.certificate.derEncoded == material.previous?.certificate.derEncoded } == true ? .previous : .current
+        let crl = try self.crls.publish(slot, material: material, store: self.store)
+        return (entry, crl)
+    }
+
+    /// Publishes the CRL of the current CA (and of the previous one during a rollover).
+    public func publishCRLs() throws -> [(String, CertificateRevocationList)] {
+        let material = try self.material()
+        var out: [(String, CertificateRevocationList)] = []
+        for slot in CRLPublisher.Slot.allCases where slot == .current || material.previous != nil {
+            if let crl = try self.crls.publish(slot, material: material, store: self.store) {
+                var event = self.event("ca-crl", .published)
+                event.serial = crl.number
+                try self.audit.record(event)
+                out.append((self.crls.derPath(slot), crl))
+            }
+        }
+        return out
+    }
+
+    // MARK: rollover (RFC 8894 §3.5.2 GetNextCACert, §4.7)
+
+    /// Creates the next CA under `next/`; GetNextCACert serves it from now on.
+    public func prepareRollover(subject: String, keyBits: Int, days: Int) throws -> Certificate {
+        let nextDirectory = self.directory.nextPath
+        guard access(nextDirectory + "/ca.pem", F_OK) != 0 else {
+            throw ServerError(.caMaterial, "\(nextDirectory)/ca.pem already exists: activate it (--activate) or remove \(nextDirectory)")
+        }
+        _ = try self.material()  // the directory must be loadable before it is changed
+        guard mkdir(nextDirectory, 0o755) == 0 || errno == EEXIST else { throw ServerError(.caMaterial, "create \(nextDirectory): \(errnoText())") }
+        let (certificate, key) = try CADirectory.makeCA(subject: subject, keyBits: keyBits, days: days)
+        try self.writePair(KeyPair(certificate: certificate, key: key), certificate: nextDirectory + "/ca.pem", key: nextDirectory + "/ca.key")
+        try self.auditCreated("ca-rollover", certificate)
+        return certificate
+    }
+
+    /// Makes `next/` the current CA and keeps the old one under `previous/` (an older `previous/`
+    /// moves to `retired/`). RA certificates are reissued by the new CA for the same RA keys.
+    public func activateRollover() throws -> Certificate {
+        let material = try self.material()
+        guard let next = material.next else { throw ServerError(.caMaterial, "no next CA: run scep-fcgi ca rollover --subject … first") }
+        let fm = FileManager.default
+        if fm.fileExists(atPath: self.directory.previousPath) {
+            let retired = self.directory.path + "/retired"
+            try fm.createDirectory(atPath: retired, withIntermediateDirectories: true)
+            let target = retired + "/" + IndexTime.string(Date())
+            guard rename(self.directory.previousPath, target) == 0 else { throw ServerError(.caMaterial, "retire previous/: \(errnoText())") }
+        }
+        // previous/ is assembled aside and renamed in, so it appears whole.
+        let staging = self.directory.path + "/.previous-\(getpid())"
+        try? fm.removeItem(atPath: staging)
+        try fm.createDirectory(atPath: staging, withIntermediateDirectories: false)
+        try self.writePair(material.current, certificate: staging + "/ca.pem", key: staging + "/ca.key")
+        if fm.fileExists(atPath: self.directory.chainPath) {
+            guard rename(self.directory.chainPath, staging + "/chain.pem") == 0 else { throw ServerError(.caMaterial, "move chain.pem: \(errnoText())") }
+        }
+        guard rename(staging, self.directory.previousPath) == 0 else { throw ServerError(.caMaterial, "create previous/: \(errnoText())") }
+        // The old CA's CRL keeps its numbering as the previous CA's.
+        for suffix in [".crl", ".crl.pem", ".crlnumber"] {
+            rename(self.directory.crlPath + "/ca" + suffix, self.directory.crlPath + "/previous" + suffix)
+        }
+        // Key first: a server reloading in between sees a key that does not match and keeps the old material.
+        guard rename(self.directory.nextPath + "/ca.key", self.directory.keyPath) == 0,
+            rename(self.directory.nextPath + "/ca.pem", self.directory.certificatePath) == 0
+        else { throw ServerError(.caMaterial, "activate next/: \(errnoText())") }
+        if fm.fileExists(atPath: self.directory.nextPath + "/chain.pem") {
+            rename(self.directory.nextPath + "/chain.pem", self.directory.chainPath)
+        }
+        rmdir(self.directory.nextPath)
+        AtomicFile.syncDirectory(self.directory.path)
+        let newCA = KeyPair(certificate: next.certificate, key: next.key)
+        for (pair, path) in [(material.ra, self.directory.raCertificatePath), (material.raEncryption, self.directory.raEncryptionCertificatePath)] {
+            guard let pair else { continue }
+            let reissued = try self.issueRA(key: pair.key, subject: pair.certificate.subject, keyUsage: Self.keyUsageText(pair.certificate),
+                days: max(1, Int(pair.certificate.notAfter.timeIntervalSince(pair.certificate.notBefore) / 86400)), by: newCA)
+            try AtomicFile.replace(path, contents: Array(reissued.pemEncoded.utf8), mode: 0o644, sync: true)
+        }
+        try self.auditCreated("ca-rollover-activate", next.certificate)
+        _ = try self.publishCRLs()
+        return next.certificate
+    }
+
+    // MARK: RA
+
+    /// Creates `ra.pem`/`ra.key` (digitalSignature + keyEncipherment), or with
+    /// `separateEncryption` a signing RA plus `ra-encrypt.pem`/`.key` (keyEncipherment only), as
+    /// NDES has (RFC 8894 §3.5.2).
+    public func createRA(subject: String, keyBits: Int, days: Int, separateEncryption: Bool) throws -> [Certificate] {
+        let ca = try self.material().current
+        for path in [self.directory.raCertificatePath, self.directory.raKeyPath, self.directory.raEncryptionCertificatePath]
+        where access(path, F_OK) == 0 {
+            throw ServerError(.caMaterial, "\(path) already exists; remove the RA files first to replace the RA")
+        }
+        var roles: [(String, String, String)] = []
+        if separateEncryption {
+            roles.append(("critical,digitalSignature", self.directory.raCertificatePath, self.directory.raKeyPath))
+            roles.append(("critical,keyEncipherment", self.directory.raEncryptionCertificatePath, self.directory.raEncryptionKeyPath))
+        } else {
+            roles.append(("critical,digitalSignature,keyEncipherment", self.directory.raCertificatePath, self.directory.raKeyPath))
+        }
+        // The encryption RA first: a signing RA alone would briefly claim both roles.
+        var created: [Certificate] = []
+        for (keyUsage, certificatePath, keyPath) in roles.reversed() {
+            let key = try PrivateKey.generateRSA(bits: keyBits)
+            let roleSubject = separateEncryption && keyUsage.contains("keyEncipherment") ? Self.encryptionSubject(subject) : subject
+            let certificate = try self.issueRA(key: key, subject: roleSubject, keyUsage: keyUsage, days: days, by: ca)
+            try self.writePair(KeyPair(certificate: certificate, key: key), certificate: certificatePath, key: keyPath)
+            created.insert(certificate, at: 0)
+        }
+        for certificate in created { try self.auditCreated("ca-ra", certificate) }
+        return created
+    }
+
+    /// "CN=SCEP RA,O=Example" → "CN=SCEP RA Encryption,O=Example": the two RA certificates get
+    /// distinct names, as NDES's "CEP Encryption" and "Exchange Enrollment Agent" have.
+    static func encryptionSubject(_ subject: String) -> String {
+        guard subject.uppercased().hasPrefix("CN=") else { return "CN=Encryption," + subject }
+        let comma = subject.firstIndex(of: ",") ?? subject.endIndex
+        return subject[..<comma] + " Encryption" + subject[comma...]
+    }
+
+    private static func keyUsageText(_ certificate: Certificate) -> String {
+        let bits = certificate.keyUsage ?? 0xA0
+        var names: [String] = []
+        if bits & 0x80 != 0 { names.append("digitalSignature") }
+        if bits & 0x20 != 0 { names.append("keyEncipherment") }
+        return "critical," + (names.isEmpty ? "digitalSignature,keyEncipherment" : names.joined(separator: ","))
+    }
+
+    private func issueRA(key: PrivateKey, subject: String, keyUsage: String, days: Int, by ca: KeyPair) throws -> Certificate {
+        let csr = try CertificateSigningRequest.make(subject: subject, key: key, challengePassword: nil)
+        let now = Date()
+        let notAfter = min(now.addingTimeInterval(Double(days) * 86400), ca.certificate.notAfter)
+        return try CertificateBuilder.issue(
+            csr: csr, issuer: ca.certificate, issuerKey: ca.key, serial: try SerialNumber.random(), notBefore: now.addingTimeInterval(-300),
+            notAfter: notAfter, profile: IssuanceProfile(keyUsage: keyUsage, extendedKeyUsage: []))
+    }
+
+    /// Key (0600, encrypted when a passphrase is configured) then certificate, each created whole.
+    private func writePair(_ pair: KeyPair, certificate: String, key: String) throws {
+        var passphrase = try self.passphraseFile.map { try SecretFile.read($0, key: "ca.key_passphrase_file", allowEmpty: true) }
+        defer { if passphrase != nil { OpenSSL.cleanse(&passphrase!) } }
+        try AtomicFile.create(key, contents: try pair.key.pemEncoded(passphrase: passphrase), mode: 0o600)
+        try AtomicFile.create(certificate, contents: Array(pair.certificate.pemEncoded.utf8), mode: 0o644)
+    }
+}

@@ -1,0 +1,40 @@
+import FoundationEssentials
+import Glibc
+
+/// One request's audit record, written exactly once by ``finish()``: the single choke point every
+/// request's record goes through (the hash-chained audit log hooks in here).
+///
+/// Owned by the thread serving the request; never shared.
+final class RequestRecord {
+    var event = AuditEvent()
+    private let sink: any AuditSink
+    private let started: ContinuousClock.Instant
+    private let diagnostics: Diagnostics
+    private(set) var finished = false
+
+    init(sink: any AuditSink, diagnostics: Diagnostics, request: SCEPHTTPRequest) {
+        self.sink = sink
+        self.diagnostics = diagnostics
+        self.started = .now
+        self.event.requestID = String(UInt64.random(in: 0...UInt64.max), radix: 16)
+        self.event.method = request.method
+        self.event.remoteAddr = request.remoteAddr
+    }
+
+    /// Writes the record; throws when it could not be written (the caller then delivers nothing
+    /// that needed it). A second call does nothing.
+    func finish() throws {
+        guard !self.finished else { return }
+        self.finished = true
+        let elapsed = ContinuousClock.now - self.started
+        self.event.durationMs = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+        try self.sink.record(self.event)
+    }
+
+    /// ``finish()`` for records that gate nothing: a failure is logged.
+    func finishLogging() {
+        do { try self.finish() } catch {
+            self.diagnostics.log(.error, "request \(self.event.requestID): audit record not written: \(error)")
+        }
+    }
+}

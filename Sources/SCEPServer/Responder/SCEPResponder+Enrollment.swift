@@ -1,0 +1,167 @@
+import FoundationEssentials
+import Glibc
+import SCEP
+import SCEPCrypto
+
+extension SCEPResponder {
+    /// PKCSReq and RenewalReq (RFC 8894 §3.3.1): checks, renewal rules, one issuance per
+    /// transactionID + key (§3.3.3), challenge, approval, then issue → store → notify → audit →
+    /// deliver, in that order.
+    func enroll(_ x: Exchange, _ record: RequestRecord, _ contextOut: inout ChallengeContext?) throws -> SCEPHTTPResponse {
+        let csr: CertificateSigningRequest
+        do { csr = try CertificateSigningRequest(derEncoded: x.content) } catch { throw SCEPError(.malformedCSR, "\(error)") }
+        record.event.subject = csr.subject
+        let names = csr.subjectAltNames
+        if !names.isEmpty { record.event.subjectAltNames = names }
+        guard self.policy.acceptsCSRDigest(csr.signatureDigest) else { throw SCEPError(.csrDigest, csr.signatureAlgorithmOID) }
+        // Proof of possession (RFC 8894 §3.3.1 via PKCS#10): micromdm never checks it; we do.
+        guard csr.verifySignature() else { throw SCEPError(.badCSRSignature) }
+        guard let csrKey = csr.publicKey, self.policy.accepts(csrKey) else {
+            throw SCEPError(.keyPolicy, "CSR key \(csr.publicKey.map { "\($0.algorithm.rawValue)-\($0.bits)" } ?? "missing")")
+        }
+        let challenge: String?
+        do { challenge = try csr.challengePassword() } catch { throw SCEPError(.malformedCSR, "challengePassword") }
+        let renewed = try self.renewal(of: x, csr: csr, record)
+
+        let key: TransactionKey
+        do { key = try TransactionKey(transactionID: x.transactionID, csr: csr) } catch { throw SCEPError(.internalError, "\(error)") }
+        let claim: ClaimResult
+        do { claim = try self.store.claim(key) } catch { throw SCEPError(.storeFailed, "\(error)") }
+        if case .existing(let existing) = claim {
+            // A renewal signed by the very certificate this transaction issued is not a
+            // retransmission: micromdm's scepclient derives its transactionID from the key it
+            // keeps, so its RenewalReq repeats the original transactionID and key. It gets a new
+            // certificate; the transaction is taken over.
+            guard let renewed, existing.state == .issued, existing.keyHash == key.keyHash,
+                existing.serial == renewed.certificate.serialNumberHex
+            else { return try self.replay(existing, key, x, record) }
+            do { try self.store.update(key, .inFlight, serial: nil) } catch { throw SCEPError(.storeFailed, "\(error)") }
+        }
+        var held = true
+        defer { if held { self.store.release(key) } }
+
+        // Challenge (RFC 8894 §2.4): a pluggable validator decides; optional for renewals (§3.3.1.2).
+        var validated: ChallengeContext? = nil
+        if renewed == nil || self.policy.renewalRequiresChallenge {
+            let context = ChallengeContext(transactionID: x.transactionID, csr: csr, challenge: challenge, remoteAddr: x.request.remoteAddr)
+            contextOut = context
+            record.event.challengeMode = self.validator.mode
+            let decision: ChallengeDecision
+            do { decision = try self.validator.validate(context) } catch {
+                record.event.challengeError = (error as? AuditCodedError)?.auditCode
+                throw SCEPError(.challengeUnavailable, "\(error)")
+            }
+            switch decision {
+            case .accepted:
+                record.event.challengeResult = self.validator.acceptedResult
+            case .rejected(let code, let detail):
+                record.event.challengeResult = detail
+                throw SCEPError(code, detail.map { "validator result \($0)" } ?? "", failInfoText: detail.map(self.validator.rejectionText))
+            }
+            validated = context
+        } else {
+            record.event.challengeMode = "renewal"
+        }
+
+        // Manual approval: the request waits for `scep-fcgi ca approve`; the client polls (§3.3.3).
+        // A renewal signed by a valid certificate of ours needs no second approval.
+        if self.policy.manualApproval && renewed == nil {
+            do {
+                try self.store.savePending(
+                    PendingRequest(
+                        transactionID: x.transactionID, keyHash: key.keyHash, subject: csr.subject, subjectAltNames: names,
+                        received: Date(), remoteAddr: x.request.remoteAddr, csr: csr.derEncoded, renews: nil))
+                try self.store.update(key, .pending, serial: nil)
+            } catch { throw SCEPError(.storeFailed, "\(error)") }
+            held = false
+            record.event.outcome = .pending
+            return try x.reply(.pending)
+        }
+
+        let certificate: Certificate
+        do { certificate = try self.policy.certificate(for: csr, issuer: x.material.current) } catch {
+            throw SCEPError(.issuanceFailed, "\(error)")
+        }
+        do { try self.store.record(certificate, transactionID: x.transactionID) } catch { throw SCEPError(.storeFailed, "\(error)") }
+        Self.describe(certificate, in: &record.event)
+        do {
+            if let validated {
+                do { try self.validator.issued(certificate, context: validated) } catch {
+                    record.event.challengeError = (error as? AuditCodedError)?.auditCode
+                    throw SCEPError(.notificationFailed, "\(error)")
+                }
+                let calls = validated.trace.calls
+                if !calls.isEmpty { record.event.validatorCalls = calls }
+            }
+            let reply = try x.success([certificate])
+            record.event.outcome = .issued
+            do { try record.finish() } catch {
+                throw SCEPError(.auditFailed, "\(error); certificate \(certificate.serialNumberHex) withheld")
+            }
+            // Only a delivered, audited certificate may answer a retransmission.
+            do {
+                try self.store.update(key, .issued, serial: certificate.serialNumberHex)
+                held = false
+            } catch {
+                self.diagnostics.log(.error, "transaction \(x.transactionID): replay record not written: \(error)")
+            }
+            return reply
+        } catch {
+            do { try self.store.markWithheld(serial: certificate.serialNumberHex) } catch {
+                self.diagnostics.log(.error, "certificate \(certificate.serialNumberHex) withheld but not marked: \(error)")
+            }
+            throw error
+        }
+    }
+
+    /// A transactionID seen before (RFC 8894 §3.3.3, §7.4): the same key gets the same answer with
+    /// no second issuance and no second validator call; another key is refused.
+    private func replay(_ existing: TransactionRecord, _ key: TransactionKey, _ x: Exchange, _ record: RequestRecord) throws -> SCEPHTTPResponse {
+        guard existing.keyHash == key.keyHash || existing.pid == 0 else {
+            throw SCEPError(.transactionKeyMismatch, "transaction \(key.transactionID)")
+        }
+        switch existing.state {
+        case .issued:
+            return try self.deliver(existing, x, record)
+        case .pending:
+            record.event.outcome = .pending
+            return try x.reply(.pending)
+        case .rejected:
+            throw SCEPError(.transactionRejected)
+        case .inFlight:
+            // Another worker or process is on it (the client retried while the first request waited
+            // on the validator). Give it a moment, then answer PENDING: the client polls.
+            for _ in 0..<40 {
+                usleep(50_000)
+                guard let now = try? self.store.transaction(key.transactionID) else { break }
+                if now.state != .inFlight { return try self.replay(now, key, x, record) }
+            }
+            record.event.outcome = .pending
+            return try x.reply(.pending)
+        }
+    }
+
+    /// SUCCESS with a stored certificate (retransmission, or CertPoll after approval).
+    func deliver(_ existing: TransactionRecord, _ x: Exchange, _ record: RequestRecord, subject: [UInt8]? = nil) throws -> SCEPHTTPResponse {
+        guard let serial = existing.serial, let stored = try? self.store.certificate(serial: serial) else {
+            throw SCEPError(.storeFailed, "transaction \(existing.transactionID): certificate \(existing.serial ?? "-") not found")
+        }
+        if let subject, !stored.certificate.subjectEquals(nameDER: subject) {
+            throw SCEPError(.unknownTransaction, "CertPoll subject does not match certificate \(serial)")
+        }
+        if case .revoked = stored.status { throw SCEPError(.certificateRevoked, serial) }
+        let reply = try x.success([stored.certificate])
+        Self.describe(stored.certificate, in: &record.event)
+        record.event.outcome = .delivered
+        do { try record.finish() } catch { throw SCEPError(.auditFailed, "\(error); certificate \(serial) not delivered again") }
+        return reply
+    }
+
+    static func describe(_ certificate: Certificate, in event: inout AuditEvent) {
+        event.serial = certificate.serialNumberHex
+        event.notBefore = certificate.notBefore
+        event.notAfter = certificate.notAfter
+        event.sha1 = HexEncoding.string(certificate.fingerprint(.sha1))
+        event.sha256 = HexEncoding.string(certificate.fingerprint(.sha256))
+    }
+}

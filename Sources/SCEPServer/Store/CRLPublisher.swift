@@ -1,0 +1,93 @@
+import FoundationEssentials
+import Glibc
+import SCEPCrypto
+
+/// Writes and reads the CRLs of a CA directory (RFC 5280 §5): `crl/ca.crl` (DER),
+/// `crl/ca.crl.pem` and the CA certificate `crl/ca.cer` (DER) for the current CA, `crl/previous.crl(.pem)` for the previous one during a
+/// rollover, each replaced atomically. `crl/NAME.crlnumber` holds the next cRLNumber in hex, as
+/// OpenSSL's `crlnumber` file does, so the number only ever increases.
+///
+/// One process publishes at a time (`flock` on `crl/.lock`); a server that finds the lock taken
+/// skips its turn and keeps serving.
+public struct CRLPublisher: Sendable {
+    public enum Slot: String, Sendable, CaseIterable {
+        case current = "ca"
+        case previous
+    }
+
+    public let directory: CADirectory
+    public let validityHours: Int
+
+    public init(directory: CADirectory, validityHours: Int) {
+        self.directory = directory
+        self.validityHours = validityHours
+    }
+
+    public func derPath(_ slot: Slot) -> String { "\(self.directory.crlPath)/\(slot.rawValue).crl" }
+    public func pemPath(_ slot: Slot) -> String { "\(self.directory.crlPath)/\(slot.rawValue).crl.pem" }
+    /// `crl/ca.cer`: the CA certificate, DER, for `issue.aia_url`.
+    public func certificatePath(_ slot: Slot) -> String { "\(self.directory.crlPath)/\(slot.rawValue).cer" }
+    private func numberPath(_ slot: Slot) -> String { "\(self.directory.crlPath)/\(slot.rawValue).crlnumber" }
+
+    /// The published CRL, if any.
+    public func published(_ slot: Slot) -> CertificateRevocationList? {
+        FileManager.default.contents(atPath: self.derPath(slot)).flatMap { try? CertificateRevocationList(derEncoded: Array($0)) }
+    }
+
+    /// Whether `slot`'s CRL is missing, older than half its validity, or older than a revocation.
+    public func needsRefresh(_ slot: Slot, latestRevocation: Date?, now: Date = Date()) -> Bool {
+        guard let crl = self.published(slot) else { return true }
+        if now.timeIntervalSince(crl.thisUpdate) > Double(self.validityHours) * 3600 / 2 { return true }
+        if let latestRevocation, latestRevocation > crl.thisUpdate { return true }
+        return false
+    }
+
+    /// Builds, signs and writes the CRL of `slot`. Returns nil when `wait` is false and another
+    /// process holds the lock.
+    @discardableResult
+    public func publish(
+        _ slot: Slot, material: CAMaterial, store: any CertificateStore, now: Date = Date(), wait: Bool = true
+    ) throws -> CertificateRevocationList? {
+        guard let authority = slot == .current ? material.current : material.previous else { return nil }
+        guard mkdir(self.directory.crlPath, 0o755) == 0 || errno == EEXIST else {
+            throw ServerError(.store, "create \(self.directory.crlPath): \(errnoText())")
+        }
+        let lockPath = self.directory.crlPath + "/.lock"
+        let lock = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard lock >= 0 else { throw ServerError(.store, "open \(lockPath): \(errnoText())") }
+        defer { close(lock) }
+        while flock(lock, LOCK_EX | (wait ? 0 : LOCK_NB)) != 0 {
+            if errno == EWOULDBLOCK { return nil }
+            guard errno == EINTR else { throw ServerError(.store, "lock \(lockPath): \(errnoText())") }
+        }
+        let entries = try self.revoked(for: authority, material: material, store: store)
+        let number = self.nextNumber(slot)
+        let crl = try CertificateRevocationList.build(
+            issuer: authority.certificate, key: authority.key, number: number, thisUpdate: now,
+            nextUpdate: now.addingTimeInterval(Double(self.validityHours) * 3600), entries: entries)
+        try AtomicFile.replace(self.numberPath(slot), contents: Array((String(number + 1, radix: 16, uppercase: true) + "\n").utf8), mode: 0o644, sync: true)
+        try AtomicFile.replace(self.derPath(slot), contents: crl.derEncoded, mode: 0o644, sync: true)
+        try AtomicFile.replace(self.pemPath(slot), contents: Array(crl.pemEncoded.utf8), mode: 0o644, sync: true)
+        // The issuer certificate in DER beside its CRL, for AIA caIssuers URLs (RFC 5280 §4.2.2.1).
+        try AtomicFile.replace(self.certificatePath(slot), contents: authority.certificate.derEncoded, mode: 0o644, sync: false)
+        return crl
+    }
+
+    /// The revoked certificates `authority` issued. An entry whose certificate file is missing
+    /// (imported by hand) is listed by the current CA.
+    private func revoked(for authority: KeyPair, material: CAMaterial, store: any CertificateStore) throws -> [RevokedCertificate] {
+        try store.entries().compactMap { entry, _ in
+            guard entry.status == .revoked else { return nil }
+            let issuer = try store.certificate(serial: entry.serial).flatMap { material.authority(of: $0.certificate) } ?? material.current
+            guard issuer.certificate.derEncoded == authority.certificate.derEncoded else { return nil }
+            return RevokedCertificate(serialHex: entry.serial, revokedAt: entry.revokedAt ?? Date(), reason: entry.reason)
+        }
+    }
+
+    private func nextNumber(_ slot: Slot) -> UInt64 {
+        let text = FileManager.default.contents(atPath: self.numberPath(slot)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        if let number = UInt64(text.trimmedWhitespace, radix: 16), number > 0 { return number }
+        // No number file: continue after whatever CRL is published, else start at 1.
+        return (self.published(slot)?.number).flatMap { UInt64($0, radix: 16) }.map { $0 + 1 } ?? 1
+    }
+}
