@@ -28,11 +28,12 @@ public enum CMSEnvelope {
     ///
     /// The RecipientInfo's issuerAndSerialNumber (or subjectKeyIdentifier) picks the candidate
     /// (`CMS_RecipientInfo_ktri_cert_cmp`), so an RA, the current CA, the previous CA during a
-    /// rollover and the next CA can all receive requests. If no RecipientInfo names any
-    /// candidate (clients that address the wrong certificate), each key is tried in turn.
+    /// rollover and the next CA can all receive requests. An envelope that names none of them is
+    /// refused rather than tried with each key: without a certificate OpenSSL substitutes a random
+    /// key on failure (its MMA countermeasure) and may "decrypt" to garbage.
     ///
     /// - Throws: ``OpenSSLError/Code/parse`` when it is not an EnvelopedData,
-    ///   ``OpenSSLError/Code/decrypt`` when no candidate can decrypt it.
+    ///   ``OpenSSLError/Code/decrypt`` when no candidate is named or decryption fails.
     public static func open(
         _ bytes: [UInt8], candidates: [(Certificate, PrivateKey)]
     ) throws -> (envelope: OpenedEnvelope, candidate: Int) {
@@ -46,25 +47,17 @@ public enum CMSEnvelope {
         // with the small DER reader (OpenSSL has no getter for it).
         let der = try encodeDER("i2d_CMS_ContentInfo") { i2d_CMS_ContentInfo(cms, $0) }
         let cipherOID = try self.contentEncryptionOID(der)
-        let addressed = candidates.indices.filter { self.isAddressed(cms, to: candidates[$0].0) }
-        let order = addressed + candidates.indices.filter { !addressed.contains($0) }
-        for index in order {
-            let (certificate, key) = candidates[index]
-            // With the certificate, OpenSSL only tries the RecipientInfos that name it.
-            let content = try? BIOHelper.collecting { out in
-                let matched = addressed.contains(index)
-                guard CMS_decrypt(cms, key.pointer, matched ? certificate.pointer : nil, nil, out, UInt32(CMS_BINARY)) == 1 else {
-                    throw OpenSSLError(.decrypt, "decrypt pkcsPKIEnvelope")
-                }
-            }
-            ERR_clear_error()
-            if let content {
-                let envelope = OpenedEnvelope(
-                    content: content, cipher: ContentCipher(oid: cipherOID), cipherOID: cipherOID, keyTransport: keyTransport)
-                return (envelope, index)
+        guard let index = candidates.indices.first(where: { self.isAddressed(cms, to: candidates[$0].0) }) else {
+            throw OpenSSLError(.decrypt, "pkcsPKIEnvelope is addressed to none of this server's certificates")
+        }
+        let (certificate, key) = candidates[index]
+        let content = try BIOHelper.collecting { out in
+            guard CMS_decrypt(cms, key.pointer, certificate.pointer, nil, out, UInt32(CMS_BINARY)) == 1 else {
+                throw OpenSSLError(.decrypt, "decrypt pkcsPKIEnvelope")
             }
         }
-        throw OpenSSLError(.decrypt, "decrypt pkcsPKIEnvelope")
+        let envelope = OpenedEnvelope(content: content, cipher: ContentCipher(oid: cipherOID), cipherOID: cipherOID, keyTransport: keyTransport)
+        return (envelope, index)
     }
 
     private static func isAddressed(_ cms: OpaquePointer, to certificate: Certificate) -> Bool {
@@ -83,6 +76,15 @@ public enum CMSEnvelope {
     /// primitive encryptedContent.
     public static func seal(
         _ content: [UInt8], to recipient: Certificate, cipher: ContentCipher, keyTransport: KeyTransport
+    ) throws -> [UInt8] {
+        // OpenSSL encrypts to the certificate's decoded key (see Certificate.keyed); a copy made
+        // for that must live until the envelope is encoded.
+        let recipient = recipient.keyed
+        return try withExtendedLifetime(recipient) { try self.seal(content, toKeyed: recipient, cipher: cipher, keyTransport: keyTransport) }
+    }
+
+    private static func seal(
+        _ content: [UInt8], toKeyed recipient: Certificate, cipher: ContentCipher, keyTransport: KeyTransport
     ) throws -> [UInt8] {
         guard recipient.publicKey?.algorithm == .rsa else {
             throw OpenSSLError(.unsupportedAlgorithm, "envelope recipient key is not RSA")

@@ -65,14 +65,26 @@ public final class Certificate: @unchecked Sendable {
     public var notBefore: Date { Certificate.date(X509_get0_notBefore(self.pointer)) }
     public var notAfter: Date { Certificate.date(X509_get0_notAfter(self.pointer)) }
 
-    /// The certificate's public key (see ``CertificateBuilder/issue`` for why every certificate
-    /// it builds has one).
+    /// The certificate's public key.
+    ///
+    /// A certificate built by ``CertificateBuilder/issue`` has its SubjectPublicKeyInfo copied as
+    /// bytes, and OpenSSL 3.0 keeps no decoded `EVP_PKEY` for it until the certificate is parsed
+    /// again: the key is then decoded from those bytes.
     public var publicKey: PublicKey? {
-        guard let key = X509_get0_pubkey(self.pointer) else {
-            ERR_clear_error()
-            return nil
-        }
-        return PublicKey(upRef: key)
+        if let key = X509_get0_pubkey(self.pointer) { return PublicKey(upRef: key) }
+        ERR_clear_error()
+        let spki = self.subjectPublicKeyInfoDER
+        guard !spki.isEmpty, let key = try? decodeDER(spki, "d2i_PUBKEY", { d2i_PUBKEY(nil, $0, $1) }) else { return nil }
+        return PublicKey(takingOwnershipOf: key)
+    }
+
+    /// This certificate, or, when OpenSSL has no decoded key for it (see ``publicKey``), a parsed
+    /// copy that has one: what OpenSSL calls that use the key internally (CMS encryption to the
+    /// certificate, CMS signing with it, key matching) are given.
+    var keyed: Certificate {
+        if X509_get0_pubkey(self.pointer) != nil { return self }
+        ERR_clear_error()
+        return (try? Certificate(derEncoded: self.derEncoded)) ?? self
     }
 
     /// The SubjectPublicKeyInfo as DER, read without decoding the key (what replay matching hashes).

@@ -79,10 +79,10 @@ public enum CertificateBuilder {
             throw OpenSSLError(.encode, "sign certificate")
         }
         // The SubjectPublicKeyInfo was copied as bytes, so OpenSSL 3.0 has no EVP_PKEY cached for
-        // it: X509_get0_pubkey, CMS encryption to the certificate and CMS signing with it would all
-        // fail on this object. Parsing the signed DER once gives a certificate with its key
-        // decoded, still cheaper than X509_set_pubkey's encode-and-decode round trip.
-        return try Certificate(derEncoded: cert.derEncoded)
+        // it. Decoding it here would cost what the copy saved (OpenSSL's decoder framework, ~8% of
+        // an enrollment's CPU); ``Certificate/publicKey`` and ``Certificate/keyed`` decode it on
+        // the rare paths that need it instead.
+        return cert
     }
 
     /// A self-signed certificate: a CA (`isCA`) or a SCEP client's signer certificate.

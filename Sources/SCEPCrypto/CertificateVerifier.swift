@@ -24,6 +24,11 @@ public struct CertificateVerifier: Sendable {
 
     /// Verifies `certificate` at `time`; returns the anchor it chains to.
     public func verify(_ certificate: Certificate, at time: Date, intermediates: [Certificate] = []) -> Result<Certificate, Failure> {
+        let keyed = certificate.keyed
+        return withExtendedLifetime(keyed) { self.verifyKeyed(keyed, at: time, intermediates: intermediates) }
+    }
+
+    private func verifyKeyed(_ certificate: Certificate, at time: Date, intermediates: [Certificate]) -> Result<Certificate, Failure> {
         defer { ERR_clear_error() }
         guard let store = X509_STORE_new() else { return .failure(.untrusted("X509_STORE_new")) }
         defer { X509_STORE_free(store) }

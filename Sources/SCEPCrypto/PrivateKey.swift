@@ -80,7 +80,8 @@ public final class PrivateKey: @unchecked Sendable {
     /// True when `certificate` carries this key's public half.
     public func matches(_ certificate: Certificate) -> Bool {
         defer { ERR_clear_error() }
-        return X509_check_private_key(certificate.pointer, self.pointer) == 1
+        let keyed = certificate.keyed
+        return withExtendedLifetime(keyed) { X509_check_private_key(keyed.pointer, self.pointer) == 1 }
     }
 }
 

@@ -29,7 +29,7 @@ enum Wiring {
             }
             let audit = try JSONLinesAuditSink(path: config.audit.path, sync: config.audit.sync)
             let responder = try SCEPResponder(
-                material: material, store: try FileCertificateStore(directory: directory), validator: validator, audit: audit,
+                material: material, store: try FileCertificateStore(directory: directory, retentionDays: config.store.transactionRetentionDays), validator: validator, audit: audit,
                 policy: IssuancePolicy(config.issue, challengeMode: config.challenge.mode, store: config.store),
                 crls: CRLPublisher(directory: directory, validityHours: config.ca.crlValidityHours), diagnostics: diagnostics)
             return .success(responder)

@@ -415,3 +415,36 @@ def test_apache_publishes_the_crl():
         assert site.get("/crl/ca.crlnumber")[0] == 403
     finally:
         site.stop()
+
+
+def test_polling_across_two_processes():
+    site = harness.Site("nginx", extra="[issue]\napproval = manual\n")
+    try:
+        site.start_two_processes()
+        got = pyscep("enrol-pending", site.url, CHALLENGE, "two-process-poll", workdir(site, "tp-poll"))
+        assert got["status"] == "PENDING"
+        site.ca("approve", got["transaction_id"])
+        # nginx spreads the polls over both processes; each finds the approval in the shared store.
+        for _ in range(4):
+            polled = pyscep("poll", site.url, got["workdir"], got["transaction_id"])
+            assert polled["status"] == "SUCCESS" and harness.openssl_verify(site.ca_pem, polled["cert"])
+        delivered = [e for e in site.audit_lines() if e.get("transactionID") == got["transaction_id"] and e["outcome"] == "delivered"]
+        assert len(delivered) == 4
+        assert len(site.issued_serials()) == 1
+    finally:
+        site.stop()
+
+
+def test_server_publishes_its_crl_itself():
+    """A running server publishes a missing CRL (its first housekeeping round), under the CRL lock."""
+    site = harness.Site("nginx")
+    try:
+        site.start_two_processes()
+        crl = os.path.join(site.ca_dir, "crl", "ca.crl")
+        harness.wait_for(lambda: os.path.exists(crl), "a CRL published by the servers", timeout=20)
+        out = run(["openssl", "crl", "-inform", "DER", "-in", crl, "-CAfile", site.ca_pem, "-noout", "-crlnumber"])
+        assert out.returncode == 0 and "crlNumber=" in out.stdout
+        status, ctype, body = site.get("/crl/ca.crl")
+        assert status == 200 and body == open(crl, "rb").read()
+    finally:
+        site.stop()

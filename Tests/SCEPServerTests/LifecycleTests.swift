@@ -56,19 +56,24 @@ struct ReplayTests {
     @Test("two stores on one directory (two processes): only one claims a transactionID")
     func crossProcessClaim() throws {
         let h = try Harness()
+        let (_, csrKey, issued) = try enrollOnce(h)
         let a = try FileCertificateStore(directory: h.directory)
         let b = try FileCertificateStore(directory: h.directory)
-        let key = TransactionKey(transactionID: "shared-tid", keyHash: "ab")
+        let keyHash = HexEncoding.string(try DigestAlgorithm.sha256.hash(try #require(issued.publicKey).derEncoded))
+        _ = csrKey
+        let key = TransactionKey(transactionID: "shared-tid", keyHash: keyHash)
         #expect(try a.claim(key) == .claimed)
         guard case .existing(let seen) = try b.claim(key) else { Issue.record("second claim succeeded"); return }
         #expect(seen.state == .inFlight && seen.pid == getpid())
-        try a.update(key, .issued, serial: "0A")
-        #expect(try b.transaction("shared-tid")?.serial == "0A")
+        try a.update(key, .issued, serial: issued.serialNumberHex)
+        // The record is a link to the certificate: serial and key hash come from it.
+        let found = try #require(try b.transaction("shared-tid"))
+        #expect(found.state == .issued && found.serial == issued.serialNumberHex && found.keyHash == keyHash)
         // A claim left by a process that died is taken over.
         let dead = TransactionKey(transactionID: "dead-tid", keyHash: "cd")
         let record = TransactionRecord(transactionID: "dead-tid", keyHash: "cd", state: .inFlight, pid: 999_999)
-        let path = h.directory.transactionsPath + "/" + FileCertificateStore.hashName("dead-tid") + ".json"
-        try Data(FileCertificateStore.encode(record)).write(to: URL(fileURLWithPath: path))
+        let path = h.directory.transactionsPath + "/" + FileCertificateStore.hashName("dead-tid")
+        try Data(record.line.utf8).write(to: URL(fileURLWithPath: path))
         #expect(try b.claim(dead) == .claimed)
     }
 }
@@ -349,5 +354,66 @@ struct RenewalReplayTests {
         let again = try TestClient(
             harness: h, challenge: nil, messageType: .renewalReq, csrKey: key, transactionID: first.transactionID, signer: (old, key))
         #expect(try again.open(h.post(again.request)).certificates.first?.serialNumberHex == new.serialNumberHex)
+    }
+}
+
+@Suite("Retention, expiry and housekeeping")
+struct HousekeepingTests {
+    @Test("a transactionID whose certificate expired is issued anew, not replayed")
+    func expiredIsReissued() throws {
+        let h = try Harness()
+        let (first, key, old) = try enrollOnce(h)
+        // Age the certificate's index entry past its expiry.
+        try (h.store as! FileCertificateStore).index.rewrite { entries in entries[0].expiry = Date().addingTimeInterval(-60) }
+        let again = try TestClient(harness: h, csrKey: key, transactionID: first.transactionID)
+        let rep = try again.open(h.post(again.request))
+        #expect(rep.status == .success && rep.certificates.first?.serialNumberHex != old.serialNumberHex)
+        #expect(h.audit.events.last?.outcome == .issued)
+    }
+
+    @Test("records past store.transaction_retention_days are as good as absent")
+    func retention() throws {
+        let h = try Harness()
+        let store = try FileCertificateStore(directory: h.directory, retentionDays: 1)
+        let key = TransactionKey(transactionID: "old-tid", keyHash: "ab")
+        let old = TransactionRecord(transactionID: "old-tid", keyHash: "ab", state: .issued, serial: "0A", updated: Date().addingTimeInterval(-2 * 86400))
+        let path = h.directory.transactionsPath + "/" + FileCertificateStore.hashName("old-tid")
+        try Data(old.line.utf8).write(to: URL(fileURLWithPath: path))
+        #expect(try store.transaction("old-tid") == nil)
+        #expect(try store.claim(key) == .claimed)
+        store.release(key)
+        // An operator's rejection is kept for the retention too, then pruned.
+        let rejected = TransactionRecord(transactionID: "rejected-tid", keyHash: "cd", state: .rejected, updated: Date().addingTimeInterval(-3600))
+        try Data(rejected.line.utf8).write(to: URL(fileURLWithPath: h.directory.transactionsPath + "/" + FileCertificateStore.hashName("rejected-tid")))
+        #expect(try store.transaction("rejected-tid")?.state == .rejected)
+        #expect(store.pruneTransactions(olderThan: Date()) == 1)
+        #expect(try store.transaction("rejected-tid") == nil)
+    }
+
+    @Test("housekeeping publishes a missing CRL and reissues it after a revocation made elsewhere")
+    func crlRefresh() throws {
+        let h = try Harness()
+        let (_, _, certificate) = try enrollOnce(h)
+        let crls = CRLPublisher(directory: h.directory, validityHours: 168)
+        #expect(crls.published(.current) == nil)
+        h.responder.housekeeping()
+        let first = try #require(crls.published(.current))
+        #expect(first.revokedSerials.isEmpty && !crls.needsRefresh(.current, latestRevocation: nil))
+        // A revocation one second later, written straight to the store (as another process would).
+        _ = try h.store.revoke(serial: certificate.serialNumberHex, reason: nil, at: first.thisUpdate.addingTimeInterval(1))
+        h.responder.housekeeping(now: first.thisUpdate.addingTimeInterval(2))
+        #expect(crls.published(.current)?.revokedSerials == [certificate.serialNumberHex])
+        // Older than half its validity: reissued with the next number.
+        let later = first.thisUpdate.addingTimeInterval(85 * 3600)
+        #expect(crls.needsRefresh(.current, latestRevocation: nil, now: later))
+    }
+
+    @Test("renewals need the challenge with Intune, not with a static password, unless configured")
+    func renewalChallengeDefault() {
+        #expect(IssuancePolicy(Configuration.Issue(), challengeMode: .intune).renewalRequiresChallenge)
+        #expect(!IssuancePolicy(Configuration.Issue(), challengeMode: .static).renewalRequiresChallenge)
+        var issue = Configuration.Issue()
+        issue.renewalRequiresChallenge = true
+        #expect(IssuancePolicy(issue, challengeMode: .static).renewalRequiresChallenge)
     }
 }

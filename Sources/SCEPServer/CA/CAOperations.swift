@@ -17,7 +17,7 @@ public struct CAOperations: Sendable {
     public init(directory: CADirectory, passphraseFile: String?, audit: any AuditSink, policy: IssuancePolicy, crlValidityHours: Int) throws {
         self.directory = directory
         self.passphraseFile = passphraseFile
-        self.store = try FileCertificateStore(directory: directory)
+        self.store = try FileCertificateStore(directory: directory, retentionDays: policy.transactionRetentionDays)
         self.audit = audit
         self.policy = policy
         self.crls = CRLPublisher(directory: directory, validityHours: crlValidityHours)

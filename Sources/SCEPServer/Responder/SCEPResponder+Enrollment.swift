@@ -28,13 +28,7 @@ extension SCEPResponder {
         let claim: ClaimResult
         do { claim = try self.store.claim(key) } catch { throw SCEPError(.storeFailed, "\(error)") }
         if case .existing(let existing) = claim {
-            // A renewal signed by the very certificate this transaction issued is not a
-            // retransmission: micromdm's scepclient derives its transactionID from the key it
-            // keeps, so its RenewalReq repeats the original transactionID and key. It gets a new
-            // certificate; the transaction is taken over.
-            guard let renewed, existing.state == .issued, existing.keyHash == key.keyHash,
-                existing.serial == renewed.certificate.serialNumberHex
-            else { return try self.replay(existing, key, x, record) }
+            guard self.supersedes(existing, key, renewed) else { return try self.replay(existing, key, x, record) }
             do { try self.store.update(key, .inFlight, serial: nil) } catch { throw SCEPError(.storeFailed, "\(error)") }
         }
         var held = true
@@ -114,10 +108,22 @@ extension SCEPResponder {
         }
     }
 
+    /// Whether a request that repeats an issued transaction's transactionID and key asks for a new
+    /// certificate rather than the old one again. micromdm's scepclient derives its transactionID
+    /// from the key it keeps, so both its RenewalReq (signed by the very certificate this
+    /// transaction issued) and its re-enrollment after that certificate expired repeat them.
+    private func supersedes(_ existing: TransactionRecord, _ key: TransactionKey, _ renewed: StoredCertificate?) -> Bool {
+        guard existing.state == .issued, existing.keyHash == key.keyHash, let serial = existing.serial else { return false }
+        if let renewed, serial == renewed.certificate.serialNumberHex { return true }
+        if case .expired? = (try? self.store.certificate(serial: serial))?.status { return true }
+        return false
+    }
+
     /// A transactionID seen before (RFC 8894 §3.3.3, §7.4): the same key gets the same answer with
     /// no second issuance and no second validator call; another key is refused.
     private func replay(_ existing: TransactionRecord, _ key: TransactionKey, _ x: Exchange, _ record: RequestRecord) throws -> SCEPHTTPResponse {
-        guard existing.keyHash == key.keyHash || existing.pid == 0 else {
+        // (An in-flight claim does not say its key: it is compared once the claim resolves.)
+        guard existing.state == .inFlight || existing.keyHash == key.keyHash else {
             throw SCEPError(.transactionKeyMismatch, "transaction \(key.transactionID)")
         }
         switch existing.state {

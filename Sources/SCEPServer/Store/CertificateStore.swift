@@ -19,7 +19,7 @@ public struct TransactionKey: Sendable, Hashable {
 }
 
 /// Where a transaction stands.
-public enum TransactionState: String, Sendable, Codable {
+public enum TransactionState: String, Sendable {
     /// A process is working on it right now (its claim).
     case inFlight = "in-flight"
     /// Waiting for an operator (`issue.approval = manual`).
@@ -31,7 +31,7 @@ public enum TransactionState: String, Sendable, Codable {
 }
 
 /// What the store remembers of a transaction, for `store.transaction_retention_days`.
-public struct TransactionRecord: Sendable, Equatable, Codable {
+public struct TransactionRecord: Sendable, Equatable {
     public var transactionID: String
     public var keyHash: String
     public var state: TransactionState
@@ -47,6 +47,25 @@ public struct TransactionRecord: Sendable, Equatable, Codable {
         self.serial = serial
         self.updated = updated
         self.pid = pid
+    }
+}
+
+extension TransactionRecord {
+    /// One text line: `scep-fcgi-tx 1 STATE KEYHASH SERIAL|- UNIXTIME PID TRANSACTIONID`. The
+    /// transactionID (printable ASCII, spaces allowed) comes last and takes the rest of the line.
+    var line: String {
+        "scep-fcgi-tx 1 \(self.state.rawValue) \(self.keyHash) \(self.serial ?? "-") \(Int64(self.updated.timeIntervalSince1970)) \(self.pid) \(self.transactionID)\n"
+    }
+
+    init?(line: String) {
+        guard line.hasSuffix("\n") else { return nil }  // a record caught mid-write
+        let fields = line.dropLast().split(separator: " ", maxSplits: 7, omittingEmptySubsequences: false)
+        guard fields.count == 8, fields[0] == "scep-fcgi-tx", fields[1] == "1", let state = TransactionState(rawValue: String(fields[2])),
+            let seconds = Int64(fields[5]), let pid = Int32(fields[6]), !fields[7].isEmpty
+        else { return nil }
+        self.init(
+            transactionID: String(fields[7]), keyHash: String(fields[3]), state: state, serial: fields[4] == "-" ? nil : String(fields[4]),
+            updated: Date(timeIntervalSince1970: TimeInterval(seconds)), pid: pid)
     }
 }
 

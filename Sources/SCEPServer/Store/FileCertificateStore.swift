@@ -6,112 +6,39 @@ import SCEPCrypto
 ///
 /// - `issued/SERIAL.pem`: temp file + fsync + `link(2)` (never overwriting), then one line
 ///   appended to `index.txt` (see ``IndexFile``); `issued/SERIAL.withheld` marks one never delivered.
-/// - `transactions/HASH.json` (HASH = SHA-256 of the transactionID): the claim is an
-///   `O_CREAT|O_EXCL` create, so two processes never both issue for one transactionID; updates
-///   replace the file with `rename(2)`. These records get no sync of their own (the budget is the
-///   four syncs of an issuance): after a power loss one may be missing, and the client's retry is
-///   then issued anew, never answered with a certificate that was not recorded.
+/// - `transactions/`: one hard link per transactionID (see ``TransactionDirectory``), so two
+///   processes never both issue for one transactionID. These entries get no sync of their own
+///   (the budget is the four syncs of an issuance): after a power loss one may be missing, and the
+///   client's retry is then issued anew, never answered with a certificate that was not recorded.
 /// - `pending/HASH.json`: requests waiting for an operator, fsynced before PENDING is answered.
 ///
 /// Nothing from a request reaches a path: names are serials (hex) and hashes.
 public final class FileCertificateStore: CertificateStore, Sendable {
     public let directory: CADirectory
     let index: IndexFile
-    /// A claim older than this is stale whatever its process: no request takes that long.
-    static let claimLifetime: TimeInterval = 600
+    let transactions: TransactionDirectory
 
-    public init(directory: CADirectory) throws {
+    public init(directory: CADirectory, retentionDays: Int = 30) throws {
         self.directory = directory
         self.index = IndexFile(path: directory.indexPath)
-        for path in [directory.transactionsPath, directory.pendingPath] where access(path, F_OK) != 0 {
-            guard mkdir(path, 0o755) == 0 || errno == EEXIST else {
-                throw ServerError(.store, "create \(path): \(errnoText())")
-            }
-        }
+        self.transactions = try TransactionDirectory(directory: directory, retention: Double(retentionDays) * 86400)
     }
 
     // MARK: transactions
 
-    public func claim(_ key: TransactionKey) throws -> ClaimResult {
-        let path = self.transactionPath(key.transactionID)
-        let mine = TransactionRecord(transactionID: key.transactionID, keyHash: key.keyHash, state: .inFlight)
-        for _ in 0..<4 {
-            let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
-            if fd >= 0 {
-                defer { close(fd) }
-                try AtomicFile.writeAll(fd, try Self.encode(mine), what: path)
-                return .claimed
-            }
-            guard errno == EEXIST else { throw ServerError(.store, "create \(path): \(errnoText())") }
-            if let record = try self.readRecord(path), !self.isStale(record) { return .existing(record) }
-            if self.readRecordAge(path) < 5, (try? self.readRecord(path)) == nil {
-                // Being written right now by its creator: treat as in flight.
-                return .existing(TransactionRecord(transactionID: key.transactionID, keyHash: key.keyHash, state: .inFlight, pid: 0))
-            }
-            // Stale: move it aside; of several processes doing this at once, one rename succeeds.
-            let aside = "\(path).stale-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-            if rename(path, aside) == 0 { unlink(aside) }
-        }
-        throw ServerError(.store, "transaction \(key.transactionID): claim kept changing hands")
-    }
+    public func claim(_ key: TransactionKey) throws -> ClaimResult { try self.transactions.claim(key) }
 
     public func update(_ key: TransactionKey, _ state: TransactionState, serial: String?) throws {
-        let record = TransactionRecord(transactionID: key.transactionID, keyHash: key.keyHash, state: state, serial: serial)
-        try AtomicFile.replace(self.transactionPath(key.transactionID), contents: try Self.encode(record), mode: 0o644, sync: state == .pending)
+        try self.transactions.update(key, state, serial: serial)
     }
 
-    public func release(_ key: TransactionKey) { unlink(self.transactionPath(key.transactionID)) }
+    public func release(_ key: TransactionKey) { self.transactions.release(key) }
 
-    public func transaction(_ transactionID: String) throws -> TransactionRecord? {
-        try self.readRecord(self.transactionPath(transactionID))
-    }
+    public func transaction(_ transactionID: String) throws -> TransactionRecord? { self.transactions.record(transactionID) }
 
-    public func pruneTransactions(olderThan date: Date) -> Int {
-        var removed = 0
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: self.directory.transactionsPath)) ?? [] {
-            let path = self.directory.transactionsPath + "/" + name
-            if name.contains(".stale-") || name.hasPrefix(".tmp-") {
-                if self.readRecordAge(path) > Self.claimLifetime { unlink(path); removed += 1 }
-                continue
-            }
-            guard let record = try? self.readRecord(path) else { continue }
-            // A pending transaction is kept while its request waits.
-            if record.updated < date, record.state != .pending, unlink(path) == 0 { removed += 1 }
-        }
-        return removed
-    }
+    public func pruneTransactions(olderThan date: Date) -> Int { self.transactions.prune(olderThan: date) }
 
-    private func isStale(_ record: TransactionRecord) -> Bool {
-        guard record.state == .inFlight else { return false }
-        if Date().timeIntervalSince(record.updated) > Self.claimLifetime { return true }
-        // Same host (the file store is local): a claim of a process that no longer exists is stale.
-        return record.pid > 0 && kill(record.pid, 0) != 0 && errno == ESRCH
-    }
-
-    private func readRecord(_ path: String) throws -> TransactionRecord? {
-        guard let data = FileManager.default.contents(atPath: path), !data.isEmpty else { return nil }
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .secondsSince1970
-        return try? decoder.decode(TransactionRecord.self, from: data)
-    }
-
-    private func readRecordAge(_ path: String) -> TimeInterval {
-        var info = stat()
-        guard stat(path, &info) == 0 else { return .infinity }
-        return Date().timeIntervalSince1970 - TimeInterval(info.st_mtim.tv_sec)
-    }
-
-    private func transactionPath(_ transactionID: String) -> String {
-        self.directory.transactionsPath + "/" + Self.hashName(transactionID) + ".json"
-    }
-
-    private func pendingPath(_ transactionID: String) -> String {
-        self.directory.pendingPath + "/" + Self.hashName(transactionID) + ".json"
-    }
-
-    static func hashName(_ transactionID: String) -> String {
-        HexEncoding.string((try? DigestAlgorithm.sha256.hash(Array(transactionID.utf8))) ?? [])
-    }
+    static func hashName(_ transactionID: String) -> String { TransactionDirectory.hashName(transactionID) }
 
     static func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
         let encoder = JSONEncoder()
@@ -178,7 +105,7 @@ public final class FileCertificateStore: CertificateStore, Sendable {
     // MARK: pending
 
     public func savePending(_ request: PendingRequest) throws {
-        try AtomicFile.replace(self.pendingPath(request.transactionID), contents: try Self.encode(request), mode: 0o644, sync: true)
+        try AtomicFile.replace(self.transactions.pendingFile(request.transactionID), contents: try Self.encode(request), mode: 0o644, sync: true)
     }
 
     public func pendingRequests() throws -> [PendingRequest] {
@@ -191,14 +118,14 @@ public final class FileCertificateStore: CertificateStore, Sendable {
     }
 
     public func pendingRequest(_ transactionID: String) throws -> PendingRequest? {
-        guard let data = FileManager.default.contents(atPath: self.pendingPath(transactionID)) else { return nil }
+        guard let data = FileManager.default.contents(atPath: self.transactions.pendingFile(transactionID)) else { return nil }
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .secondsSince1970
         return try? decoder.decode(PendingRequest.self, from: data)
     }
 
     public func removePending(_ transactionID: String) throws {
-        guard unlink(self.pendingPath(transactionID)) == 0 || errno == ENOENT else {
+        guard unlink(self.transactions.pendingFile(transactionID)) == 0 || errno == ENOENT else {
             throw ServerError(.store, "remove pending request: \(errnoText())")
         }
     }

@@ -84,16 +84,24 @@ enum IndexTime {
 /// `index.txt`, shared by every process serving a CA directory and by the `ca` commands.
 ///
 /// Appends (one per issued certificate) take a shared `flock` on `index.txt.lock` and write one
-/// line with a single `write(2)` on a freshly opened `O_APPEND` descriptor; a revocation takes the
-/// lock exclusively and replaces the file (temp + fsync + rename). No append can land in a file
-/// that has just been replaced, which is what loses lines when `openssl ca -revoke` rewrites the
-/// index under a running server (it does not know this lock: see docs/ca-layout.md).
+/// line with a single `write(2)` on an `O_APPEND` descriptor; a revocation takes the lock
+/// exclusively and replaces the file (temp + fsync + rename). The append descriptor is kept open,
+/// and checked under the lock: once a revocation has replaced the file it has no links left and
+/// is reopened. So no append can land in a replaced file, which is what loses lines when
+/// `openssl ca -revoke` rewrites the index under a running server (it does not know this lock:
+/// see docs/ca-layout.md).
 ///
 /// Reads are cached: while the file keeps its inode and only grows, only the new tail is parsed.
+///
+/// Ownership: the append descriptor belongs to a ``Descriptor`` box, closed when the last thread
+/// using it lets go; lock descriptors are pooled and closed in `deinit`.
 final class IndexFile: Sendable {
     let path: String
     private var lockPath: String { self.path + ".lock" }
     private let cache = Mutex<Cache>(Cache())
+    private let appender = Mutex<Descriptor?>(nil)
+    /// `flock` locks belong to an open file description, so each concurrent holder needs its own.
+    private let lockDescriptors = Mutex<[Int32]>([])
 
     struct Cache {
         var inode: UInt = 0
@@ -102,20 +110,41 @@ final class IndexFile: Sendable {
         var bySerial: [String: Int] = [:]
     }
 
+    final class Descriptor: Sendable {
+        let fd: Int32
+        init(_ fd: Int32) { self.fd = fd }
+        deinit { close(self.fd) }
+    }
+
     init(path: String) { self.path = path }
+
+    deinit {
+        for fd in self.lockDescriptors.withLock({ $0 }) { close(fd) }
+    }
 
     /// Appends one line durably (fdatasync) under the shared lock.
     func append(_ entry: IndexEntry) throws {
         try self.withLock(LOCK_SH) {
-            let fd = open(self.path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
-            guard fd >= 0 else { throw ServerError(.store, "open \(self.path): \(errnoText())") }
-            defer { close(fd) }
+            let descriptor = try self.appendDescriptor()
             let line = Array(entry.line.utf8)
-            let written = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            let written = line.withUnsafeBytes { write(descriptor.fd, $0.baseAddress, $0.count) }
             guard written == line.count else {
                 throw ServerError(.store, "append to \(self.path): \(written < 0 ? errnoText() : "short write")")
             }
-            guard fdatasync(fd) == 0 else { throw ServerError(.store, "sync \(self.path): \(errnoText())") }
+            guard fdatasync(descriptor.fd) == 0 else { throw ServerError(.store, "sync \(self.path): \(errnoText())") }
+        }
+    }
+
+    /// The append descriptor, reopened if a revocation replaced the file (called under the lock).
+    private func appendDescriptor() throws -> Descriptor {
+        try self.appender.withLock { current in
+            var info = stat()
+            if let open = current, fstat(open.fd, &info) == 0, info.st_nlink > 0 { return open }
+            let fd = open(self.path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+            guard fd >= 0 else { throw ServerError(.store, "open \(self.path): \(errnoText())") }
+            let descriptor = Descriptor(fd)
+            current = descriptor
+            return descriptor
         }
     }
 
@@ -209,11 +238,22 @@ final class IndexFile: Sendable {
     }
 
     private func withLock<T>(_ operation: Int32, _ body: () throws -> T) throws -> T {
-        let fd = open(self.lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw ServerError(.store, "open \(self.lockPath): \(errnoText())") }
-        defer { close(fd) }  // closing the only descriptor releases the lock
+        var fd = self.lockDescriptors.withLock { $0.popLast() } ?? -1
+        if fd < 0 {
+            fd = open(self.lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+            guard fd >= 0 else { throw ServerError(.store, "open \(self.lockPath): \(errnoText())") }
+        }
         while flock(fd, operation) != 0 {
-            guard errno == EINTR else { throw ServerError(.store, "lock \(self.lockPath): \(errnoText())") }
+            guard errno == EINTR else {
+                close(fd)
+                throw ServerError(.store, "lock \(self.lockPath): \(errnoText())")
+            }
+        }
+        defer {
+            flock(fd, LOCK_UN)
+            self.lockDescriptors.withLock { pool in
+                if pool.count < 64 { pool.append(fd) } else { close(fd) }
+            }
         }
         return try body()
     }

@@ -1,0 +1,206 @@
+import FoundationEssentials
+import Glibc
+import SCEPCrypto
+
+/// `transactions/`: one directory entry per transactionID (named by its SHA-256), shared by every
+/// process serving the CA directory (RFC 8894 §3.3.3 replay and polling).
+///
+/// Entries are hard links, so a transaction costs no inode of its own (ext4 inode allocation
+/// was the one cost the benchmark showed for a file-per-claim):
+///
+/// - **in flight**: a link to this process's marker `transactions/.claim-PID-START`; `link(2)`
+///   fails with EEXIST, so of two processes claiming one transactionID only one succeeds;
+/// - **issued**: a link to `issued/SERIAL.pem`: serial and key hash are read from the certificate,
+///   and the time from its file;
+/// - **pending**: a link to `pending/HASH.json`, which holds the key hash;
+/// - **rejected**: a small file with one ``TransactionRecord/line`` (rare; written with fsync).
+///
+/// A state change links the new target under a temporary name and renames it over the entry.
+/// None of this is synced on the issuance path (see FileCertificateStore for why that is safe).
+struct TransactionDirectory: Sendable {
+    let path: String
+    let issuedPath: String
+    let pendingPath: String
+    /// `store.transaction_retention_days`.
+    let retention: TimeInterval
+    /// This process's claim marker.
+    let marker: String
+    /// A claim written as a record line (not a marker link) older than this is stale.
+    static let claimLifetime: TimeInterval = 600
+
+    init(directory: CADirectory, retention: TimeInterval) throws {
+        self.path = directory.transactionsPath
+        self.issuedPath = directory.issuedPath
+        self.pendingPath = directory.pendingPath
+        self.retention = retention
+        for path in [self.path, self.pendingPath] where access(path, F_OK) != 0 {
+            guard mkdir(path, 0o755) == 0 || errno == EEXIST else { throw ServerError(.store, "create \(path): \(errnoText())") }
+        }
+        let me = ProcessIdentity.current
+        self.marker = "\(self.path)/.claim-\(me.pid)-\(me.start)"
+        let fd = open(self.marker, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        if fd >= 0 {
+            defer { close(fd) }
+            try AtomicFile.writeAll(fd, Array("scep-fcgi-claim \(me.pid) \(me.start)\n".utf8), what: self.marker)
+        } else if errno != EEXIST {
+            throw ServerError(.store, "create \(self.marker): \(errnoText())")
+        }
+    }
+
+    static func hashName(_ transactionID: String) -> String {
+        HexEncoding.string((try? DigestAlgorithm.sha256.hash(Array(transactionID.utf8))) ?? [])
+    }
+
+    func entryPath(_ transactionID: String) -> String { self.path + "/" + Self.hashName(transactionID) }
+    func pendingFile(_ transactionID: String) -> String { self.pendingPath + "/" + Self.hashName(transactionID) + ".json" }
+
+    func claim(_ key: TransactionKey) throws -> ClaimResult {
+        let entry = self.entryPath(key.transactionID)
+        for _ in 0..<4 {
+            if link(self.marker, entry) == 0 { return .claimed }
+            guard errno == EEXIST else { throw ServerError(.store, "claim \(entry): \(errnoText())") }
+            guard let (record, stale) = self.read(entry, key.transactionID) else { continue }  // gone meanwhile: try again
+            if !stale { return .existing(record) }
+            // Stale: move it aside; of several processes doing this at once, one rename succeeds.
+            let aside = "\(entry).stale-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+            if rename(entry, aside) == 0 { unlink(aside) }
+        }
+        throw ServerError(.store, "transaction \(key.transactionID): claim kept changing hands")
+    }
+
+    func update(_ key: TransactionKey, _ state: TransactionState, serial: String?) throws {
+        let entry = self.entryPath(key.transactionID)
+        switch state {
+        case .inFlight:
+            try self.relink(self.marker, to: entry)
+        case .issued:
+            guard let serial else { throw ServerError(.store, "transaction \(key.transactionID): issued without a serial") }
+            try self.relink("\(self.issuedPath)/\(serial).pem", to: entry)
+        case .pending:
+            // The only record of a waiting request: durable before PENDING is answered.
+            try self.relink(self.pendingFile(key.transactionID), to: entry)
+            AtomicFile.syncDirectory(self.path)
+        case .rejected:
+            let record = TransactionRecord(transactionID: key.transactionID, keyHash: key.keyHash, state: .rejected)
+            try AtomicFile.replace(entry, contents: Array(record.line.utf8), mode: 0o644, sync: true)
+        }
+    }
+
+    func release(_ key: TransactionKey) { unlink(self.entryPath(key.transactionID)) }
+
+    /// The record of a transactionID, unless past the retention.
+    func record(_ transactionID: String) -> TransactionRecord? {
+        guard let (record, _) = self.read(self.entryPath(transactionID), transactionID), !self.isExpired(record) else { return nil }
+        return record
+    }
+
+    /// Drops issued and rejected entries older than `date`, leftovers of interrupted renames, and
+    /// markers of processes that are gone and hold no claim.
+    func prune(olderThan date: Date) -> Int {
+        var removed = 0
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: self.path)) ?? [] {
+            let entry = self.path + "/" + name
+            var info = stat()
+            guard lstat(entry, &info) == 0 else { continue }
+            if name.hasPrefix(".claim-") {
+                if info.st_nlink == 1, entry != self.marker, !Self.markerIsAlive(entry) { unlink(entry) }
+                continue
+            }
+            if name.hasPrefix(".tmp-") || name.contains(".stale-") {
+                if Date().timeIntervalSince1970 - TimeInterval(info.st_mtim.tv_sec) > Self.claimLifetime, unlink(entry) == 0 { removed += 1 }
+                continue
+            }
+            guard let (record, _) = self.read(entry, "") else { continue }
+            if record.state == .issued || record.state == .rejected, record.updated < date, unlink(entry) == 0 { removed += 1 }
+        }
+        return removed
+    }
+
+    /// Reads an entry by what it links to; `stale` says whether a claim may take it over.
+    private func read(_ entry: String, _ transactionID: String) -> (TransactionRecord, stale: Bool)? {
+        guard let data = FileManager.default.contents(atPath: entry), !data.isEmpty else { return nil }
+        let text = String(decoding: data.prefix(64), as: UTF8.self)
+        if text.hasPrefix("scep-fcgi-claim ") {
+            let fields = text.split(separator: " ")
+            let pid = fields.count > 1 ? Int32(fields[1]) ?? 0 : 0
+            let record = TransactionRecord(transactionID: transactionID, keyHash: "", state: .inFlight, pid: pid)
+            return (record, !Self.markerIsAlive(String(decoding: data, as: UTF8.self)))
+        }
+        if text.hasPrefix("-----BEGIN") {
+            guard let certificate = try? Certificate.certificates(pemEncoded: Array(data)).first,
+                let keyHash = try? DigestAlgorithm.sha256.hash(certificate.subjectPublicKeyInfoDER)
+            else { return nil }
+            var info = stat()
+            let time = stat(entry, &info) == 0 ? TimeInterval(info.st_mtim.tv_sec) : 0
+            let record = TransactionRecord(
+                transactionID: transactionID, keyHash: HexEncoding.string(keyHash), state: .issued,
+                serial: certificate.serialNumberHex, updated: Date(timeIntervalSince1970: time), pid: 0)
+            return (record, self.isExpired(record))
+        }
+        if text.hasPrefix("{") {
+            let decoder = JSONDecoder()
+            decoder.dateDecodingStrategy = .secondsSince1970
+            guard let pending = try? decoder.decode(PendingRequest.self, from: data) else { return nil }
+            return (TransactionRecord(transactionID: pending.transactionID, keyHash: pending.keyHash, state: .pending, updated: pending.received, pid: 0), false)
+        }
+        guard let record = TransactionRecord(line: String(decoding: data, as: UTF8.self)) else { return nil }
+        if record.state == .inFlight {
+            // A claim written as a line: stale when its process is gone or it is implausibly old.
+            let dead = record.pid > 0 && kill(record.pid, 0) != 0 && errno == ESRCH
+            return (record, dead || Date().timeIntervalSince(record.updated) > Self.claimLifetime)
+        }
+        return (record, self.isExpired(record))
+    }
+
+    /// Past the retention (housekeeping deletes such entries, but a CGI process never runs it).
+    private func isExpired(_ record: TransactionRecord) -> Bool {
+        (record.state == .issued || record.state == .rejected) && Date().timeIntervalSince(record.updated) > self.retention
+    }
+
+    /// Links `source` under a temporary name and renames it over `entry`: readers see the old or
+    /// the new state, never none.
+    private func relink(_ source: String, to entry: String) throws {
+        let temporary = "\(self.path)/.tmp-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        guard link(source, temporary) == 0 else { throw ServerError(.store, "link \(source): \(errnoText())") }
+        guard rename(temporary, entry) == 0 else {
+            unlink(temporary)
+            throw ServerError(.store, "replace \(entry): \(errnoText())")
+        }
+    }
+
+    /// Whether the process a marker names (by `scep-fcgi-claim PID START` content or its file
+    /// name) is still the same running process: pids are reused, start times are not.
+    static func markerIsAlive(_ markerOrContent: String) -> Bool {
+        let text: String
+        if markerOrContent.hasPrefix("scep-fcgi-claim ") {
+            text = markerOrContent
+        } else {
+            guard let data = FileManager.default.contents(atPath: markerOrContent) else { return false }
+            text = String(decoding: data, as: UTF8.self)
+        }
+        let fields = text.split(whereSeparator: { $0 == " " || $0 == "\n" })
+        guard fields.count >= 3, let pid = Int32(fields[1]), let start = UInt64(fields[2]) else { return false }
+        return ProcessIdentity.startTime(of: pid) == start
+    }
+}
+
+/// A process as the kernel knows it: pid and start time (clock ticks after boot, field 22 of
+/// /proc/PID/stat), which together never repeat while the machine runs.
+struct ProcessIdentity {
+    let pid: Int32
+    let start: UInt64
+
+    static let current = ProcessIdentity(pid: getpid(), start: startTime(of: getpid()) ?? 0)
+
+    static func startTime(of pid: Int32) -> UInt64? {
+        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/stat") else {
+            // No /proc: fall back to "the pid exists".
+            return kill(pid, 0) == 0 || errno == EPERM ? 0 : nil
+        }
+        let text = String(decoding: data, as: UTF8.self)
+        // The command name (field 2) is in parentheses and may hold spaces: count after the last ')'.
+        guard let close = text.lastIndex(of: ")") else { return nil }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        return fields.count > 19 ? UInt64(fields[19]) : nil
+    }
+}

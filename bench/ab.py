@@ -1,0 +1,78 @@
+"""A/B of two scep-fcgi binaries on the same machine, alternated, for a change's cost per enrollment.
+
+    python3 bench/ab.py --a OLD/scep-fcgi --b .build/release/scep-fcgi [--rounds 4] [--requests 800] [--concurrency 4]
+
+Each round starts each binary in turn behind the same committed nginx config (Tests/Integration's
+harness), with a fresh RSA-2048 CA, warms it with one set of prebuilt PKCSReqs and then measures a
+second set (fresh transactionIDs, so nothing is a retransmission): server CPU (utime+stime from
+/proc) per enrollment and enrollments per second of `scep-client load`. Alternating A and B inside
+each round is what makes the comparison fair on a shared host whose speed drifts by tens of percent
+over minutes; read the medians. To get OLD: `git worktree add /tmp/old REV` and build it there with
+`swift build -c release --static-swift-stdlib --product scep-fcgi`.
+"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(REPO, "Tests", "Integration"))
+os.environ.setdefault("SCEP_FCGI_BIN_DIR", os.path.join(REPO, ".build", "release"))
+import harness  # noqa: E402
+
+
+def cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(binary, requests, concurrency):
+    harness.SCEP_FCGI = binary
+    site = harness.Site("nginx").start()
+    try:
+        reqs = os.path.join(site.root, "requests")
+        subprocess.run([harness.SCEP_CLIENT, "prebuild", "--ca", site.ca_pem, "--challenge-file", site.challenge_file,
+                        "--count", str(requests), "--out-dir", reqs, "--rounds", "2"], check=True, capture_output=True)
+        pid = next(p.pid for p in site.procs if p.args[0] == binary)
+
+        def load(directory):
+            out = subprocess.run([harness.SCEP_CLIENT, "load", "--url", site.url, "--requests-dir", directory,
+                                  "--concurrency", str(concurrency)], capture_output=True, text=True, check=True)
+            return json.loads(out.stdout)
+
+        load(os.path.join(reqs, "round-0"))
+        before = cpu_seconds(pid)
+        result = load(os.path.join(reqs, "round-1"))
+        cpu_ms = (cpu_seconds(pid) - before) * 1000 / requests
+        return {"cpu_ms": cpu_ms, "per_second": result["enrollments_per_second"], "failures": result["failures"]}
+    finally:
+        site.stop()
+        shutil.rmtree(site.root, ignore_errors=True)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--a", required=True, help="baseline scep-fcgi binary")
+    parser.add_argument("--b", required=True, help="candidate scep-fcgi binary")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--requests", type=int, default=800)
+    parser.add_argument("--concurrency", type=int, default=4)
+    args = parser.parse_args()
+    runs = {"a": [], "b": []}
+    for _ in range(args.rounds):
+        for name in ("a", "b"):
+            runs[name].append(measure(getattr(args, name), args.requests, args.concurrency))
+    print(f"| binary | CPU ms/enrollment (each round) | median | enroll/s (each round) | median | failures |")
+    print("|---|---|---:|---|---:|---:|")
+    for name in ("a", "b"):
+        cpu = [r["cpu_ms"] for r in runs[name]]
+        rate = [r["per_second"] for r in runs[name]]
+        print(f"| {name}: {getattr(args, name)} | {', '.join(f'{c:.2f}' for c in cpu)} | {statistics.median(cpu):.2f} "
+              f"| {', '.join(f'{r:.0f}' for r in rate)} | {statistics.median(rate):.0f} | {sum(r['failures'] for r in runs[name])} |")
+
+
+if __name__ == "__main__":
+    main()
