@@ -55,6 +55,7 @@ public final class FastCGIServer: @unchecked Sendable {
 
     /// Runs `workers` threads, each handling one request at a time, until SIGTERM or SIGINT; then
     /// stops accepting, lets requests in progress finish (up to `drainSeconds`) and exits 0.
+    /// SIGHUP and SIGUSR1 (what logrotate's `postrotate` sends) call `onReopen` and serve on.
     ///
     /// libfcgi's `FCGX_Init` installs a SIGTERM handler that only marks "shutdown pending", after
     /// which blocked accepts fail forever. Instead the signals are blocked in every thread (workers
@@ -62,13 +63,13 @@ public final class FastCGIServer: @unchecked Sendable {
     public func run(
         workers: Int, maxBodyBytes: Int, drainSeconds: Double = 30,
         onShutdown: @escaping @Sendable (String) -> Void = { _ in },
+        onReopen: @escaping @Sendable () -> Void = {},
         periodic: (interval: Double, task: @Sendable () -> Void)? = nil,
         handler: @escaping @Sendable (GatewayRequest) -> GatewayResponse
     ) -> Never {
         var signals = sigset_t()
         sigemptyset(&signals)
-        sigaddset(&signals, SIGTERM)
-        sigaddset(&signals, SIGINT)
+        for signal in [SIGTERM, SIGINT, SIGHUP, SIGUSR1] { sigaddset(&signals, signal) }
         pthread_sigmask(SIG_BLOCK, &signals, nil)
 
         for _ in 0..<max(1, workers) {
@@ -87,7 +88,14 @@ public final class FastCGIServer: @unchecked Sendable {
         }
 
         var received: Int32 = 0
-        while sigwait(&signals, &received) != 0 {}
+        while true {
+            guard sigwait(&signals, &received) == 0 else { continue }
+            if received == SIGHUP || received == SIGUSR1 {
+                onReopen()
+                continue
+            }
+            break
+        }
         self.state.beginDraining()
         // Wakes every thread blocked in accept(2) on this socket (Linux: EINVAL); they then see
         // the draining flag and end.

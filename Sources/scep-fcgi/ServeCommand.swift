@@ -84,7 +84,8 @@ struct ServeCommand: ParsableCommand {
         diagnostics.log(.notice, "scep-fcgi \(SCEPFCGI.version) serving on \(server.description) with \(workers) workers (\(OpenSSL.version))")
         server.run(
             workers: workers, maxBodyBytes: config.server.maxBodyBytes,
-            onShutdown: { diagnostics.log(.notice, $0) }, periodic: (60, { responder.housekeeping() }),
+            onShutdown: { diagnostics.log(.notice, $0) }, onReopen: { responder.reopenLogs() },
+            periodic: (60, { responder.housekeeping() }),
             handler: Wiring.handler(responder))
     }
 }

@@ -27,7 +27,7 @@ enum Wiring {
             case .intune:
                 validator = try self.intuneValidator(config.intune)
             }
-            let audit = try JSONLinesAuditSink(path: config.audit.path, sync: config.audit.sync)
+            let audit = try JSONLinesAuditSink(path: config.audit.path, sync: config.audit.sync, diagnostics: diagnostics)
             let responder = try SCEPResponder(
                 material: material, store: try FileCertificateStore(directory: directory, retentionDays: config.store.transactionRetentionDays), validator: validator, audit: audit,
                 policy: IssuancePolicy(config.issue, challengeMode: config.challenge.mode, store: config.store),

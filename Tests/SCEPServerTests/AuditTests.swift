@@ -44,3 +44,38 @@ struct AuditTests {
         #expect(throws: ServerError(.audit, "")) { try JSONLinesAuditSink(path: "/nonexistent-dir/audit.jsonl", sync: true) }
     }
 }
+
+@Suite("Audit log rotation")
+struct AuditRotationTests {
+    func lines(_ path: String) -> [String] {
+        ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+    }
+
+    func event(_ id: String) -> AuditEvent {
+        var event = AuditEvent()
+        event.requestID = id
+        event.operation = "PKIOperation"
+        return event
+    }
+
+    @Test("renamed away: lines stay in the renamed file; a new file at the path is used at once; deleted: recreated")
+    func rotation() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("audit-rot-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = dir + "/audit.jsonl"
+        let sink = try JSONLinesAuditSink(path: path, sync: false)
+        try sink.record(self.event("a"))
+        #expect(rename(path, path + ".1") == 0)
+        try sink.record(self.event("b"))  // logrotate has renamed but not yet created: not lost
+        #expect(FileManager.default.createFile(atPath: path, contents: nil))
+        try sink.record(self.event("c"))  // the new file is noticed without a signal
+        #expect(self.lines(path + ".1").count == 2 && self.lines(path).count == 1)
+        #expect(unlink(path) == 0)
+        try sink.record(self.event("d"))  // deleted outright: a new file, not a write into the void
+        #expect(self.lines(path).map { $0.contains("\"requestID\":\"d\"") } == [true])
+        try sink.reopen()
+        try sink.record(self.event("e"))
+        #expect(self.lines(path).count == 2)
+    }
+}

@@ -1,42 +1,101 @@
 import FoundationEssentials
 import Glibc
+import Synchronization
 
 /// The single choke point every audit record goes through.
 public protocol AuditSink: Sendable {
     /// Writes the event durably; throws if it could not (the caller then withholds any certificate).
     func record(_ event: AuditEvent) throws
+    /// Reopens the underlying file after log rotation (SIGHUP); a no-op where there is none.
+    func reopen() throws
+}
+
+extension AuditSink {
+    public func reopen() throws {}
 }
 
 /// Append-only JSON lines, shared by every thread and process writing the same file.
 ///
-/// The file is opened once with `O_APPEND`; each event is one `write(2)` of the whole line, which
+/// The file is opened with `O_APPEND`; each event is one `write(2)` of the whole line, which
 /// the kernel keeps whole and unmixed between concurrent writers on a local filesystem. With
 /// `sync`, `fdatasync` follows each line that records an enrollment decision (PKIOperation), so an
 /// issued certificate's record survives a crash; GetCACaps/GetCACert lines are written the same way
 /// but not synced one by one (the next synced line or the kernel flushes them).
-public final class JSONLinesAuditSink: AuditSink, @unchecked Sendable {
-    private let fd: Int32
+///
+/// Rotation: ``reopen()`` (SIGHUP, SIGUSR1) opens the path afresh. Before each line the path is
+/// also checked (one `stat`): a new file there (logrotate's `create`, a `mv` and `touch`) is
+/// switched to at once; a path that is gone while the open file still has a name (renamed by
+/// logrotate, which creates the new one next) keeps the line in the renamed file, where it is not
+/// lost; an open file that was deleted outright is replaced by a new one at the path, with a
+/// warning. `copytruncate` needs nothing: `O_APPEND` writes go to the new end.
+///
+/// Ownership: the descriptor lives in a ``Descriptor`` box, closed when the last writer using it
+/// lets go, so a reopen never closes a descriptor another thread is writing to.
+public final class JSONLinesAuditSink: AuditSink, Sendable {
+    private let current: Mutex<Descriptor>
     private let sync: Bool
+    private let diagnostics: Diagnostics
     public let path: String
 
-    public init(path: String, sync: Bool) throws {
-        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
-        guard fd >= 0 else { throw ServerError(.audit, "audit.path \(path) cannot be opened for appending: \(errnoText())") }
-        self.fd = fd
-        self.sync = sync
-        self.path = path
+    final class Descriptor: Sendable {
+        let fd: Int32
+        let inode: UInt
+        init(_ fd: Int32) {
+            self.fd = fd
+            var info = stat()
+            self.inode = fstat(fd, &info) == 0 ? UInt(info.st_ino) : 0
+        }
+        deinit { close(self.fd) }
     }
 
-    deinit { close(self.fd) }
+    public init(path: String, sync: Bool, diagnostics: Diagnostics = Diagnostics()) throws {
+        self.path = path
+        self.sync = sync
+        self.diagnostics = diagnostics
+        self.current = Mutex(try Self.open(path))
+    }
+
+    private static func open(_ path: String) throws -> Descriptor {
+        let fd = Glibc.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
+        guard fd >= 0 else { throw ServerError(.audit, "audit.path \(path) cannot be opened for appending: \(errnoText())") }
+        return Descriptor(fd)
+    }
+
+    /// Opens the path afresh (after rotation); the old descriptor closes once no line is being written to it.
+    public func reopen() throws {
+        let fresh = try Self.open(self.path)
+        self.current.withLock { $0 = fresh }
+    }
 
     public func record(_ event: AuditEvent) throws {
+        let descriptor = try self.descriptor()
         let line = Array(event.jsonLine().utf8)
-        let written = line.withUnsafeBytes { write(self.fd, $0.baseAddress, $0.count) }
+        let written = line.withUnsafeBytes { write(descriptor.fd, $0.baseAddress, $0.count) }
         guard written == line.count else {
             throw ServerError(.audit, "audit write to \(self.path) failed: \(written < 0 ? errnoText() : "short write")")
         }
-        if self.sync, event.operation == "PKIOperation", fdatasync(self.fd) != 0 {
+        if self.sync, event.operation == "PKIOperation" || event.method == "CLI", fdatasync(descriptor.fd) != 0 {
             throw ServerError(.audit, "audit sync failed: \(errnoText())")
         }
+    }
+
+    /// The descriptor to write to, switching files when the path now names another one.
+    private func descriptor() throws -> Descriptor {
+        let descriptor = self.current.withLock { $0 }
+        var info = stat()
+        if stat(self.path, &info) == 0 {
+            guard UInt(info.st_ino) != descriptor.inode else { return descriptor }
+            try self.reopen()
+            self.diagnostics.log(.notice, "audit log \(self.path) was replaced (rotated): writing to the new file")
+            return self.current.withLock { $0 }
+        }
+        var open = stat()
+        if fstat(descriptor.fd, &open) == 0, open.st_nlink == 0 {
+            // Deleted, not rotated: lines written to it would be lost.
+            try self.reopen()
+            self.diagnostics.log(.warning, "audit log \(self.path) was deleted while open: a new file was created")
+            return self.current.withLock { $0 }
+        }
+        return descriptor  // renamed away: rotation in progress, the next file appears shortly
     }
 }

@@ -105,6 +105,16 @@ public final class SCEPResponder: Sendable {
         return SCEPHTTPResponse.text(status, error.publicText)
     }
 
+    /// Reopens the files held open (the audit log) after log rotation: SIGHUP / SIGUSR1.
+    public func reopenLogs() {
+        do {
+            try self.audit.reopen()
+            self.diagnostics.log(.notice, "reopened the audit log (SIGHUP/SIGUSR1)")
+        } catch {
+            self.diagnostics.log(.error, "cannot reopen the audit log: \(error)")
+        }
+    }
+
     /// Periodic work, called by the server about once a minute (and cheap when there is none):
     /// reissue a CRL older than half its validity or than a revocation, drop transaction records
     /// past their retention. One process does each job at a time; the others skip it.
