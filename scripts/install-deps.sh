@@ -7,7 +7,7 @@ packages=(
   pkg-config libfcgi-dev libfcgi-bin libssl-dev libcurl4-openssl-dev openssl   # build and run
   nginx apache2 libapache2-mod-fcgid                                          # web front ends
   scep certmonger dbus curl                                                   # real SCEP clients
-  logrotate procps                                                            # log rotation as Debian does it
+  logrotate procps systemd                                                    # log rotation, systemd-socket-activate
 )
 missing=()
 for p in "${packages[@]}"; do

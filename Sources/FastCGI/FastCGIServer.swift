@@ -10,11 +10,39 @@ public final class FastCGIServer: @unchecked Sendable {
     public let description: String
     /// The Unix socket path we created (removed on shutdown), nil for TCP or an inherited socket.
     let createdPath: String?
+    /// A socket-activation descriptor: systemd keeps listening on it after we exit.
+    let sharedWithSystemd: Bool
     let state = ServerState()
 
     /// Process-wide libfcgi setup; call once from `main` before any worker starts.
     public static func bootstrap() throws {
         guard FCGX_Init() == 0 else { throw FastCGIError(.initialize, "FCGX_Init failed") }
+    }
+
+    /// The libfcgi shared object this process runs with, e.g. `libfcgi.so.0.0.0`: libfcgi has no
+    /// version call, its file name carries the library version. Read from /proc/self/maps.
+    public static var libraryDescription: String {
+        // /proc files report a size of 0, so they are read until end of file rather than by size.
+        var bytes: [UInt8] = []
+        let fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC)
+        if fd >= 0 {
+            defer { close(fd) }
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                if n <= 0 { break }
+                bytes += buffer[0..<n]
+            }
+        }
+        let maps = String(decoding: bytes, as: UTF8.self)
+        guard let line = maps.split(separator: "\n").first(where: { $0.contains("/libfcgi.so") }),
+            let path = line.split(separator: " ").last
+        else { return "libfcgi (not found in /proc/self/maps)" }
+        var resolved = [CChar](repeating: 0, count: Int(PATH_MAX))
+        let file =
+            realpath(String(path), &resolved) != nil
+            ? String(decoding: resolved.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : String(path)
+        return "libfcgi " + (file.split(separator: "/").last.map(String.init) ?? file)
     }
 
     /// True when standard input is a listening socket, i.e. we were started by spawn-fcgi,
@@ -26,6 +54,25 @@ public final class FastCGIServer: @unchecked Sendable {
         self.socket = 0
         self.description = "inherited socket (fd 0)"
         self.createdPath = nil
+        self.sharedWithSystemd = false
+    }
+
+    /// The listening socket systemd passed (socket activation, sd_listen_fds(3)): fd 3 when
+    /// `LISTEN_PID` is this process and `LISTEN_FDS` is at least 1; nil otherwise.
+    public static var systemdSocket: Int32? {
+        let environment = ProcessInfo.processInfo.environment
+        guard let pid = environment["LISTEN_PID"].flatMap({ Int32($0) }), pid == getpid(),
+            let count = environment["LISTEN_FDS"].flatMap({ Int($0) }), count >= 1
+        else { return nil }
+        return 3  // SD_LISTEN_FDS_START
+    }
+
+    /// Serves on a listening socket passed by systemd (see ``systemdSocket``).
+    public init(systemdSocket fd: Int32) {
+        self.socket = fd
+        self.description = "systemd socket (fd \(fd))"
+        self.createdPath = nil
+        self.sharedWithSystemd = true
     }
 
     /// Opens `address`: a Unix socket path, or `HOST:PORT` / `:PORT` for TCP.
@@ -35,6 +82,7 @@ public final class FastCGIServer: @unchecked Sendable {
     public init(address: String, mode: Int, backlog: Int = 128) throws {
         let isTCP = address.contains(":") && !address.hasPrefix("/")
         if !isTCP {
+            try Self.createParentDirectory(of: address)
             var info = stat()
             if lstat(address, &info) == 0 {
                 guard info.st_mode & S_IFMT == S_IFSOCK else {
@@ -51,6 +99,26 @@ public final class FastCGIServer: @unchecked Sendable {
         self.socket = fd
         self.description = isTCP ? "tcp \(address)" : "unix \(address)"
         self.createdPath = isTCP ? nil : address
+        self.sharedWithSystemd = false
+    }
+
+    /// `serve` on a fresh boot: /run/scep-fcgi does not exist until something creates it (the
+    /// systemd unit's RuntimeDirectory, or this). Created 0755, like a RuntimeDirectory.
+    static func createParentDirectory(of path: String) throws {
+        guard let slash = path.lastIndex(of: "/"), slash != path.startIndex else { return }
+        let parent = String(path[..<slash])
+        var info = stat()
+        if stat(parent, &info) == 0 { return }
+        var prefix = ""
+        for component in parent.split(separator: "/") {
+            prefix += "/" + component
+            if mkdir(prefix, 0o755) != 0 && errno != EEXIST {
+                throw FastCGIError(
+                    .socket,
+                    "server.socket \(path): cannot create \(prefix) (\(String(cString: strerror(errno)))); "
+                        + "create it: install -d -m 0755 \(parent), or run under the systemd unit (RuntimeDirectory)")
+            }
+        }
     }
 
     /// Runs `workers` threads, each handling one request at a time, until SIGTERM or SIGINT; then
@@ -98,8 +166,9 @@ public final class FastCGIServer: @unchecked Sendable {
         }
         self.state.beginDraining()
         // Wakes every thread blocked in accept(2) on this socket (Linux: EINVAL); they then see
-        // the draining flag and end.
-        _ = shutdown(self.socket, Int32(SHUT_RDWR))
+        // the draining flag and end. Not a systemd socket: it is shared with systemd, which
+        // passes it to the next start, and shutdown(2) would leave it dead for good.
+        if !self.sharedWithSystemd { _ = shutdown(self.socket, Int32(SHUT_RDWR)) }
         if let path = self.createdPath { unlink(path) }
         let deadline = ContinuousClock.now + .milliseconds(Int64(drainSeconds * 1000))
         while self.state.active > 0 && ContinuousClock.now < deadline { usleep(20_000) }

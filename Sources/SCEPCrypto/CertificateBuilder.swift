@@ -29,6 +29,20 @@ public struct IssuanceProfile: Sendable, Equatable {
     }
 }
 
+extension IssuanceProfile {
+    /// The entries of an `extendedKeyUsage` list OpenSSL cannot encode (unknown short names,
+    /// malformed OIDs), checked with the same call issuance makes, so a bad configuration is
+    /// refused at startup instead of failing every enrollment.
+    public static func invalidExtendedKeyUsages(_ usages: [String]) -> [String] {
+        usages.filter { usage in
+            defer { ERR_clear_error() }
+            guard let ext = X509V3_EXT_conf_nid(nil, nil, NID_ext_key_usage, usage) else { return true }
+            X509_EXTENSION_free(ext)
+            return false
+        }
+    }
+}
+
 /// Makes and signs X.509 certificates.
 public enum CertificateBuilder {
     /// Issues an end-entity certificate for `csr`, signed by `issuerKey`.

@@ -1,8 +1,16 @@
 import ArgumentParser
+import CurlHTTP
+import FastCGI
+import SCEPCrypto
 import SCEPServer
 
 struct SCEPFCGI: ParsableCommand {
     static let version = SCEPFCGIVersion.current
+
+    /// `--version`: ours, then the C libraries as loaded at run time (what a bug report needs).
+    static var versionText: String {
+        ["scep-fcgi \(version)", OpenSSL.version, CurlHTTPTransport.version, FastCGIServer.libraryDescription].joined(separator: "\n")
+    }
 
     static let configuration = CommandConfiguration(
         commandName: "scep-fcgi",
@@ -12,7 +20,7 @@ struct SCEPFCGI: ParsableCommand {
             overridden by the environment variable SCEP_SECTION_KEY. Started with no arguments by \
             spawn-fcgi or Apache mod_fcgid it serves the inherited socket; run as CGI it answers one request.
             """,
-        version: version,
+        version: versionText,
         subcommands: [ServeCommand.self, CheckCommand.self, CACommand.self]
     )
 }

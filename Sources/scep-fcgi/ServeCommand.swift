@@ -27,17 +27,21 @@ struct ServeCommand: ParsableCommand {
         if let workers { config.server.workers = workers }
         let diagnostics = Diagnostics(verbose: self.verbose)
         let responder = try Self.start(config, diagnostics)
-        let server = try FastCGIServer(address: config.server.socket, mode: config.server.socketMode)
+        // Socket activation (scep-fcgi.socket, systemd-socket-activate) wins over server.socket.
+        let server = try FastCGIServer.systemdSocket.map { FastCGIServer(systemdSocket: $0) }
+            ?? FastCGIServer(address: config.server.socket, mode: config.server.socketMode)
         Self.serve(server, config, responder, diagnostics)
     }
 
-    /// spawn-fcgi / mod_fcgid: no arguments, listening socket on fd 0.
+    /// spawn-fcgi / mod_fcgid (listening socket on fd 0) or systemd socket activation (fd 3),
+    /// started with no arguments.
     static func runInherited() -> Never {
         do {
             let config = try loadConfiguration(nil)
             let diagnostics = Diagnostics()
             let responder = try start(config, diagnostics)
-            serve(FastCGIServer(inherited: ()), config, responder, diagnostics)
+            let server = FastCGIServer.systemdSocket.map { FastCGIServer(systemdSocket: $0) } ?? FastCGIServer(inherited: ())
+            serve(server, config, responder, diagnostics)
         } catch {
             Diagnostics().log(.error, "\(error)")
             Glibc.exit(1)

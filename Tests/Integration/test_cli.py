@@ -110,3 +110,20 @@ def test_plain_cgi_answers_one_request():
     assert harness.open_reply(work, body)["status"] == "success"
     audit = open(f"{root}/audit.jsonl").read().strip().split("\n")
     assert len(audit) == 2 and '"remoteAddr":"192.0.2.9"' in audit[1] and '"outcome":"issued"' in audit[1]
+
+
+def test_ca_init_leaves_nothing_behind_when_it_fails():
+    root = tempfile.mkdtemp()
+    bad = run([SCEP_FCGI, "ca", "init", "--dir", f"{root}/ca", "--subject", "no equals sign", "--key-bits", "2048"])
+    assert bad.returncode != 0 and "distinguished name" in bad.stderr
+    assert not os.path.exists(f"{root}/ca")
+
+
+def test_version_names_the_libraries_it_runs_with():
+    out = run([SCEP_FCGI, "--version"])
+    assert out.returncode == 0
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("scep-fcgi ")
+    assert any(line.startswith("OpenSSL 3.") for line in lines)
+    assert any(line.startswith("libcurl/") for line in lines)
+    assert any(line.startswith("libfcgi ") for line in lines)

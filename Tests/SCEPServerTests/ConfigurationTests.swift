@@ -66,6 +66,41 @@ struct ConfigurationTests {
         #expect(throws: ServerError(.configuration, "")) { try Configuration.load(file: "/nonexistent/scep.conf", environment: [:]) }
     }
 
+    @Test("extended key usages are checked when loaded, by name or OID; lifecycle keys parse")
+    func lifecycleKeys() throws {
+        let bad = try Self.temp("[issue]\nextended_key_usage = clientAuth, bogusEKU\n")
+        do {
+            _ = try Configuration.load(file: bad, environment: [:])
+            Issue.record("bogusEKU accepted")
+        } catch let error as ServerError {
+            #expect(error.message.contains(":2: issue.extended_key_usage: \"bogusEKU\""))
+        }
+        let good = try Configuration.load(file: nil, environment: ["SCEP_ISSUE_EXTENDED_KEY_USAGE": "serverAuth, 1.3.6.1.5.5.7.3.2"])
+        #expect(good.issue.extendedKeyUsage == ["serverAuth", "1.3.6.1.5.5.7.3.2"])
+        let file = try Self.temp("""
+            [issue]
+            renewal = false
+            renewal_window_days = 14
+            approval = manual
+            allow_des_requests = no
+            crl_url = http://pki.example/a.crl
+            crl_url = http://pki.example/b.crl
+            [ca]
+            crl_validity_hours = 24
+            [store]
+            transaction_retention_days = 7
+            """)
+        let config = try Configuration.load(file: file, environment: [:])
+        #expect(!config.issue.renewal && config.issue.renewalWindowDays == 14 && config.issue.approval == .manual)
+        #expect(!config.issue.allowDESRequests && config.issue.crlURLs == ["http://pki.example/a.crl", "http://pki.example/b.crl"])
+        #expect(config.ca.crlValidityHours == 24 && config.store.transactionRetentionDays == 7)
+        // The environment replaces a repeatable key's list.
+        let overridden = try Configuration.load(file: file, environment: ["SCEP_ISSUE_CRL_URL": "http://other/c.crl"])
+        #expect(overridden.issue.crlURLs == ["http://other/c.crl"])
+        #expect(throws: ServerError(.configuration, "")) { try Configuration.load(file: nil, environment: ["SCEP_ISSUE_CRL_URL": "http://a,b"]) }
+        #expect(throws: ServerError(.configuration, "")) { try Configuration.load(file: nil, environment: ["SCEP_ISSUE_APPROVAL": "sometimes"]) }
+    }
+
     @Test("intune keys from file and SCEP_INTUNE_* variables; problems() lists what intune mode lacks")
     func intune() throws {
         let file = try Self.temp("[challenge]\nmode = intune\n[intune]\ntenant = contoso.onmicrosoft.com\ntimeout_seconds = 7.5\n")

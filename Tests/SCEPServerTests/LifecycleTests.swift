@@ -417,3 +417,15 @@ struct HousekeepingTests {
         #expect(IssuancePolicy(issue, challengeMode: .static).renewalRequiresChallenge)
     }
 }
+
+@Suite("Claim markers")
+struct ClaimMarkerTests {
+    @Test("a live process's marker is alive, a dead pid's or a reused pid's is not")
+    func liveness() throws {
+        let me = ProcessIdentity.current
+        #expect(me.pid == getpid() && me.start > 0)
+        #expect(TransactionDirectory.markerIsAlive("scep-fcgi-claim \(me.pid) \(me.start)\n"))
+        #expect(!TransactionDirectory.markerIsAlive("scep-fcgi-claim \(me.pid) \(me.start + 1)\n"))  // pid reused
+        #expect(!TransactionDirectory.markerIsAlive("scep-fcgi-claim 999999 1\n"))
+    }
+}

@@ -42,13 +42,33 @@ public struct CADirectory: Sendable {
         for existing in [self.certificatePath, self.keyPath] where fm.fileExists(atPath: existing) {
             throw ServerError(.caMaterial, "\(existing) already exists; refusing to overwrite a CA")
         }
-        try fm.createDirectory(atPath: self.issuedPath, withIntermediateDirectories: true)
+        // Everything that can fail on the input (the subject, the key size) happens before the
+        // first file is written; a later failure removes what this call created.
         let (certificate, key) = try Self.makeCA(subject: subject, keyBits: keyBits, days: days)
+        let createdRoot = !fm.fileExists(atPath: self.path)
+        var created: [String] = []
+        do {
+            return try self.write(certificate, key, passphrase: passphrase, created: &created)
+        } catch {
+            for path in created.reversed() { try? fm.removeItem(atPath: path) }
+            if createdRoot { try? fm.removeItem(atPath: self.path) }
+            throw error
+        }
+    }
+
+    private func write(_ certificate: Certificate, _ key: PrivateKey, passphrase: [UInt8]?, created: inout [String]) throws -> Certificate {
+        let fm = FileManager.default
+        if !fm.fileExists(atPath: self.issuedPath) {
+            try fm.createDirectory(atPath: self.issuedPath, withIntermediateDirectories: true)
+            created.append(self.issuedPath)
+        }
         try AtomicFile.create(self.keyPath, contents: try key.pemEncoded(passphrase: passphrase), mode: 0o600)
+        created.append(self.keyPath)
         try AtomicFile.create(self.certificatePath, contents: Array(certificate.pemEncoded.utf8), mode: 0o644)
-        if !fm.fileExists(atPath: self.indexPath) { try AtomicFile.create(self.indexPath, contents: [], mode: 0o644) }
-        if !fm.fileExists(atPath: self.indexPath + ".attr") {
-            try AtomicFile.create(self.indexPath + ".attr", contents: Array("unique_subject = no\n".utf8), mode: 0o644)
+        created.append(self.certificatePath)
+        for (path, contents) in [(self.indexPath, ""), (self.indexPath + ".attr", "unique_subject = no\n")] where !fm.fileExists(atPath: path) {
+            try AtomicFile.create(path, contents: Array(contents.utf8), mode: 0o644)
+            created.append(path)
         }
         return certificate
     }

@@ -65,8 +65,15 @@ extension Configuration {
         Key(name: "issue.validity_days") { $0.issue.validityDays = try integer($1, "issue.validity_days", 1...36500) },
         Key(name: "issue.backdate_minutes") { $0.issue.backdateMinutes = try integer($1, "issue.backdate_minutes", 0...1440) },
         Key(name: "issue.extended_key_usage") { config, value in
-            config.issue.extendedKeyUsage = value.split(separator: ",").map { $0.trimmedWhitespace }
-                .filter { !$0.isEmpty }
+            let usages = value.split(separator: ",").map { $0.trimmedWhitespace }.filter { !$0.isEmpty }
+            let invalid = IssuanceProfile.invalidExtendedKeyUsages(usages)
+            guard invalid.isEmpty else {
+                throw ServerError(
+                    .configuration,
+                    "issue.extended_key_usage: \(invalid.map { "\"\($0)\"" }.joined(separator: ", ")) is not an EKU name "
+                        + "(clientAuth, serverAuth, emailProtection, codeSigning, OCSPSigning, …) or a dotted OID")
+            }
+            config.issue.extendedKeyUsage = usages
         },
         Key(name: "issue.min_rsa_bits") { $0.issue.minRSABits = try integer($1, "issue.min_rsa_bits", 1024...16384) },
         Key(name: "issue.renewal") { $0.issue.renewal = try boolean($1, "issue.renewal") },

@@ -132,5 +132,5 @@ public struct Configuration: Sendable, Equatable {
 
 /// The version reported by `--version` and in Intune's callerInfo.
 public enum SCEPFCGIVersion {
-    public static let current = "0.2.0"
+    public static let current = "0.3.0"
 }
