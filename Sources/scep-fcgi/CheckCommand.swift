@@ -19,7 +19,8 @@ struct CheckCommand: ParsableCommand {
     func run() throws {
         let config: Configuration
         do { config = try Configuration.load(file: self.options.config, environment: ProcessInfo.processInfo.environment) } catch {
-            print("problem: \(error)")
+            // Every parse problem at once, one per line.
+            for line in "\(error)".split(separator: "\n") { print("problem: \(line)") }
             throw ExitCode(1)
         }
         try OpenSSL.bootstrap()

@@ -127,3 +127,15 @@ def test_version_names_the_libraries_it_runs_with():
     assert any(line.startswith("OpenSSL 3.") for line in lines)
     assert any(line.startswith("libcurl/") for line in lines)
     assert any(line.startswith("libfcgi ") for line in lines)
+
+
+def test_check_reports_every_configuration_problem_at_once():
+    root = tempfile.mkdtemp()
+    path = os.path.join(root, "scep.conf")
+    write(path, "[ca]\ndri = /x\n[issue]\nvalidity_days = 30 ; a month\nextended_key_usage = clientAuth, bogusEKU\n", 0o644)
+    out = run([SCEP_FCGI, "check", "--config", path])
+    assert out.returncode == 1
+    problems = [line for line in out.stdout.splitlines() if line.startswith("problem: ")]
+    assert len(problems) == 2, out.stdout
+    assert problems[0].endswith(":2: unknown key ca.dri (did you mean ca.dir?)")
+    assert ":5: issue.extended_key_usage: \"bogusEKU\"" in problems[1]

@@ -66,6 +66,37 @@ struct ConfigurationTests {
         #expect(throws: ServerError(.configuration, "")) { try Configuration.load(file: "/nonexistent/scep.conf", environment: [:]) }
     }
 
+    @Test("every problem is reported at once with its line; inline comments are cut; typos get a suggestion")
+    func allProblems() throws {
+        let file = try Self.temp("""
+            [issue]
+            validity_days = 30   ; a month
+            [intune]
+            provider_name = "scep ; fcgi"
+            [ca]
+            dri = /typo
+            [audit]
+            sync = maybe
+            [server
+            """)
+        do {
+            _ = try Configuration.load(file: file, environment: ["SCEP_ISSUE_MIN_RSA_BITS": "12"])
+            Issue.record("accepted")
+        } catch let error as ServerError {
+            let lines = error.message.split(separator: "\n").map(String.init)
+            #expect(lines.count == 4, "\(lines)")
+            #expect(lines.contains { $0.hasSuffix(":6: unknown key ca.dri (did you mean ca.dir?)") })
+            #expect(lines.contains { $0.contains(":8: audit.sync: \"maybe\"") })
+            #expect(lines.contains { $0.hasSuffix(":9: a section header must end with ]") })
+            #expect(lines.contains { $0.hasPrefix("SCEP_ISSUE_MIN_RSA_BITS: ") })
+        }
+        #expect(Configuration.value("30   ; a month") == "30")
+        #expect(Configuration.value("a#b") == "a#b")
+        #expect(Configuration.value("\"x ; y\" ; z") == "x ; y")
+        let ok = try Self.temp("[issue]\nvalidity_days = 30 # a month\n")
+        #expect(try Configuration.load(file: ok, environment: [:]).issue.validityDays == 30)
+    }
+
     @Test("extended key usages are checked when loaded, by name or OID; lifecycle keys parse")
     func lifecycleKeys() throws {
         let bad = try Self.temp("[issue]\nextended_key_usage = clientAuth, bogusEKU\n")

@@ -112,51 +112,101 @@ extension Configuration {
     ///
     /// - Parameters:
     ///   - file: the configuration file; nil means `SCEP_CONFIG`, and no file at all if that is unset.
-    /// - Throws: ``ServerError/Code/configuration`` naming the file, line and key at fault.
+    /// - Throws: ``ServerError/Code/configuration`` listing every problem found, one per line, each
+    ///   naming the file and line (or the variable) and the key at fault.
     public static func load(file: String?, environment: [String: String]) throws -> Configuration {
         var config = Configuration()
+        var problems: [String] = []
         if let path = file ?? environment["SCEP_CONFIG"] {
             guard let data = FileManager.default.contents(atPath: path) else {
                 throw ServerError(.configuration, "configuration file \(path) cannot be read")
             }
-            try config.apply(ini: String(decoding: data, as: UTF8.self), source: path)
+            problems += config.apply(ini: String(decoding: data, as: UTF8.self), source: path)
         }
         for key in keys {
             if let value = environment[key.environmentName] {
                 key.reset(&config)
                 do { try key.apply(&config, value.trimmedWhitespace) } catch let error as ServerError {
-                    throw ServerError(.configuration, "\(key.environmentName): \(error.message)")
+                    problems.append("\(key.environmentName): \(error.message)")
                 }
             }
         }
+        guard problems.isEmpty else { throw ServerError(.configuration, problems.joined(separator: "\n")) }
         return config
     }
 
-    /// Applies an INI-style text: `[section]` headers, `key = value` lines, `#` or `;` comments.
-    mutating func apply(ini text: String, source: String) throws {
+    /// Applies an INI-style text: `[section]` headers, `key = value` lines, `#` or `;` comments on
+    /// their own line or after a value (preceded by whitespace; a double-quoted value keeps them).
+    /// Returns every problem, `FILE:LINE: message` each; the other lines still apply.
+    mutating func apply(ini text: String, source: String) -> [String] {
+        var problems: [String] = []
         var section = ""
         for (number, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let line = rawLine.trimmedWhitespace
             if line.isEmpty || line.hasPrefix("#") || line.hasPrefix(";") { continue }
-            if line.hasPrefix("[") && line.hasSuffix("]") {
+            let where_ = "\(source):\(number + 1)"
+            if line.hasPrefix("[") {
+                guard line.hasSuffix("]") else {
+                    problems.append("\(where_): a section header must end with ]")
+                    continue
+                }
                 section = line.dropFirst().dropLast().trimmedWhitespace.lowercased()
                 continue
             }
-            let where_ = "\(source):\(number + 1)"
             guard let equals = line.firstIndex(of: "=") else {
-                throw ServerError(.configuration, "\(where_): expected key = value")
+                problems.append("\(where_): expected key = value")
+                continue
             }
             let name = line[..<equals].trimmedWhitespace.lowercased()
-            var value = line[line.index(after: equals)...].trimmedWhitespace
-            if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") { value = String(value.dropFirst().dropLast()) }
+            let value = Self.value(String(line[line.index(after: equals)...]))
             let fullName = name.contains(".") ? name : "\(section).\(name)"
             guard let key = Configuration.keys.first(where: { $0.name == fullName }) else {
-                throw ServerError(.configuration, "\(where_): unknown key \(fullName)")
+                let suggestion = Self.nearestKey(to: fullName).map { " (did you mean \($0)?)" } ?? ""
+                problems.append("\(where_): unknown key \(fullName)\(suggestion)")
+                continue
             }
             do { try key.apply(&self, value) } catch let error as ServerError {
-                throw ServerError(.configuration, "\(where_): \(error.message)")
+                problems.append("\(where_): \(error.message)")
+            } catch {
+                problems.append("\(where_): \(error)")
             }
         }
+        return problems
+    }
+
+    /// The value of a `key = value` line: a double-quoted value is taken as it is; otherwise an
+    /// inline comment (whitespace, then `;` or `#`) is cut off.
+    static func value(_ text: String) -> String {
+        let trimmed = text.trimmedWhitespace
+        if trimmed.hasPrefix("\""), let close = trimmed.dropFirst().firstIndex(of: "\"") {
+            return String(trimmed[trimmed.index(after: trimmed.startIndex)..<close])
+        }
+        var previousIsSpace = false
+        for index in trimmed.indices {
+            let character = trimmed[index]
+            if (character == ";" || character == "#") && previousIsSpace { return trimmed[..<index].trimmedWhitespace }
+            previousIsSpace = character == " " || character == "\t"
+        }
+        return trimmed
+    }
+
+    /// The known key closest to a mistyped one (edit distance at most 3), for the error message.
+    static func nearestKey(to name: String) -> String? {
+        func distance(_ a: [Character], _ b: [Character]) -> Int {
+            var row = Array(0...b.count)
+            for (i, x) in a.enumerated() {
+                var previous = row[0]
+                row[0] = i + 1
+                for (j, y) in b.enumerated() {
+                    let current = row[j + 1]
+                    row[j + 1] = min(row[j + 1] + 1, row[j] + 1, previous + (x == y ? 0 : 1))
+                    previous = current
+                }
+            }
+            return row[b.count]
+        }
+        let scored = Configuration.keys.map { ($0.name, distance(Array(name), Array($0.name))) }.filter { $0.1 <= 3 }
+        return scored.min { $0.1 < $1.1 }?.0
     }
 
     private static func integer(_ text: String, _ name: String, _ range: ClosedRange<Int>) throws -> Int {
