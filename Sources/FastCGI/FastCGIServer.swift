@@ -79,7 +79,7 @@ public final class FastCGIServer: @unchecked Sendable {
     ///
     /// A stale Unix socket file from an earlier run is removed first; the new one gets `mode`
     /// so the web server's user can connect (nginx and Apache workers do not run as root).
-    public init(address: String, mode: Int, backlog: Int = 128) throws {
+    public init(address: String, mode: Int, group: String? = nil, backlog: Int = 128) throws {
         let isTCP = address.contains(":") && !address.hasPrefix("/")
         if !isTCP {
             try Self.createParentDirectory(of: address)
@@ -95,6 +95,13 @@ public final class FastCGIServer: @unchecked Sendable {
         guard fd >= 0 else { throw FastCGIError(.socket, "cannot listen on \(address): \(String(cString: strerror(errno)))") }
         if !isTCP, chmod(address, mode_t(mode)) != 0 {
             throw FastCGIError(.socket, "chmod \(address): \(String(cString: strerror(errno)))")
+        }
+        // The web server's group (server.socket_group) may connect with mode 0660.
+        if !isTCP, let group {
+            guard let entry = getgrnam(group) else { throw FastCGIError(.socket, "server.socket_group: no group \(group)") }
+            guard chown(address, uid_t.max, entry.pointee.gr_gid) == 0 else {
+                throw FastCGIError(.socket, "chgrp \(group) \(address): \(String(cString: strerror(errno)))")
+            }
         }
         self.socket = fd
         self.description = isTCP ? "tcp \(address)" : "unix \(address)"

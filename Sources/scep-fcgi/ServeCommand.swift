@@ -29,7 +29,7 @@ struct ServeCommand: ParsableCommand {
         let responder = try Self.start(config, diagnostics)
         // Socket activation (scep-fcgi.socket, systemd-socket-activate) wins over server.socket.
         let server = try FastCGIServer.systemdSocket.map { FastCGIServer(systemdSocket: $0) }
-            ?? FastCGIServer(address: config.server.socket, mode: config.server.socketMode)
+            ?? FastCGIServer(address: config.server.socket, mode: config.server.socketMode, group: config.server.socketGroup)
         Self.serve(server, config, responder, diagnostics)
     }
 

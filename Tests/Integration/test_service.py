@@ -62,3 +62,25 @@ def test_serve_creates_a_missing_socket_directory():
         assert oct(os.stat(os.path.dirname(nested)).st_mode & 0o777) == "0o755"
     finally:
         site.stop()
+
+
+def test_units_pass_systemd_analyze_verify():
+    """The shipped units, with ExecStart pointing at the binary under test. `--man=no`: the man
+    page the units name comes with the Debian package, not with a source tree."""
+    work = tempfile.mkdtemp()
+    for name in ["scep-fcgi.service", "scep-fcgi.socket"]:
+        text = open(os.path.join(harness.REPO, "packaging", "systemd", name)).read()
+        open(os.path.join(work, name), "w").write(text.replace("/usr/bin/scep-fcgi", harness.SCEP_FCGI))
+    out = subprocess.run(["systemd-analyze", "verify", "--man=no", "scep-fcgi.service", "scep-fcgi.socket"], cwd=work,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_socket_group_is_applied():
+    import grp
+    site = harness.Site("nginx", extra="[server]\nsocket_group = nogroup\n").start()
+    try:
+        assert os.stat(site.socket).st_gid == grp.getgrnam("nogroup").gr_gid
+        scepclient_enrolls(site, "socket-group")
+    finally:
+        site.stop()

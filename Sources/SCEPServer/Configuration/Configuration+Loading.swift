@@ -104,6 +104,13 @@ extension Configuration {
             }
             config.server.socketMode = mode
         },
+        Key(name: "server.socket_group") { config, value in
+            guard !value.isEmpty else { config.server.socketGroup = nil; return }
+            guard getgrnam(value) != nil else {
+                throw ServerError(.configuration, "server.socket_group: no group \"\(value)\" on this system")
+            }
+            config.server.socketGroup = value
+        },
         Key(name: "server.workers") { $0.server.workers = try integer($1, "server.workers", 1...1024) },
         Key(name: "server.max_body_bytes") { $0.server.maxBodyBytes = try integer($1, "server.max_body_bytes", 1024...(64 << 20)) },
     ]

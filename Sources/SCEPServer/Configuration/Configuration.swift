@@ -39,6 +39,7 @@
 /// | `audit.sync` | `true` | fdatasync after every audit line |
 /// | `server.socket` | `/run/scep-fcgi/scep-fcgi.sock` | Unix socket path, or `HOST:PORT` / `:PORT` for TCP |
 /// | `server.socket_mode` | `0660` | permissions of a Unix socket (the web server's user must connect) |
+/// | `server.socket_group` | none | group of the Unix socket, e.g. `www-data` (with mode 0660) |
 /// | `server.workers` | 4 × cores (min 8) | worker threads, each accepting FastCGI requests |
 /// | `server.max_body_bytes` | 1048576 | larger POST bodies get HTTP 413 |
 public struct Configuration: Sendable, Equatable {
@@ -115,6 +116,8 @@ public struct Configuration: Sendable, Equatable {
     public struct Server: Sendable, Equatable {
         public var socket: String = "/run/scep-fcgi/scep-fcgi.sock"
         public var socketMode: Int = 0o660
+        /// Group of a Unix socket `serve` creates (the web server's group, e.g. www-data); nil: ours.
+        public var socketGroup: String? = nil
         public var workers: Int = 0  // 0: derived from the core count
         public var maxBodyBytes: Int = 1 << 20
     }
