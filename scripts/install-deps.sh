@@ -7,7 +7,7 @@ packages=(
   pkg-config libfcgi-dev libfcgi-bin libssl-dev libcurl4-openssl-dev openssl   # build and run
   nginx apache2 libapache2-mod-fcgid                                          # web front ends
   scep certmonger dbus curl                                                   # real SCEP clients
-  logrotate procps systemd                                                    # log rotation, systemd-socket-activate
+  logrotate procps systemd adduser                                            # log rotation, socket activation, the .deb
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -14,5 +14,7 @@ swift test --skip-build
 echo "== release build for the integration suite"
 swift build -c release --static-swift-stdlib --product scep-fcgi
 swift build -c release --static-swift-stdlib --product scep-client
+echo "== Debian package (installed with dpkg -i by Tests/Integration/test_package.py)"
+deb=$(scripts/package.sh "$PWD/dist" | tail -1)
 echo "== integration tests (nginx, apache mod_proxy_fcgi, apache mod_fcgid; scepclient, certmonger, PyScep)"
-SCEP_FCGI_BIN_DIR="$PWD/.build/release" python3 -m pytest -q -p no:cacheprovider Tests/Integration
+SCEP_FCGI_DEB="$deb" SCEP_FCGI_BIN_DIR="$PWD/.build/release" python3 -m pytest -q -p no:cacheprovider Tests/Integration
