@@ -5,32 +5,56 @@ import Glibc
 /// web server collects. Separate from the audit log, and the only place free-text error detail
 /// goes. Never given a challenge value or a secret.
 public struct Diagnostics: Sendable {
-    /// `info` only with `--verbose`; `notice` (startup), `warning` and `error` always.
-    public enum Level: String, Sendable {
-        case info, notice, warning, error
+    /// Severity, lowest first; `log.level` (or `--verbose` = info) sets the least that is written.
+    public enum Level: Int, Sendable, Comparable, CaseIterable {
+        case debug, info, notice, warning, error
 
-        /// syslog(3) priorities: LOG_INFO 6, LOG_NOTICE 5, LOG_WARNING 4, LOG_ERR 3.
-        var syslogPriority: Int {
+        public var name: String {
             switch self {
-            case .info: return 6
-            case .notice: return 5
-            case .warning: return 4
-            case .error: return 3
+            case .debug: return "debug"
+            case .info: return "info"
+            case .notice: return "notice"
+            case .warning: return "warning"
+            case .error: return "error"
             }
         }
+
+        /// The names `log.level` accepts (`warn` for warning, as syslog and most servers spell it).
+        public init?(configured text: String) {
+            switch text.lowercased() {
+            case "debug": self = .debug
+            case "info": self = .info
+            case "notice": self = .notice
+            case "warn", "warning": self = .warning
+            case "error", "err": self = .error
+            default: return nil
+            }
+        }
+
+        /// syslog(3) priorities: LOG_DEBUG 7, LOG_INFO 6, LOG_NOTICE 5, LOG_WARNING 4, LOG_ERR 3.
+        var syslogPriority: Int { 7 - self.rawValue }
+
+        public static func < (a: Level, b: Level) -> Bool { a.rawValue < b.rawValue }
     }
 
     private let minimum: Level
-    public init(verbose: Bool = false) { self.minimum = verbose ? .info : .warning }
+
+    /// The default writes notices (startup, reloads), warnings and errors; `verbose` adds one
+    /// info line per request.
+    public init(verbose: Bool = false) { self.minimum = verbose ? .info : .notice }
+
+    public init(minimum: Level) { self.minimum = minimum }
+
+    public func enabled(_ level: Level) -> Bool { level >= self.minimum }
 
     public func log(_ level: Level, _ message: String) {
-        if level == .info && self.minimum != .info { return }
+        guard self.enabled(level) else { return }
         // The journal stamps time and pid itself and reads the priority from a `<N>` prefix
         // (sd-daemon(3)); elsewhere (a file, spawn-fcgi, a terminal) the line carries them.
         let line =
             Self.stderrIsJournal
-            ? "<\(level.syslogPriority)>\(level.rawValue): \(message)\n"
-            : "scep-fcgi[\(getpid())] \(RFC3339.string(Date())) \(level.rawValue): \(message)\n"
+            ? "<\(level.syslogPriority)>\(level.name): \(message)\n"
+            : "scep-fcgi[\(getpid())] \(RFC3339.string(Date())) \(level.name): \(message)\n"
         _ = Array(line.utf8).withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
     }
 

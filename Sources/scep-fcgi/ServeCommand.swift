@@ -25,7 +25,7 @@ struct ServeCommand: ParsableCommand {
         var config = try Self.loadConfiguration(self.options.config)
         if let socket { config.server.socket = socket }
         if let workers { config.server.workers = workers }
-        let diagnostics = Diagnostics(verbose: self.verbose)
+        let diagnostics = Diagnostics(minimum: self.verbose ? min(config.logLevel, .info) : config.logLevel)
         let responder = try Self.start(config, diagnostics)
         // Socket activation (scep-fcgi.socket, systemd-socket-activate) wins over server.socket.
         let server = try FastCGIServer.systemdSocket.map { FastCGIServer(systemdSocket: $0) }
@@ -38,7 +38,7 @@ struct ServeCommand: ParsableCommand {
     static func runInherited() -> Never {
         do {
             let config = try loadConfiguration(nil)
-            let diagnostics = Diagnostics()
+            let diagnostics = Diagnostics(minimum: config.logLevel)
             let responder = try start(config, diagnostics)
             let server = FastCGIServer.systemdSocket.map { FastCGIServer(systemdSocket: $0) } ?? FastCGIServer(inherited: ())
             serve(server, config, responder, diagnostics)

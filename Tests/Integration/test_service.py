@@ -84,3 +84,30 @@ def test_socket_group_is_applied():
         scepclient_enrolls(site, "socket-group")
     finally:
         site.stop()
+
+
+def test_log_level_info_writes_one_line_per_outcome():
+    site = harness.Site("nginx", extra="[log]\nlevel = info\n").start()
+    try:
+        assert site.request("GET", "operation=Nope")[0] == 400
+        assert site.request("GET", "operation=GetNextCACert")[0] == 404
+        assert site.request("PUT", "operation=GetCACaps", body=b"")[0] == 405
+        scepclient_enrolls(site, "info-logged")
+        harness.wait_for(lambda: "PKIOperation issued" in open(os.path.join(site.log_dir, "scep-fcgi.log")).read(), "the info line")
+        log = open(os.path.join(site.log_dir, "scep-fcgi.log")).read()
+        assert "info: request " in log
+        for expected in ["rejected http=400 reason=unknown-operation", "GetNextCACert rejected http=404 reason=no-next-ca",
+                         "rejected http=405 reason=method-not-allowed", "PKIOperation issued http=200 messageType=PKCSReq"]:
+            assert expected in log, expected
+        assert CHALLENGE not in log
+    finally:
+        site.stop()
+
+
+def test_log_level_error_hides_notices():
+    site = harness.Site("nginx", extra="[log]\nlevel = error\n").start()
+    try:
+        scepclient_enrolls(site, "quiet")
+        assert "notice:" not in open(os.path.join(site.log_dir, "scep-fcgi.log")).read()
+    finally:
+        site.stop()

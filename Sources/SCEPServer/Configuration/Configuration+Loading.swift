@@ -104,6 +104,12 @@ extension Configuration {
             }
             config.server.socketMode = mode
         },
+        Key(name: "log.level") { config, value in
+            guard let level = Diagnostics.Level(configured: value) else {
+                throw ServerError(.configuration, "log.level: \"\(value)\" is not one of error, warn, notice, info, debug")
+            }
+            config.logLevel = level
+        },
         Key(name: "server.socket_group") { config, value in
             guard !value.isEmpty else { config.server.socketGroup = nil; return }
             guard getgrnam(value) != nil else {

@@ -35,6 +35,7 @@
 /// | `issue.aia_url` | none | AIA caIssuers URL put in issued certificates (repeatable) |
 /// | `ca.crl_validity_hours` | 168 | CRL validity; reissued at half of it or after a revocation |
 /// | `store.transaction_retention_days` | 30 | how long a transactionID is remembered for replay |
+/// | `log.level` | `notice` | error, warn, notice, info (one line per request), debug |
 /// | `audit.path` | required | JSON-lines audit log, opened append-only |
 /// | `audit.sync` | `true` | fdatasync after every audit line |
 /// | `server.socket` | `/run/scep-fcgi/scep-fcgi.sock` | Unix socket path, or `HOST:PORT` / `:PORT` for TCP |
@@ -127,6 +128,8 @@ public struct Configuration: Sendable, Equatable {
     public var intune = Intune()
     public var issue = Issue()
     public var store = Store()
+    /// `log.level`: the least severe diagnostic written to standard error.
+    public var logLevel: Diagnostics.Level = .notice
     public var audit = Audit()
     public var server = Server()
 

@@ -28,7 +28,23 @@ final class RequestRecord {
         self.finished = true
         let elapsed = ContinuousClock.now - self.started
         self.event.durationMs = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+        defer { self.logOutcome() }
         try self.sink.record(self.event)
+    }
+
+    /// At `info`, one line per request outcome: the audit line's bounded fields, never a secret
+    /// or free text from the request (the transactionID is printable ASCII, at most 256 characters).
+    private func logOutcome() {
+        guard self.diagnostics.enabled(.info) else { return }
+        var parts = ["request \(self.event.requestID)", self.event.operation ?? self.event.method ?? "-", self.event.outcome.rawValue,
+            "http=\(self.event.httpStatus)"]
+        if let reason = self.event.reason { parts.append("reason=\(reason)") }
+        if let type = self.event.messageType { parts.append("messageType=\(type)") }
+        if let id = self.event.transactionID { parts.append("transactionID=\(id)") }
+        if let serial = self.event.serial { parts.append("serial=\(serial)") }
+        let tenths = Int(((self.event.durationMs ?? 0) * 10).rounded())
+        parts.append("\(tenths / 10).\(tenths % 10)ms")
+        self.diagnostics.log(.info, parts.joined(separator: " "))
     }
 
     /// ``finish()`` for records that gate nothing: a failure is logged.
