@@ -43,6 +43,7 @@ struct CheckCommand: ParsableCommand {
             problems += Self.probeIntune(config)
         }
         if problems.isEmpty {
+            for warning in Self.warnings(config) { print("warning: \(warning)") }
             print("ok: CA \(config.ca.dir), challenge mode \(config.challenge.mode.rawValue), audit \(config.audit.path)")
             return
         }
@@ -62,6 +63,17 @@ struct CheckCommand: ParsableCommand {
         } catch {
             return ["intune: \(error)"]
         }
+    }
+
+    /// What works but will not for long: a CA that expires before a certificate issued today would.
+    static func warnings(_ config: Configuration) -> [String] {
+        guard case .success(let material) = CADirectory(config.ca.dir).loadMaterial(passphraseFile: config.ca.keyPassphraseFile) else { return [] }
+        let expiry = material.current.certificate.notAfter
+        guard expiry < Date().addingTimeInterval(Double(config.issue.validityDays) * 86400) else { return [] }
+        return [
+            "the CA certificate expires on \(RFC3339.string(expiry)), within issue.validity_days (\(config.issue.validityDays)): "
+                + "certificates issued now end with it; prepare the next CA with `scep-fcgi ca rollover`"
+        ]
     }
 
     /// The audit log must be appendable: an existing writable file, or a writable directory.

@@ -139,3 +139,15 @@ def test_check_reports_every_configuration_problem_at_once():
     assert len(problems) == 2, out.stdout
     assert problems[0].endswith(":2: unknown key ca.dri (did you mean ca.dir?)")
     assert ":5: issue.extended_key_usage: \"bogusEKU\"" in problems[1]
+
+
+def test_check_warns_when_the_ca_expires_within_the_validity():
+    root = tempfile.mkdtemp()
+    out = run([SCEP_FCGI, "ca", "init", "--dir", f"{root}/ca", "--subject", "CN=Short CA", "--key-bits", "2048", "--days", "10"])
+    assert out.returncode == 0, out.stderr
+    write(f"{root}/challenge", "cli-challenge\n")
+    checked = run([SCEP_FCGI, "check", "--config", config(root)])  # issue.validity_days defaults to 365
+    assert checked.returncode == 0, checked.stdout
+    assert "warning: the CA certificate expires on" in checked.stdout and "ca rollover" in checked.stdout
+    fine = run([SCEP_FCGI, "check", "--config", config(root, **{"issue.validity_days": "5"})])
+    assert fine.returncode == 0 and "warning" not in fine.stdout

@@ -66,6 +66,21 @@ struct ConfigurationTests {
         #expect(throws: ServerError(.configuration, "")) { try Configuration.load(file: "/nonexistent/scep.conf", environment: [:]) }
     }
 
+    @Test("tenant syntax and the socket address are checked by problems()")
+    func tenantAndSocket() {
+        #expect(Configuration.isTenant("00000000-0000-0000-0000-000000000000"))
+        #expect(Configuration.isTenant("contoso.onmicrosoft.com"))
+        #expect(!Configuration.isTenant("contoso") && !Configuration.isTenant("not a tenant!") && !Configuration.isTenant("a..b"))
+        #expect(Configuration.socketProblem("/run/scep-fcgi/scep-fcgi.sock") == nil)
+        #expect(Configuration.socketProblem("127.0.0.1:9000") == nil && Configuration.socketProblem(":9000") == nil)
+        #expect(Configuration.socketProblem("relative.sock") != nil && Configuration.socketProblem("host:99999") != nil)
+        #expect(Configuration.socketProblem("/" + String(repeating: "x", count: 120)) != nil)
+        var config = Configuration()
+        config.challenge.mode = .intune
+        config.intune.tenant = "contoso"
+        #expect(config.problems().contains { $0.hasPrefix("intune.tenant: \"contoso\"") })
+    }
+
     @Test("every problem is reported at once with its line; inline comments are cut; typos get a suggestion")
     func allProblems() throws {
         let file = try Self.temp("""

@@ -229,6 +229,29 @@ extension Configuration {
         return value
     }
 
+    /// An Entra tenant: a GUID (8-4-4-4-12 hex digits) or a DNS domain (`contoso.onmicrosoft.com`).
+    static func isTenant(_ text: String) -> Bool {
+        let groups = text.split(separator: "-", omittingEmptySubsequences: false)
+        if groups.map(\.count) == [8, 4, 4, 4, 12], groups.allSatisfy({ $0.allSatisfy(\.isHexDigit) }) { return true }
+        let labels = text.split(separator: ".", omittingEmptySubsequences: false)
+        return labels.count >= 2 && labels.allSatisfy { label in
+            !label.isEmpty && label.count <= 63 && !label.hasPrefix("-") && !label.hasSuffix("-")
+                && label.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }
+        }
+    }
+
+    /// `server.socket`: an absolute Unix socket path that fits `sun_path` (108 bytes), or
+    /// `HOST:PORT` / `:PORT` with a port in 1...65535.
+    static func socketProblem(_ socket: String) -> String? {
+        if socket.hasPrefix("/") {
+            return socket.utf8.count < 108 ? nil : "server.socket: \(socket) is longer than a Unix socket path may be (107 bytes)"
+        }
+        guard let colon = socket.lastIndex(of: ":"), let port = Int(socket[socket.index(after: colon)...]), (1...65535).contains(port) else {
+            return "server.socket: \"\(socket)\" is neither an absolute Unix socket path nor HOST:PORT"
+        }
+        return nil
+    }
+
     /// An http(s) URL without the characters OpenSSL's extension syntax would split on.
     private static func url(_ text: String, _ name: String) throws {
         guard text.hasPrefix("http://") || text.hasPrefix("https://") || text.hasPrefix("ldap://"),
@@ -272,7 +295,11 @@ extension Configuration {
                 out.append("challenge.static_password_file is not set (challenge.mode = static)")
             }
         case .intune:
-            if self.intune.tenant.isEmpty { out.append("intune.tenant is not set (challenge.mode = intune)") }
+            if self.intune.tenant.isEmpty {
+                out.append("intune.tenant is not set (challenge.mode = intune)")
+            } else if !Self.isTenant(self.intune.tenant) {
+                out.append("intune.tenant: \"\(self.intune.tenant)\" is neither a tenant GUID nor a domain like contoso.onmicrosoft.com")
+            }
             if self.intune.clientID.isEmpty { out.append("intune.client_id is not set (challenge.mode = intune)") }
             if let file = self.intune.clientSecretFile {
                 if let problem = SecretFile.problem(file, key: "intune.client_secret_file") { out.append(problem) }
@@ -288,6 +315,7 @@ extension Configuration {
                 out.append("intune.ca_bundle: \(bundle) cannot be read")
             }
         }
+        if let problem = Self.socketProblem(self.server.socket) { out.append(problem) }
         if self.issue.approval == .manual && self.challenge.mode == .intune {
             out.append("issue.approval = manual cannot be combined with challenge.mode = intune (Intune authorises each request itself)")
         }
