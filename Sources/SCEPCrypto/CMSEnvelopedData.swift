@@ -21,10 +21,10 @@ public enum CMSEnvelope {
     /// - Throws: ``OpenSSLError/Code/parse`` when it is not an EnvelopedData,
     ///   ``OpenSSLError/Code/decrypt`` when no recipient matches or decryption fails.
     public static func open(_ bytes: [UInt8], certificate: Certificate, key: PrivateKey) throws -> OpenedEnvelope {
-        try self.open(bytes, candidates: [(certificate, key)]).envelope
+        try self.open(bytes, candidates: [(certificate, key)])
     }
 
-    /// Decrypts with whichever candidate the envelope is addressed to, and says which.
+    /// Decrypts with whichever candidate the envelope is addressed to.
     ///
     /// The RecipientInfo's issuerAndSerialNumber (or subjectKeyIdentifier) picks the candidate
     /// (`CMS_RecipientInfo_ktri_cert_cmp`), so an RA, the current CA, the previous CA during a
@@ -36,7 +36,7 @@ public enum CMSEnvelope {
     ///   ``OpenSSLError/Code/decrypt`` when no candidate is named or decryption fails.
     public static func open(
         _ bytes: [UInt8], candidates: [(Certificate, PrivateKey)]
-    ) throws -> (envelope: OpenedEnvelope, candidate: Int) {
+    ) throws -> OpenedEnvelope {
         let cms = try decodeDER(bytes, "parse pkcsPKIEnvelope") { d2i_CMS_ContentInfo(nil, $0, $1) }
         defer { CMS_ContentInfo_free(cms) }
         guard OBJ_obj2nid(CMS_get0_type(cms)) == NID_pkcs7_enveloped else {
@@ -56,8 +56,7 @@ public enum CMSEnvelope {
                 throw OpenSSLError(.decrypt, "decrypt pkcsPKIEnvelope")
             }
         }
-        let envelope = OpenedEnvelope(content: content, cipher: ContentCipher(oid: cipherOID), cipherOID: cipherOID, keyTransport: keyTransport)
-        return (envelope, index)
+        return OpenedEnvelope(content: content, cipher: ContentCipher(oid: cipherOID), cipherOID: cipherOID, keyTransport: keyTransport)
     }
 
     private static func isAddressed(_ cms: OpaquePointer, to certificate: Certificate) -> Bool {

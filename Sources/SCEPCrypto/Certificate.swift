@@ -53,11 +53,8 @@ public final class Certificate: @unchecked Sendable {
 
     /// Serial number as upper-case hex with an even number of digits (OpenSSL `index.txt` style).
     public var serialNumberHex: String {
-        guard let serial = X509_get0_serialNumber(self.pointer),
-            let bn = ASN1_INTEGER_to_BN(serial, nil)
-        else { return "" }
-        defer { BN_free(bn) }
-        var hex = takeOpenSSLString(BN_bn2hex(bn)) ?? ""
+        guard let serial = X509_get0_serialNumber(self.pointer) else { return "" }
+        var hex = ASN1Integer.hex(serial) ?? ""
         if hex.count % 2 == 1 { hex = "0" + hex }
         return hex
     }
@@ -88,17 +85,10 @@ public final class Certificate: @unchecked Sendable {
     }
 
     /// The SubjectPublicKeyInfo as DER, read without decoding the key (what replay matching hashes).
-    public var subjectPublicKeyInfoDER: [UInt8] {
-        guard let spki = X509_get_X509_PUBKEY(self.pointer) else { return [] }
-        return (try? encodeDER("i2d_X509_PUBKEY") { i2d_X509_PUBKEY(spki, $0) }) ?? []
-    }
+    public var subjectPublicKeyInfoDER: [UInt8] { SCEPCrypto.subjectPublicKeyInfoDER(X509_get_X509_PUBKEY(self.pointer)) }
 
-    /// The serial number's magnitude, big-endian, without leading zero octets.
-    public var serialNumberBytes: [UInt8] { SerialHex.bytes(self.serialNumberHex) ?? [] }
-
-    /// DER of the subject and issuer Names (for IssuerAndSerialNumber / IssuerAndSubject).
+    /// DER of the subject Name (for IssuerAndSerialNumber / IssuerAndSubject).
     public var subjectNameDER: [UInt8] { DistinguishedName.der(X509_get_subject_name(self.pointer)) }
-    public var issuerNameDER: [UInt8] { DistinguishedName.der(X509_get_issuer_name(self.pointer)) }
 
     /// True when subject and issuer are the same Name (a self-signed SCEP signer, or a root CA).
     public var isSelfIssued: Bool {
@@ -141,6 +131,16 @@ public final class Certificate: @unchecked Sendable {
         let bits = X509_get_key_usage(self.pointer)
         return bits == UInt32.max ? nil : bits
     }
+
+    /// The keyUsage bits SCEP roles need (RFC 5280 §4.2.1.3; RFC 8894 §3.5.2 for RA certificates).
+    public enum KeyUse: Sendable {
+        case digitalSignature, keyEncipherment
+
+        var bit: UInt32 { self == .digitalSignature ? UInt32(KU_DIGITAL_SIGNATURE) : UInt32(KU_KEY_ENCIPHERMENT) }
+    }
+
+    /// Whether the key may be used so: a certificate without a keyUsage extension allows any use.
+    public func permits(_ use: KeyUse) -> Bool { self.keyUsage.map { $0 & use.bit != 0 } ?? true }
 
     static func date(_ time: UnsafePointer<ASN1_TIME>?) -> Date {
         guard let time else { return Date(timeIntervalSince1970: 0) }

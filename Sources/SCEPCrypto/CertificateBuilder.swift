@@ -181,11 +181,7 @@ public enum CertificateBuilder {
     private static func skeleton(serial: [UInt8], notBefore: Date, notAfter: Date) throws -> Certificate {
         guard let x509 = X509_new() else { throw OpenSSLError(.library, "X509_new") }
         let cert = Certificate(takingOwnershipOf: x509)
-        guard !serial.isEmpty, serial.count <= 20, let bn = BN_bin2bn(serial, Int32(serial.count), nil) else {
-            throw OpenSSLError(.encode, "serial number")
-        }
-        defer { BN_free(bn) }
-        guard let integer = BN_to_ASN1_INTEGER(bn, nil) else { throw OpenSSLError(.encode, "serial number") }
+        guard serial.count <= 20, let integer = ASN1Integer.make(magnitude: serial) else { throw OpenSSLError(.encode, "serial number") }
         defer { ASN1_INTEGER_free(integer) }
         guard X509_set_version(x509, 2) == 1, X509_set_serialNumber(x509, integer) == 1,
             ASN1_TIME_set(X509_getm_notBefore(x509), time_t(notBefore.timeIntervalSince1970)) != nil,

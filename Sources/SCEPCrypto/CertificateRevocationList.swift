@@ -80,20 +80,15 @@ public final class CertificateRevocationList: @unchecked Sendable {
         guard let raw = X509_CRL_get_ext_d2i(self.pointer, NID_crl_number, nil, nil) else { return nil }
         let integer = raw.assumingMemoryBound(to: ASN1_INTEGER.self)
         defer { ASN1_INTEGER_free(integer) }
-        guard let bn = ASN1_INTEGER_to_BN(integer, nil) else { return nil }
-        defer { BN_free(bn) }
-        return takeOpenSSLString(BN_bn2hex(bn))
+        return ASN1Integer.hex(integer)
     }
 
     /// Serials of the revoked certificates, upper-case hex.
     public var revokedSerials: [String] {
         guard let stack = X509_CRL_get_REVOKED(self.pointer) else { return [] }
         return (0..<COpenSSL_sk_X509_REVOKED_num(stack)).compactMap { i in
-            guard let entry = COpenSSL_sk_X509_REVOKED_value(stack, i), let serial = X509_REVOKED_get0_serialNumber(entry),
-                let bn = ASN1_INTEGER_to_BN(serial, nil)
-            else { return nil }
-            defer { BN_free(bn) }
-            return takeOpenSSLString(BN_bn2hex(bn)).flatMap(SerialHex.normalize)
+            guard let entry = COpenSSL_sk_X509_REVOKED_value(stack, i), let serial = X509_REVOKED_get0_serialNumber(entry) else { return nil }
+            return ASN1Integer.hex(serial).flatMap(SerialHex.normalize)
         }
     }
 
@@ -121,11 +116,9 @@ public final class CertificateRevocationList: @unchecked Sendable {
             guard let revoked = X509_REVOKED_new() else { throw OpenSSLError(.library, "X509_REVOKED_new") }
             var added = false
             defer { if !added { X509_REVOKED_free(revoked) } }
-            guard let serial = SerialHex.bytes(entry.serialHex), let bn = BN_bin2bn(serial, Int32(serial.count), nil) else {
+            guard let integer = SerialHex.bytes(entry.serialHex).flatMap(ASN1Integer.make(magnitude:)) else {
                 throw OpenSSLError(.encode, "CRL entry serial \(entry.serialHex)")
             }
-            defer { BN_free(bn) }
-            guard let integer = BN_to_ASN1_INTEGER(bn, nil) else { throw OpenSSLError(.encode, "CRL entry serial") }
             defer { ASN1_INTEGER_free(integer) }
             guard X509_REVOKED_set_serialNumber(revoked, integer) == 1 else { throw OpenSSLError(.encode, "CRL entry serial") }
             try self.setTime(entry.revokedAt) { X509_REVOKED_set_revocationDate(revoked, UnsafeMutablePointer(mutating: $0)) }
@@ -139,11 +132,8 @@ public final class CertificateRevocationList: @unchecked Sendable {
             guard X509_CRL_add0_revoked(raw, revoked) == 1 else { throw OpenSSLError(.encode, "X509_CRL_add0_revoked") }
             added = true
         }
-        guard let numberBN = BN_new() else { throw OpenSSLError(.library, "BN_new") }
-        defer { BN_free(numberBN) }
-        guard BN_set_word(numberBN, UInt(number)) == 1, let numberInteger = BN_to_ASN1_INTEGER(numberBN, nil) else {
-            throw OpenSSLError(.encode, "cRLNumber")
-        }
+        let numberBytes = (0..<8).map { UInt8(truncatingIfNeeded: number >> (56 - 8 * $0)) }
+        guard let numberInteger = ASN1Integer.make(magnitude: numberBytes) else { throw OpenSSLError(.encode, "cRLNumber") }
         defer { ASN1_INTEGER_free(numberInteger) }
         guard X509_CRL_add1_ext_i2d(raw, NID_crl_number, UnsafeMutableRawPointer(numberInteger), 0, 0) == 1 else {
             throw OpenSSLError(.encode, "add cRLNumber")

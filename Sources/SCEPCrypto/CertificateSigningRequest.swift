@@ -40,10 +40,7 @@ public final class CertificateSigningRequest: @unchecked Sendable {
     }
 
     /// SubjectPublicKeyInfo DER of the requested key (hashed for replay matching, RFC 8894 §3.3.3).
-    public var subjectPublicKeyInfoDER: [UInt8] {
-        guard let spki = X509_REQ_get_X509_PUBKEY(self.pointer) else { return [] }
-        return (try? encodeDER("i2d_X509_PUBKEY") { i2d_X509_PUBKEY(spki, $0) }) ?? []
-    }
+    public var subjectPublicKeyInfoDER: [UInt8] { SCEPCrypto.subjectPublicKeyInfoDER(X509_REQ_get_X509_PUBKEY(self.pointer)) }
 
     /// DER of the requested subject Name.
     public var subjectNameDER: [UInt8] { DistinguishedName.der(X509_REQ_get_subject_name(self.pointer)) }

@@ -149,9 +149,12 @@ public struct CADirectory: Sendable {
         if case .failure(let failure) = CertificateVerifier(anchors: [ca.certificate]).verify(pair.certificate, at: Date()) {
             out.append("\(path): does not chain to ca.pem (\(failure))")
         }
-        let bits = pair.certificate.keyUsage
-        if usage.contains(.sign), let bits, bits & 0x80 == 0 { out.append("\(path): keyUsage lacks digitalSignature (needed to sign CertReps)") }
-        if usage.contains(.encrypt), let bits, bits & 0x20 == 0 { out.append("\(path): keyUsage lacks keyEncipherment (needed to receive requests)") }
+        if usage.contains(.sign), !pair.certificate.permits(.digitalSignature) {
+            out.append("\(path): keyUsage lacks digitalSignature (needed to sign CertReps)")
+        }
+        if usage.contains(.encrypt), !pair.certificate.permits(.keyEncipherment) {
+            out.append("\(path): keyUsage lacks keyEncipherment (needed to receive requests)")
+        }
         if pair.key.algorithm != .rsa { out.append("\(path): key is \(pair.key.algorithm.rawValue), SCEP needs RSA") }
         return out
     }

@@ -219,10 +219,9 @@ public struct CAOperations: Sendable {
     }
 
     private static func keyUsageText(_ certificate: Certificate) -> String {
-        let bits = certificate.keyUsage ?? 0xA0
         var names: [String] = []
-        if bits & 0x80 != 0 { names.append("digitalSignature") }
-        if bits & 0x20 != 0 { names.append("keyEncipherment") }
+        if certificate.permits(.digitalSignature) { names.append("digitalSignature") }
+        if certificate.permits(.keyEncipherment) { names.append("keyEncipherment") }
         return "critical," + (names.isEmpty ? "digitalSignature,keyEncipherment" : names.joined(separator: ","))
     }
 

@@ -109,7 +109,7 @@ extension SCEPResponder {
 
         let opened: OpenedEnvelope
         do {
-            opened = try CMSEnvelope.open(verified.content, candidates: material.decrypters.map { ($0.certificate, $0.key) }).envelope
+            opened = try CMSEnvelope.open(verified.content, candidates: material.decrypters.map { ($0.certificate, $0.key) })
         } catch let error as OpenSSLError {
             switch error.code {
             case .parse: throw SCEPError(.malformedEnvelope, "\(error)")
