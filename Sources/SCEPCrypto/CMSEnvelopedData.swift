@@ -76,10 +76,8 @@ public enum CMSEnvelope {
     public static func seal(
         _ content: [UInt8], to recipient: Certificate, cipher: ContentCipher, keyTransport: KeyTransport
     ) throws -> [UInt8] {
-        // OpenSSL encrypts to the certificate's decoded key (see Certificate.keyed); a copy made
-        // for that must live until the envelope is encoded.
-        let recipient = recipient.keyed
-        return try withExtendedLifetime(recipient) { try self.seal(content, toKeyed: recipient, cipher: cipher, keyTransport: keyTransport) }
+        // OpenSSL encrypts to the certificate's decoded key (see Certificate.keyed).
+        try recipient.withDecodedKey { try self.seal(content, toKeyed: $0, cipher: cipher, keyTransport: keyTransport) }
     }
 
     private static func seal(

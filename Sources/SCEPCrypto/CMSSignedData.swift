@@ -156,12 +156,8 @@ public enum CMSSigner {
         if content == nil { flags |= UInt32(CMS_DETACHED) }
         guard let cms = CMS_sign(nil, nil, nil, nil, flags) else { throw OpenSSLError(.encode, "CMS_sign") }
         defer { CMS_ContentInfo_free(cms) }
-        // The CMS structure takes its own reference to the signer certificate; the copy (if one
-        // was made) must only outlive the call.
-        let signer = certificate.keyed
-        let added = withExtendedLifetime(signer) {
-            CMS_add1_signer(cms, signer.pointer, key.pointer, digest.md, flags | UInt32(CMS_NOSMIMECAP))
-        }
+        // The CMS structure takes its own reference to the signer certificate.
+        let added = certificate.withDecodedKey { CMS_add1_signer(cms, $0.pointer, key.pointer, digest.md, flags | UInt32(CMS_NOSMIMECAP)) }
         guard let signerInfo = added
         else { throw OpenSSLError(.encode, "CMS_add1_signer") }
         for attribute in attributes {

@@ -84,6 +84,13 @@ public final class Certificate: @unchecked Sendable {
         return (try? Certificate(derEncoded: self.derEncoded)) ?? self
     }
 
+    /// Runs `body` with ``keyed``, kept alive until `body` returns: a copy's pointer handed to
+    /// OpenSSL must not outlive the copy.
+    func withDecodedKey<T>(_ body: (Certificate) throws -> T) rethrows -> T {
+        let keyed = self.keyed
+        return try withExtendedLifetime(keyed) { try body(keyed) }
+    }
+
     /// The SubjectPublicKeyInfo as DER, read without decoding the key (what replay matching hashes).
     public var subjectPublicKeyInfoDER: [UInt8] { SCEPCrypto.subjectPublicKeyInfoDER(X509_get_X509_PUBKEY(self.pointer)) }
 

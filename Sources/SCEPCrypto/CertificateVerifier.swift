@@ -24,8 +24,7 @@ public struct CertificateVerifier: Sendable {
 
     /// Verifies `certificate` at `time`; returns the anchor it chains to.
     public func verify(_ certificate: Certificate, at time: Date, intermediates: [Certificate] = []) -> Result<Certificate, Failure> {
-        let keyed = certificate.keyed
-        return withExtendedLifetime(keyed) { self.verifyKeyed(keyed, at: time, intermediates: intermediates) }
+        certificate.withDecodedKey { self.verifyKeyed($0, at: time, intermediates: intermediates) }
     }
 
     private func verifyKeyed(_ certificate: Certificate, at time: Date, intermediates: [Certificate]) -> Result<Certificate, Failure> {

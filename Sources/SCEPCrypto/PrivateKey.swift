@@ -80,8 +80,7 @@ public final class PrivateKey: @unchecked Sendable {
     /// True when `certificate` carries this key's public half.
     public func matches(_ certificate: Certificate) -> Bool {
         defer { ERR_clear_error() }
-        let keyed = certificate.keyed
-        return withExtendedLifetime(keyed) { X509_check_private_key(keyed.pointer, self.pointer) == 1 }
+        return certificate.withDecodedKey { X509_check_private_key($0.pointer, self.pointer) == 1 }
     }
 }
 

@@ -335,6 +335,8 @@ struct IndexTests {
         #expect(lines.count == count + 1)
         #expect(try h.issuedFiles().count == count + 1)
         #expect(lines.filter { $0.hasPrefix("R\t") }.count == 1)
+        // Looked up by subject (OpenSSL one-line form, as index.txt has it).
+        #expect(try store.serials(subject: "/O=Example/CN=device-1") == [first.serialNumberHex])
     }
 }
 

@@ -113,6 +113,15 @@ public struct AuditEvent: Sendable, Equatable {
 }
 
 extension AuditEvent {
+    /// Names a certificate: serial, validity and thumbprints.
+    mutating func describe(_ certificate: Certificate) {
+        self.serial = certificate.serialNumberHex
+        self.notBefore = certificate.notBefore
+        self.notAfter = certificate.notAfter
+        self.sha1 = HexEncoding.string(certificate.fingerprint(.sha1))
+        self.sha256 = HexEncoding.string(certificate.fingerprint(.sha256))
+    }
+
     static func callJSON(_ call: ValidatorCall) -> String {
         var json = JSONObjectWriter()
         json.add("op", call.operation)

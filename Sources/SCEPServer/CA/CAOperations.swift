@@ -62,7 +62,7 @@ public struct CAOperations: Sendable {
         event.transactionID = transactionID
         event.subject = certificate.subject
         event.subjectAltNames = pending.subjectAltNames.isEmpty ? nil : pending.subjectAltNames
-        SCEPResponder.describe(certificate, in: &event)
+        event.describe(certificate)
         try self.audit.record(event)
         let key = TransactionKey(transactionID: transactionID, keyHash: pending.keyHash)
         try self.store.update(key, .issued, serial: certificate.serialNumberHex)
@@ -96,8 +96,7 @@ public struct CAOperations: Sendable {
         try self.audit.record(event)
         let material = try self.material()
         let issuer = try self.store.certificate(serial: entry.serial).flatMap { material.authority(of: $0.certificate) }
-        let slot: CRLPublisher.Slot =
-            issuer.map { $0.certificate.derEncoded == material.previous?.certificate.derEncoded } == true ? .previous : .current
+        let slot = issuer.map { CRLPublisher.Slot(of: $0, in: material) } ?? .current
         let crl = try self.crls.publish(slot, material: material, store: self.store)
         return (entry, crl)
     }
@@ -106,7 +105,7 @@ public struct CAOperations: Sendable {
     public func publishCRLs() throws -> [(String, CertificateRevocationList)] {
         let material = try self.material()
         var out: [(String, CertificateRevocationList)] = []
-        for slot in CRLPublisher.Slot.allCases where slot == .current || material.previous != nil {
+        for slot in CRLPublisher.Slot.all(in: material) {
             if let crl = try self.crls.publish(slot, material: material, store: self.store) {
                 var event = self.event("ca-crl", .published)
                 event.serial = crl.number

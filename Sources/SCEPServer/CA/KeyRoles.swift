@@ -14,6 +14,15 @@ public struct KeyPair: Sendable {
         self.certificate = certificate
         self.key = key
     }
+
+    /// Signs a CertRep with this pair (RFC 8894 §3.3.2), as an HTTP response.
+    func sign(
+        _ certRep: CertRep, digest: DigestAlgorithm, recipient: Certificate?, cipher: ContentCipher, keyTransport: KeyTransport
+    ) throws -> SCEPHTTPResponse {
+        let body = try certRep.encode(
+            signer: self.certificate, key: self.key, digest: digest, recipient: recipient, cipher: cipher, keyTransport: keyTransport)
+        return SCEPHTTPResponse(status: 200, contentType: SCEPContentType.pkiMessage, body: body)
+    }
 }
 
 /// Everything a CA directory holds, split into the roles SCEP gives keys:

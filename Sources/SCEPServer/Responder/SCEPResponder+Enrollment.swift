@@ -77,7 +77,7 @@ extension SCEPResponder {
             throw SCEPError(.issuanceFailed, "\(error)")
         }
         do { try self.store.record(certificate, transactionID: x.transactionID) } catch { throw SCEPError(.storeFailed, "\(error)") }
-        Self.describe(certificate, in: &record.event)
+        record.event.describe(certificate)
         do {
             if let validated {
                 do { try self.validator.issued(certificate, context: validated) } catch {
@@ -157,17 +157,9 @@ extension SCEPResponder {
         }
         if case .revoked = stored.status { throw SCEPError(.certificateRevoked, serial) }
         let reply = try x.success([stored.certificate])
-        Self.describe(stored.certificate, in: &record.event)
+        record.event.describe(stored.certificate)
         record.event.outcome = .delivered
         do { try record.finish() } catch { throw SCEPError(.auditFailed, "\(error); certificate \(serial) not delivered again") }
         return reply
-    }
-
-    static func describe(_ certificate: Certificate, in event: inout AuditEvent) {
-        event.serial = certificate.serialNumberHex
-        event.notBefore = certificate.notBefore
-        event.notAfter = certificate.notAfter
-        event.sha1 = HexEncoding.string(certificate.fingerprint(.sha1))
-        event.sha256 = HexEncoding.string(certificate.fingerprint(.sha256))
     }
 }

@@ -20,10 +20,9 @@ struct Exchange {
     /// A signed CertRep: SUCCESS carries a degenerate SignedData enveloped to the requester.
     func reply(_ status: CertRep.Status) throws -> SCEPHTTPResponse {
         do {
-            let body = try CertRep(transactionID: self.transactionID, recipientNonce: self.message.senderNonce, status: status).encode(
-                signer: self.material.signer.certificate, key: self.material.signer.key, digest: self.digest, recipient: self.signer,
-                cipher: self.cipher, keyTransport: self.keyTransport)
-            return SCEPHTTPResponse(status: 200, contentType: SCEPContentType.pkiMessage, body: body)
+            return try self.material.signer.sign(
+                CertRep(transactionID: self.transactionID, recipientNonce: self.message.senderNonce, status: status),
+                digest: self.digest, recipient: self.signer, cipher: self.cipher, keyTransport: self.keyTransport)
         } catch { throw SCEPError(.internalError, "sign CertRep: \(error)") }
     }
 
@@ -137,10 +136,7 @@ extension SCEPResponder {
             transactionID: message.transactionID, recipientNonce: message.senderNonce,
             status: .failure(error.failInfo, text: error.failInfoText))
         do {
-            let body = try certRep.encode(
-                signer: material.signer.certificate, key: material.signer.key, digest: digest, recipient: nil, cipher: .aes256,
-                keyTransport: .rsaPKCS1v15)
-            return SCEPHTTPResponse(status: 200, contentType: SCEPContentType.pkiMessage, body: body)
+            return try material.signer.sign(certRep, digest: digest, recipient: nil, cipher: .aes256, keyTransport: .rsaPKCS1v15)
         } catch {
             self.diagnostics.log(.error, "request \(record.event.requestID): cannot sign CertRep FAILURE: \(error)")
             record.event.httpStatus = 500

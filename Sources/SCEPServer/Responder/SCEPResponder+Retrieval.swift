@@ -36,9 +36,9 @@ extension SCEPResponder {
         }
         let stored: StoredCertificate?
         do { stored = try self.store.certificate(serial: query.serialHex) } catch { throw SCEPError(.storeFailed, "\(error)") }
-        guard let stored, x.material.authority(of: stored.certificate)?.certificate.derEncoded == authority.certificate.derEncoded
+        guard let stored, x.material.authority(of: stored.certificate)?.certificate === authority.certificate
         else { throw SCEPError(.unknownCertificate, query.serialHex) }
-        Self.describe(stored.certificate, in: &record.event)
+        record.event.describe(stored.certificate)
         record.event.outcome = .served
         return try x.success([stored.certificate])
     }
@@ -49,10 +49,9 @@ extension SCEPResponder {
         let query = try IssuerAndSerialNumber(derEncoded: x.content)
         guard let authority = x.material.authority(named: query.issuer) else { throw SCEPError(.unknownIssuer) }
         guard let crls = self.crls else { throw SCEPError(.crlUnavailable, "no CRL publisher") }
-        let slot: CRLPublisher.Slot = authority.certificate.derEncoded == x.material.current.certificate.derEncoded ? .current : .previous
+        let slot = CRLPublisher.Slot(of: authority, in: x.material)
         var crl = crls.published(slot)
-        let latest = (try? self.store.entries())?.compactMap { $0.0.status == .revoked ? $0.0.revokedAt : nil }.max()
-        if crl == nil || crls.needsRefresh(slot, latestRevocation: latest) {
+        if crl == nil || crls.needsRefresh(slot, latestRevocation: CRLPublisher.latestRevocation(in: self.store)) {
             do { crl = try crls.publish(slot, material: x.material, store: self.store) ?? crl } catch {
                 if crl == nil { throw SCEPError(.crlUnavailable, "\(error)") }
                 self.diagnostics.log(.error, "CRL refresh failed, serving the published one: \(error)")

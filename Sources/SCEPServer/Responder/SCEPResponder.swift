@@ -22,7 +22,9 @@ public final class SCEPResponder: Sendable {
     private let published = Mutex<PublishedReplies?>(nil)
 
     struct PublishedReplies {
-        let identity: [ObjectIdentifier]
+        /// The material these were built from: every reload parses all certificates afresh, so the
+        /// current CA certificate object identifies it (held here, so it cannot be freed and reused).
+        let current: Certificate
         let caCert: SCEPHTTPResponse
         let caps: SCEPHTTPResponse
         let nextCACert: SCEPHTTPResponse?
@@ -83,15 +85,14 @@ public final class SCEPResponder: Sendable {
 
     /// The derived replies of `material`, built once per material.
     private func replies(for material: CAMaterial) throws -> PublishedReplies {
-        let identity = material.named.map { ObjectIdentifier($0.1) }
-        if let cached = self.published.withLock({ $0 }), cached.identity == identity { return cached }
+        if let cached = self.published.withLock({ $0 }), cached.current === material.current.certificate { return cached }
         let (contentType, body) = try material.caCertificateReply()
         let caps = CACapabilities(renewal: self.policy.renewal, nextCA: material.next != nil)
         let next = try material.nextCACertificateReply().map {
             SCEPHTTPResponse(status: 200, contentType: SCEPContentType.nextCACert, body: $0)
         }
         let replies = PublishedReplies(
-            identity: identity, caCert: SCEPHTTPResponse(status: 200, contentType: contentType, body: body),
+            current: material.current.certificate, caCert: SCEPHTTPResponse(status: 200, contentType: contentType, body: body),
             caps: SCEPHTTPResponse(status: 200, contentType: SCEPContentType.caps, body: Array(caps.text.utf8)), nextCACert: next)
         self.published.withLock { $0 = replies }
         return replies
@@ -121,8 +122,8 @@ public final class SCEPResponder: Sendable {
     public func housekeeping(now: Date = Date()) {
         let material = self.material.current()
         if let crls = self.crls {
-            let latest = (try? self.store.entries())?.compactMap { $0.0.status == .revoked ? $0.0.revokedAt : nil }.max()
-            for slot in CRLPublisher.Slot.allCases where slot == .current || material.previous != nil {
+            let latest = CRLPublisher.latestRevocation(in: self.store)
+            for slot in CRLPublisher.Slot.all(in: material) {
                 guard crls.needsRefresh(slot, latestRevocation: latest, now: now) else { continue }
                 do {
                     if let crl = try crls.publish(slot, material: material, store: self.store, now: now, wait: false) {

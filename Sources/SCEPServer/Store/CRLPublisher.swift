@@ -13,6 +13,21 @@ public struct CRLPublisher: Sendable {
     public enum Slot: String, Sendable, CaseIterable {
         case current = "ca"
         case previous
+
+        /// The slots `material` has a CA for: the current one, and the previous one after a rollover.
+        public static func all(in material: CAMaterial) -> [Slot] { material.previous == nil ? [.current] : [.current, .previous] }
+
+        /// The slot of one of `material`'s authorities (its KeyPairs, compared by identity).
+        public init(of authority: KeyPair, in material: CAMaterial) {
+            self = material.previous.map { $0.certificate === authority.certificate } == true ? .previous : .current
+        }
+
+        func authority(in material: CAMaterial) -> KeyPair? { self == .current ? material.current : material.previous }
+    }
+
+    /// When the newest revocation in `store` happened (nil: none, or the store cannot be read).
+    public static func latestRevocation(in store: any CertificateStore) -> Date? {
+        (try? store.entries())?.compactMap { $0.0.status == .revoked ? $0.0.revokedAt : nil }.max()
     }
 
     public let directory: CADirectory
@@ -48,7 +63,7 @@ public struct CRLPublisher: Sendable {
     public func publish(
         _ slot: Slot, material: CAMaterial, store: any CertificateStore, now: Date = Date(), wait: Bool = true
     ) throws -> CertificateRevocationList? {
-        guard let authority = slot == .current ? material.current : material.previous else { return nil }
+        guard let authority = slot.authority(in: material) else { return nil }
         guard mkdir(self.directory.crlPath, 0o755) == 0 || errno == EEXIST else {
             throw ServerError(.store, "create \(self.directory.crlPath): \(errnoText())")
         }
@@ -79,7 +94,7 @@ public struct CRLPublisher: Sendable {
         try store.entries().compactMap { entry, _ in
             guard entry.status == .revoked else { return nil }
             let issuer = try store.certificate(serial: entry.serial).flatMap { material.authority(of: $0.certificate) } ?? material.current
-            guard issuer.certificate.derEncoded == authority.certificate.derEncoded else { return nil }
+            guard issuer.certificate === authority.certificate else { return nil }
             return RevokedCertificate(serialHex: entry.serial, revokedAt: entry.revokedAt ?? Date(), reason: entry.reason)
         }
     }

@@ -103,7 +103,8 @@ struct TransactionDirectory: Sendable {
             var info = stat()
             guard lstat(entry, &info) == 0 else { continue }
             if name.hasPrefix(".claim-") {
-                if info.st_nlink == 1, entry != self.marker, !Self.markerIsAlive(entry) { unlink(entry) }
+                let content = FileManager.default.contents(atPath: entry).map { String(decoding: $0, as: UTF8.self) } ?? ""
+                if info.st_nlink == 1, entry != self.marker, !Self.markerIsAlive(content) { unlink(entry) }
                 continue
             }
             if name.hasPrefix(".tmp-") || name.contains(".stale-") {
@@ -168,17 +169,10 @@ struct TransactionDirectory: Sendable {
         }
     }
 
-    /// Whether the process a marker names (by `scep-fcgi-claim PID START` content or its file
-    /// name) is still the same running process: pids are reused, start times are not.
-    static func markerIsAlive(_ markerOrContent: String) -> Bool {
-        let text: String
-        if markerOrContent.hasPrefix("scep-fcgi-claim ") {
-            text = markerOrContent
-        } else {
-            guard let data = FileManager.default.contents(atPath: markerOrContent) else { return false }
-            text = String(decoding: data, as: UTF8.self)
-        }
-        let fields = text.split(whereSeparator: { $0 == " " || $0 == "\n" })
+    /// Whether the process a marker's content (`scep-fcgi-claim PID START`) names is still the
+    /// same running process: pids are reused, start times are not.
+    static func markerIsAlive(_ content: String) -> Bool {
+        let fields = content.split(whereSeparator: { $0 == " " || $0 == "\n" })
         guard fields.count >= 3, let pid = Int32(fields[1]), let start = UInt64(fields[2]) else { return false }
         return ProcessIdentity.startTime(of: pid) == start
     }
