@@ -22,6 +22,8 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CFastCGI", pkgConfig: "fcgi", providers: [.apt(["libfcgi-dev"])]),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        // Header only: atomic adds on a shared file mapping (the cross-process metrics counters).
+        .systemLibrary(name: "CSharedCounters"),
 
         // The only importers of each C module.
         .target(name: "SCEPCrypto", dependencies: ["COpenSSL"], swiftSettings: strict),
@@ -31,7 +33,7 @@ let package = Package(
         // RFC 8894 wire model: query decoding, pkiMessage decoding, CertRep encoding, client builder.
         .target(name: "SCEP", dependencies: ["SCEPCrypto"], swiftSettings: strict),
         // Transport-neutral server core: responder, CA store, issuance, challenge, audit, configuration.
-        .target(name: "SCEPServer", dependencies: ["SCEP", "SCEPCrypto"], swiftSettings: strict),
+        .target(name: "SCEPServer", dependencies: ["SCEP", "SCEPCrypto", "CSharedCounters"], swiftSettings: strict),
 
         // Microsoft Intune challenge validation: a ChallengeValidator over libcurl.
         .target(name: "IntuneChallenge", dependencies: ["SCEPServer", "SCEP", "SCEPCrypto", "CurlHTTP"], swiftSettings: strict),

@@ -8,6 +8,7 @@ packages=(
   nginx apache2 libapache2-mod-fcgid                                          # web front ends
   scep certmonger dbus curl                                                   # real SCEP clients
   logrotate procps systemd adduser                                            # log rotation, socket activation, the .deb
+  prometheus                                                                  # promtool and a Prometheus server for the metrics tests
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -20,6 +20,10 @@ install -D -m 0644 packaging/debian/tmpfiles.conf "$root/usr/lib/tmpfiles.d/scep
 install -D -m 0644 packaging/logrotate/scep-fcgi "$root/etc/logrotate.d/scep-fcgi"
 for f in nginx/*.conf nginx/README.md; do install -D -m 0644 "$f" "$root/usr/share/scep-fcgi/$f"; done
 for f in apache/*.conf apache/README.md; do install -D -m 0644 "$f" "$root/usr/share/scep-fcgi/$f"; done
+# Apache's own place for drop-ins: "a2enconf scep-fcgi-proxy" (or scep-fcgi-fcgid) and the
+# metrics and publish snippets. Conffiles, so local edits survive upgrades.
+for f in apache/*.conf; do install -D -m 0644 "$f" "$root/etc/apache2/conf-available/$(basename "$f")"; done
+install -D -m 0644 grafana/scep-fcgi-dashboard.json "$root/usr/share/scep-fcgi/grafana/scep-fcgi-dashboard.json"
 for f in README.md CHANGELOG.md docs/*.md; do install -D -m 0644 "$f" "$root/usr/share/doc/scep-fcgi/$f"; done
 install -D -m 0644 LICENSE "$root/usr/share/doc/scep-fcgi/copyright"
 
@@ -39,7 +43,8 @@ install -d "$root/usr/share/bash-completion/completions" "$root/usr/share/zsh/ve
 install -d "$root/DEBIAN"
 size=$(du -sk --exclude=DEBIAN "$root" | awk '{print $1}')
 sed -e "s/@VERSION@/$version/" -e "s/@ARCH@/$arch/" -e "s/@SIZE@/$size/" packaging/debian/control.in > "$root/DEBIAN/control"
-install -m 0644 packaging/debian/conffiles "$root/DEBIAN/conffiles"
+{ cat packaging/debian/conffiles; for f in apache/*.conf; do echo "/etc/apache2/conf-available/$(basename "$f")"; done; } > "$root/DEBIAN/conffiles"
+chmod 0644 "$root/DEBIAN/conffiles"
 install -m 0755 packaging/debian/postinst packaging/debian/prerm packaging/debian/postrm "$root/DEBIAN/"
 
 mkdir -p "$out"

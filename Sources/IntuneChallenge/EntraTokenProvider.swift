@@ -1,5 +1,6 @@
 import CurlHTTP
 import SCEPCrypto
+import SCEPServer
 import FoundationEssentials
 import Synchronization
 import Glibc
@@ -38,10 +39,10 @@ final class EntraTokenProvider: @unchecked Sendable {
     }
 
     /// A valid token for `scope`, from the cache or fetched now.
-    func token(scope: String, deadline: Deadline) throws -> String {
+    func token(scope: String, deadline: Deadline, trace: ValidatorTrace? = nil) throws -> String {
         try self.state.withLock { state in
             if let cached = state.cache[scope], ContinuousClock.now < cached.refreshAfter { return cached.value }
-            let (token, lifetime) = try self.fetch(scope: scope, deadline: deadline)
+            let (token, lifetime) = try self.fetch(scope: scope, deadline: deadline, trace: trace)
             let keep = max(0, lifetime - Self.refreshMargin)
             state.cache[scope] = CachedToken(value: token, refreshAfter: ContinuousClock.now + .milliseconds(Int64(keep * 1000)))
             state.fetches += 1
@@ -70,25 +71,32 @@ final class EntraTokenProvider: @unchecked Sendable {
         }
     }
 
-    private func fetch(scope: String, deadline: Deadline) throws -> (String, Double) {
+    private func fetch(scope: String, deadline: Deadline, trace: ValidatorTrace?) throws -> (String, Double) {
         let form = [
             ("grant_type", "client_credentials"), ("client_id", self.settings.clientID),
             ("client_secret", String(decoding: self.secret, as: UTF8.self)), ("scope", scope),
         ].map { "\(FormEncoding.encode($0.0))=\(FormEncoding.encode($0.1))" }.joined(separator: "&")
+        // client-request-id: Entra logs it and echoes it, as MSAL sends it; the audit line names it.
+        let requestID = UUID().uuidString.lowercased()
         let request = HTTPRequest(
             method: "POST", url: self.settings.tokenURL,
-            headers: [("Content-Type", "application/x-www-form-urlencoded"), ("Accept", "application/json")],
+            headers: [
+                ("Content-Type", "application/x-www-form-urlencoded"), ("Accept", "application/json"), ("client-request-id", requestID),
+            ],
             body: Array(form.utf8))
         let response: HTTPResponse
+        let started = ContinuousClock.now
         do { response = try self.transport.send(request, timeout: deadline.remaining) } catch let error as HTTPTransportError {
+            trace?.record(ValidatorCall(operation: "token", requestID: requestID, status: 0, code: nil, durationMs: milliseconds(since: started)))
             throw IntuneError.transport(error, "Entra token endpoint \(self.settings.tokenURL)")
         }
         let json = try? JSONDecoder().decode(TokenResponse.self, from: Data(response.body))
+        // Entra: {"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret…","error_codes":[7000215]}
+        let aadsts = Self.aadstsCode(json?.errorDescription ?? "") ?? json?.errorCodes?.first.map { "AADSTS\($0)" }
+        trace?.record(
+            ValidatorCall(operation: "token", requestID: requestID, status: response.status, code: aadsts, durationMs: milliseconds(since: started)))
         guard (200..<300).contains(response.status) else {
-            // Entra: {"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret…","error_codes":[7000215]}
             let error = json?.error ?? "HTTP \(response.status)"
-            let description = json?.errorDescription ?? ""
-            let aadsts = Self.aadstsCode(description) ?? json?.errorCodes?.first.map { "AADSTS\($0)" }
             let summary = [error, aadsts].compactMap { $0 }.joined(separator: " ")
             if (400..<500).contains(response.status) {
                 throw IntuneError(.credentialsRejected, "Entra refused the token request for \(scope): \(summary)")

@@ -66,14 +66,30 @@ public final class IntuneChallengeValidator: ChallengeValidator, @unchecked Send
     public func probe() throws -> [String] {
         let deadline = Deadline(seconds: self.client.settings.timeoutSeconds)
         let settings = self.client.settings
-        _ = try self.client.tokens.token(scope: settings.intuneScope, deadline: deadline)
+        let token = try self.client.tokens.token(scope: settings.intuneScope, deadline: deadline)
         var lines = ["Intune token: ok (scope \(settings.intuneScope), from \(settings.tokenURL))"]
+        // Entra lists the application permissions granted with admin consent in the token's
+        // `roles` claim; without scep_challenge_provider every validateRequest gets 401/403.
+        switch AccessTokenClaims.roles(of: token) {
+        case nil:
+            lines.append("Intune token roles: not a JWT, not checked")
+        case let roles? where roles.contains(Self.requiredRole):
+            lines.append("Intune token roles: \(roles.joined(separator: ", "))")
+        case let roles?:
+            throw IntuneError(
+                .consentMissing,
+                "the Intune token's roles claim (\(roles.isEmpty ? "empty" : roles.joined(separator: ", "))) lacks \(Self.requiredRole): "
+                    + "add the Intune API application permission \(Self.requiredRole) to app \(settings.clientID) and grant admin consent")
+        }
         _ = try self.client.tokens.token(scope: settings.graphScope, deadline: deadline)
         lines.append("Graph token: ok (scope \(settings.graphScope))")
         let uri = try self.client.locator.validationService(deadline: deadline)
         lines.append("\(IntuneSettings.validationServiceName): \(uri)")
         return lines
     }
+
+    /// The Intune application permission a SCEP challenge provider needs (intune-api.md §1.1).
+    static let requiredRole = "scep_challenge_provider"
 
     /// Token and discovery request counts (tests, diagnostics).
     public var statistics: (tokenFetches: Int, discoveries: Int) { (self.client.tokens.fetches, self.client.locator.lookups) }

@@ -74,10 +74,8 @@ final class IntuneClient: @unchecked Sendable {
     }
 
     private func attempt(_ operation: String, body: [UInt8], deadline: Deadline, trace: ValidatorTrace) throws -> ScepActionResult {
-        let service = try self.locator.validationService(deadline: deadline) { requestID, status in
-            trace.record(ValidatorCall(operation: "discovery", requestID: requestID, status: status, code: nil))
-        }
-        let token = try self.tokens.token(scope: self.settings.intuneScope, deadline: deadline)
+        let service = try self.locator.validationService(deadline: deadline, trace: trace)
+        let token = try self.tokens.token(scope: self.settings.intuneScope, deadline: deadline, trace: trace)
         // client-request-id: a new GUID per HTTP call (the reference libraries' "activityId").
         let requestID = UUID().uuidString.lowercased()
         let request = HTTPRequest(
@@ -91,14 +89,15 @@ final class IntuneClient: @unchecked Sendable {
             ],
             body: body)
         let response: HTTPResponse
+        let started = ContinuousClock.now
         do { response = try self.transport.send(request, timeout: deadline.remaining) } catch let error as HTTPTransportError {
-            trace.record(ValidatorCall(operation: operation, requestID: requestID, status: 0, code: nil))
+            trace.record(ValidatorCall(operation: operation, requestID: requestID, status: 0, code: nil, durationMs: milliseconds(since: started)))
             self.locator.invalidate()
             throw IntuneError.transport(error, "Intune \(operation)")
         }
         let json = try? JSONDecoder().decode(ResultBody.self, from: Data(response.body))
         let code = json?.code
-        trace.record(ValidatorCall(operation: operation, requestID: requestID, status: response.status, code: code))
+        trace.record(ValidatorCall(operation: operation, requestID: requestID, status: response.status, code: code, durationMs: milliseconds(since: started)))
         switch response.status {
         case 200..<300:
             guard let code, !code.isEmpty else {

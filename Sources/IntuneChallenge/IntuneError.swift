@@ -17,6 +17,8 @@ public struct IntuneError: Error, AuditCodedError, Hashable, CustomStringConvert
         case discoveryFailed = "intune-discovery-failed"
         /// ScepRequestValidationFEService is not in the discovered list.
         case serviceNotFound = "intune-service-not-found"
+        /// The Intune token's `roles` claim lacks scep_challenge_provider (`check --intune`).
+        case consentMissing = "intune-consent-missing"
         /// Intune answered 401/403 even with a fresh token (scep_challenge_provider missing?).
         case unauthorized = "intune-unauthorized"
         /// Intune answered an HTTP error status (5xx after retries, or an unexpected 4xx).

@@ -60,3 +60,9 @@ struct Deadline {
         return max(0, Double(left.components.seconds) + Double(left.components.attoseconds) / 1e18)
     }
 }
+
+/// Milliseconds since `start`, for the durations recorded in ``ValidatorCall``.
+func milliseconds(since start: ContinuousClock.Instant) -> Double {
+    let elapsed = ContinuousClock.now - start
+    return Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+}

@@ -1,5 +1,6 @@
 import CurlHTTP
 import FoundationEssentials
+import SCEPServer
 import Synchronization
 import Glibc
 
@@ -25,7 +26,7 @@ final class ServiceLocator: @unchecked Sendable {
     }
 
     /// The validation service base URL (no trailing slash).
-    func validationService(deadline: Deadline, trace: (String, Int) -> Void = { _, _ in }) throws -> String {
+    func validationService(deadline: Deadline, trace: ValidatorTrace? = nil) throws -> String {
         try self.state.withLock { state in
             if let cached = state.cached { return cached }
             let uri = try self.discover(deadline: deadline, trace: trace)
@@ -38,20 +39,22 @@ final class ServiceLocator: @unchecked Sendable {
     /// Forget the URL after a transport error, 404 or 5xx from it (as the C# reference does).
     func invalidate() { self.state.withLock { $0.cached = nil } }
 
-    private func discover(deadline: Deadline, trace: (String, Int) -> Void) throws -> String {
+    private func discover(deadline: Deadline, trace: ValidatorTrace?) throws -> String {
         var retriedUnauthorized = false
         while true {
-            let token = try self.tokens.token(scope: self.settings.graphScope, deadline: deadline)
+            let token = try self.tokens.token(scope: self.settings.graphScope, deadline: deadline, trace: trace)
             let requestID = UUID().uuidString.lowercased()
             let request = HTTPRequest(
                 url: self.settings.discoveryURL,
                 headers: [("Authorization", "Bearer \(token)"), ("client-request-id", requestID), ("Accept", "application/json")])
             let response: HTTPResponse
+            let started = ContinuousClock.now
             do { response = try self.transport.send(request, timeout: deadline.remaining) } catch let error as HTTPTransportError {
-                trace(requestID, 0)
+                trace?.record(ValidatorCall(operation: "discovery", requestID: requestID, status: 0, code: nil, durationMs: milliseconds(since: started)))
                 throw IntuneError.transport(error, "Graph service discovery")
             }
-            trace(requestID, response.status)
+            trace?.record(
+                ValidatorCall(operation: "discovery", requestID: requestID, status: response.status, code: nil, durationMs: milliseconds(since: started)))
             switch response.status {
             case 200..<300:
                 return try Self.validationURI(in: response.body)

@@ -82,6 +82,26 @@ public final class PrivateKey: @unchecked Sendable {
         defer { ERR_clear_error() }
         return certificate.withDecodedKey { X509_check_private_key($0.pointer, self.pointer) == 1 }
     }
+
+    /// Signs a fixed message with SHA-256 and verifies the signature with `certificate`'s public
+    /// key: proof that the key can sign now (an HSM key may stop, a file key cannot), for health checks.
+    public func signsVerifiably(for certificate: Certificate) -> Bool {
+        defer { ERR_clear_error() }
+        let message = Array("scep-fcgi health check".utf8)
+        guard let signing = EVP_MD_CTX_new() else { return false }
+        defer { EVP_MD_CTX_free(signing) }
+        guard EVP_DigestSignInit_ex(signing, nil, "SHA256", nil, nil, self.pointer, nil) == 1 else { return false }
+        var length = 0
+        guard EVP_DigestSign(signing, nil, &length, message, message.count) == 1, length > 0 else { return false }
+        var signature = [UInt8](repeating: 0, count: length)
+        guard EVP_DigestSign(signing, &signature, &length, message, message.count) == 1 else { return false }
+        return certificate.withDecodedKey { keyed in
+            guard let key = X509_get0_pubkey(keyed.pointer), let verifying = EVP_MD_CTX_new() else { return false }
+            defer { EVP_MD_CTX_free(verifying) }
+            return EVP_DigestVerifyInit_ex(verifying, nil, "SHA256", nil, nil, key, nil) == 1
+                && EVP_DigestVerify(verifying, signature, length, message, message.count) == 1
+        }
+    }
 }
 
 /// An owned `EVP_PKEY` holding a public key (from a certificate or CSR).

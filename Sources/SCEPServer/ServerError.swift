@@ -6,6 +6,7 @@ public struct ServerError: Error, Hashable, CustomStringConvertible, Sendable {
         case caMaterial = "ca-material"
         case store
         case audit
+        case metrics
     }
 
     public let code: Code

@@ -93,7 +93,7 @@ struct CALocation: ParsableArguments {
         do {
             return try CAOperations(
                 directory: CADirectory(config.ca.dir), passphraseFile: config.ca.keyPassphraseFile,
-                audit: try JSONLinesAuditSink(path: auditPath, sync: true),
+                audit: try Wiring.commandAuditSink(config, path: auditPath),
                 policy: IssuancePolicy(config.issue, challengeMode: config.challenge.mode, store: config.store),
                 crlValidityHours: config.ca.crlValidityHours)
         } catch let error as ServerError {

@@ -27,17 +27,37 @@ enum Wiring {
             case .intune:
                 validator = try self.intuneValidator(config.intune)
             }
-            let audit = try JSONLinesAuditSink(path: config.audit.path, sync: config.audit.sync, diagnostics: diagnostics)
+            var audit: any AuditSink = try JSONLinesAuditSink(path: config.audit.path, sync: config.audit.sync, diagnostics: diagnostics)
+            var metrics: Metrics? = nil
+            if config.monitoring.enabled {
+                let counters = try Metrics(path: self.countersPath(config), create: true)
+                audit = CountingAuditSink(audit, metrics: counters)
+                metrics = counters
+            }
             let responder = try SCEPResponder(
                 material: material, store: try FileCertificateStore(directory: directory, retentionDays: config.store.transactionRetentionDays), validator: validator, audit: audit,
                 policy: IssuancePolicy(config.issue, challengeMode: config.challenge.mode, store: config.store),
-                crls: CRLPublisher(directory: directory, validityHours: config.ca.crlValidityHours), diagnostics: diagnostics)
+                crls: CRLPublisher(directory: directory, validityHours: config.ca.crlValidityHours), diagnostics: diagnostics,
+                metrics: metrics, monitoring: config.monitoring)
             return .success(responder)
         } catch let error as ServerError {
             return .failure(Problems(lines: [error.message]))
         } catch {
             return .failure(Problems(lines: ["\(error)"]))
         }
+    }
+
+    static func countersPath(_ config: Configuration) -> String {
+        config.monitoring.countersFile ?? Metrics.defaultPath(caDirectory: config.ca.dir)
+    }
+
+    /// The audit sink of the `ca` commands: counted too when the server's counters file exists,
+    /// so `scep_ca_operations_total` matches the audit log (the commands never create the file:
+    /// run as another user, they would leave it unwritable for the server).
+    static func commandAuditSink(_ config: Configuration, path: String) throws -> any AuditSink {
+        let audit = try JSONLinesAuditSink(path: path, sync: true)
+        guard config.monitoring.enabled, path == config.audit.path, let metrics = try? Metrics(path: self.countersPath(config), create: false) else { return audit }
+        return CountingAuditSink(audit, metrics: metrics)
     }
 
     /// The Intune validator with its libcurl transport; the client secret is read here, once.
@@ -57,11 +77,22 @@ enum Wiring {
                     method: request.params["REQUEST_METHOD"] ?? "GET",
                     query: request.params["QUERY_STRING"] ?? "",
                     body: request.body, bodyTooLarge: request.bodyTooLarge,
-                    remoteAddr: request.params["REMOTE_ADDR"] ?? ""))
+                    remoteAddr: request.params["REMOTE_ADDR"] ?? "", path: self.path(request.params)))
             return GatewayResponse(
                 status: response.status, reason: SCEPHTTPResponse.reasonPhrases[response.status] ?? "Error",
                 contentType: response.contentType, body: response.body)
         }
+    }
+}
+
+extension Wiring {
+    /// The request path from CGI parameters (RFC 3875 §4.1.13, §4.1.5): SCRIPT_NAME plus PATH_INFO
+    /// (nginx's snippet passes `$uri` as SCRIPT_NAME; mod_fcgid's ScriptAlias splits the two), else
+    /// REQUEST_URI up to its query (mod_proxy_fcgi always sends it).
+    static func path(_ params: [String: String]) -> String? {
+        if let script = params["SCRIPT_NAME"], !script.isEmpty { return script + (params["PATH_INFO"] ?? "") }
+        guard let uri = params["REQUEST_URI"], !uri.isEmpty else { return nil }
+        return String(uri.prefix { $0 != "?" })
     }
 }
 

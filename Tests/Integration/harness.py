@@ -121,7 +121,13 @@ max_body_bytes = {MAX_BODY}
 
     def start_nginx(self, sockets=None):
         sockets = sockets or [self.socket]
-        upstream = "".join(f"        server unix:{s};\n" for s in sockets)
+        # The committed upstream snippet (http-level settings included), pointed at our sockets.
+        committed = open(os.path.join(REPO, "nginx", "scep-fcgi-upstream.conf")).read()
+        default = "    server unix:/run/scep-fcgi/scep-fcgi.sock;\n"
+        assert default in committed
+        upstream = os.path.join(self.root, "scep-fcgi-upstream.conf")
+        with open(upstream, "w") as f:
+            f.write(committed.replace(default, "".join(f"    server unix:{s};\n" for s in sockets)))
         conf = os.path.join(self.root, "nginx.conf")
         tmp = os.path.join(self.log_dir, "tmp")
         with open(conf, "w") as f:
@@ -137,11 +143,11 @@ http {{
     proxy_temp_path {tmp}/proxy;
     uwsgi_temp_path {tmp}/uwsgi;
     scgi_temp_path {tmp}/scgi;
-    upstream scep_fcgi {{
-{upstream}    }}
+    include {upstream};
     server {{
         listen 127.0.0.1:{self.port};
         include {REPO}/nginx/scep-fcgi-locations.conf;
+        include {REPO}/nginx/scep-fcgi-metrics.conf;
         set $scep_publish_dir {self.ca_dir}/crl;
         include {REPO}/nginx/scep-fcgi-publish.conf;
     }}
@@ -166,6 +172,7 @@ LogLevel warn
 DocumentRoot {self.root}
 LoadModule mpm_event_module  /usr/lib/apache2/modules/mod_mpm_event.so
 LoadModule authz_core_module /usr/lib/apache2/modules/mod_authz_core.so
+LoadModule authz_host_module /usr/lib/apache2/modules/mod_authz_host.so
 LoadModule mime_module /usr/lib/apache2/modules/mod_mime.so
 # Debian's mime.conf names /etc/mime.types; the publish snippet declares the types it needs.
 TypesConfig /dev/null
@@ -178,6 +185,7 @@ LoadModule proxy_module      /usr/lib/apache2/modules/mod_proxy.so
 LoadModule proxy_fcgi_module /usr/lib/apache2/modules/mod_proxy_fcgi.so
 Define SCEP_FCGI_SOCKET {self.socket}
 Include {REPO}/apache/scep-fcgi-proxy.conf
+Include {REPO}/apache/scep-fcgi-metrics-proxy.conf
 """
         else:
             # mod_fcgid spawns scep-fcgi as User nobody: give it the CA and a copy of the binary.
@@ -196,6 +204,7 @@ FcgidProcessTableFile {ipc}/table
 Define SCEP_FCGI_BINARY {binary}
 Define SCEP_FCGI_CONFIG {self.config}
 Include {REPO}/apache/scep-fcgi-fcgid.conf
+Include {REPO}/apache/scep-fcgi-metrics-fcgid.conf
 """
         publish = f"""Define SCEP_FCGI_PUBLISH_DIR {self.ca_dir}/crl
 Include {REPO}/apache/scep-fcgi-publish.conf
@@ -314,7 +323,7 @@ def cert_fingerprint(cert_pem, digest="sha256"):
 def make_request(site, workdir, subject="CN=scep-client-test,O=Integration", challenge=CHALLENGE, **options):
     """Builds a PKCSReq with our scep-client tool; returns the directory with request.der."""
     os.makedirs(workdir, exist_ok=True)
-    argv = [SCEP_CLIENT, "pkcsreq", "--ca", options.pop("ca", site.ca_pem), "--subject", subject, "--out-dir", workdir]
+    argv = [SCEP_CLIENT, "pkcsreq", "--ca", options.pop("ca", None) or site.ca_pem, "--subject", subject, "--out-dir", workdir]
     if challenge is not None:
         challenge_file = os.path.join(workdir, "challenge")
         with open(challenge_file, "w") as f:

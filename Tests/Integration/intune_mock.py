@@ -13,7 +13,8 @@ validateRequest decides from the CSR's challengePassword:
   notifyfail-*    Success, but successNotification answers HTTP 500
   anything else   ChallengeDecryptionError
 Knobs (POST /_mock/config, JSON): discovery = ok|missing|403|500, scep_status = <int> (every
-ScepActions call answers it), unauthorized_once = true (next ScepActions call gets 401).
+ScepActions call answers it), unauthorized_once = true (next ScepActions call gets 401),
+intune_roles = [...] (the `roles` claim of new Intune tokens; [] omits it, as without consent).
 GET /_mock/state returns the recorded requests and counters; POST /_mock/reset clears them.
 
 usage: intune_mock.py PORT CERT KEY TENANT CLIENT_ID SECRET_FILE
@@ -45,7 +46,8 @@ class State:
 
     def reset(self):
         with self.lock:
-            self.config = {"discovery": "ok", "scep_status": None, "unauthorized_once": False}
+            self.config = {"discovery": "ok", "scep_status": None, "unauthorized_once": False,
+                           "intune_roles": ["scep_challenge_provider"]}
             self.requests = []
             self.token_requests = {"intune": 0, "graph": 0}
             self.discoveries = 0
@@ -54,6 +56,11 @@ class State:
 
 
 STATE = None
+
+
+def jwt_part(value):
+    raw = value.encode() if isinstance(value, str) else json.dumps(value, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
 def challenge_of(csr_b64):
@@ -141,7 +148,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return error(400, "invalid_scope", 70011, f"The provided value for scope {scope} is not valid.")
         with STATE.lock:
             STATE.token_requests[kind] += 1
-            token = f"mock-{kind}-{STATE.token_requests[kind]}-{time.time_ns()}"
+            # An app-only access token as Entra issues it: a JWT whose `roles` claim lists the
+            # application permissions granted with admin consent (scep_challenge_provider for Intune).
+            roles = list(STATE.config["intune_roles"]) if kind == "intune" else ["Application.Read.All"]
+            claims = {"aud": audience, "iss": f"https://sts.windows.net/{STATE.tenant}/", "appid": form.get("client_id"),
+                      "idtyp": "app", "roles": roles, "exp": int(time.time()) + 3599,
+                      "uti": f"{kind}-{STATE.token_requests[kind]}-{time.time_ns()}"}
+            if not roles:
+                del claims["roles"]  # Entra omits the claim when nothing is consented
+            token = ".".join(jwt_part(part) for part in
+                             [{"typ": "JWT", "alg": "RS256", "kid": "mock"}, claims, "mock-signature"])
             STATE.tokens[token] = audience
         self.reply(200, {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token})
 

@@ -125,7 +125,12 @@ def test_success_validates_issues_and_notifies(env):
                          capture_output=True).stdout.decode()
     assert "intune-scepclient" in csr
     h = validate["headers"]
-    assert h["api-version"] == "2018-02-20" and h["authorization"].startswith("Bearer mock-intune-")
+    assert h["api-version"] == "2018-02-20" and h["authorization"].startswith("Bearer ey")
+    claims = json.loads(base64.urlsafe_b64decode(h["authorization"].split(".")[1] + "=="))
+    assert claims["aud"] == "https://api.manage.microsoft.com/" and claims["roles"] == ["scep_challenge_provider"]
+    # The audit line names each call with its client-request-id and how long it took.
+    assert [c["op"] for c in event["validatorCalls"]][-2:] == ["validateRequest", "successNotification"]
+    assert all(isinstance(c["durationMs"], int) and c["clientRequestID"] for c in event["validatorCalls"])
     assert h["content-type"] == "application/json" and h["useragent"].startswith("scep-fcgi/")
     # successNotification matches the certificate that was delivered.
     n = notify["body"]["notification"]
@@ -297,6 +302,7 @@ def test_check_intune(env):
     ok = run([SCEP_FCGI, "check", "--intune", "--config", site.config])
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "intune: Intune token: ok" in ok.stdout and "ScepRequestValidationFEService: https://127.0.0.1" in ok.stdout
+    assert "intune: Intune token roles: scep_challenge_provider" in ok.stdout
 
     def check_with(environment=None, knobs=None):
         # Overrides through SCEP_INTUNE_* variables, which win over the file.
@@ -321,3 +327,10 @@ def test_check_intune(env):
     assert out.returncode == 1 and "intune-tls" in out.stdout
     out = check_with({"SCEP_INTUNE_TENANT": "fabrikam.onmicrosoft.com"})
     assert out.returncode == 1 and "AADSTS90002" in out.stdout
+    # The app has no admin-consented scep_challenge_provider: Entra still issues a token, without
+    # the role; check names the missing consent before any enrollment meets a 403.
+    for roles, shown in [([], "empty"), (["Other.Permission"], "Other.Permission")]:
+        out = check_with(knobs={"intune_roles": roles})
+        assert out.returncode == 1 and "intune-consent-missing" in out.stdout, out.stdout
+        assert f"roles claim ({shown}) lacks scep_challenge_provider" in out.stdout and CLIENT_ID in out.stdout
+    mock.configure(intune_roles=["scep_challenge_provider"])

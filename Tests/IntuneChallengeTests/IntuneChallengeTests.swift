@@ -111,7 +111,9 @@ struct IntuneChallengeTests {
         #expect(Set(request.keys) == ["transactionId", "certificateRequest", "callerInfo"])
         #expect(request["transactionId"] == "tid-42")
         #expect(request["certificateRequest"] == Data(context.csr.derEncoded).base64EncodedString())
-        #expect(context.trace.calls.map(\.operation) == ["discovery", "validateRequest"])
+        // The Graph token before discovery, the Intune token before the call: each traced with its duration.
+        #expect(context.trace.calls.map(\.operation) == ["token", "discovery", "token", "validateRequest"])
+        #expect(context.trace.calls.allSatisfy { $0.durationMs != nil && !$0.requestID.isEmpty })
         #expect(context.trace.calls.last?.requestID == headers["client-request-id"])
     }
 

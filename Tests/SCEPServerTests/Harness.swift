@@ -39,6 +39,7 @@ final class FailingStore: CertificateStore, Sendable {
     func pendingRequest(_ transactionID: String) throws -> PendingRequest? { try self.base.pendingRequest(transactionID) }
     func removePending(_ transactionID: String) throws { try self.base.removePending(transactionID) }
     func pruneTransactions(olderThan date: Date) -> Int { self.base.pruneTransactions(olderThan: date) }
+    func healthProblem() -> String? { self.base.healthProblem() }
 }
 
 /// A temporary CA directory with a real file store, a static challenge and an in-memory audit sink.
@@ -61,7 +62,12 @@ final class Harness: @unchecked Sendable {
         return (url, dir)
     }()
 
-    init(failingStore: Bool = false, issue: Configuration.Issue = Configuration.Issue(), chain: Bool = false, prepare: (CADirectory) throws -> Void = { _ in }) throws {
+    let metrics: Metrics?
+
+    init(
+        failingStore: Bool = false, issue: Configuration.Issue = Configuration.Issue(), chain: Bool = false, monitoring: Configuration.Monitoring? = nil,
+        prepare: (CADirectory) throws -> Void = { _ in }
+    ) throws {
         self.root = FileManager.default.temporaryDirectory.appendingPathComponent("scep-harness-\(UUID().uuidString)")
         try FileManager.default.copyItem(at: Self.template.0, to: self.root)
         self.directory = CADirectory(self.root.path)
@@ -78,10 +84,16 @@ final class Harness: @unchecked Sendable {
         self.material = material
         let fileStore = try FileCertificateStore(directory: self.directory)
         self.store = failingStore ? FailingStore(fileStore) : fileStore
+        let directory = self.directory
+        let metrics = try monitoring.map { _ in try Metrics(path: Metrics.defaultPath(caDirectory: directory.path), create: true) }
+        self.metrics = metrics
+        let audit = self.audit
         self.responder = try SCEPResponder(
-            material: CAMaterialSource(directory: self.directory, passphraseFile: nil, diagnostics: Diagnostics()), store: self.store,
-            validator: StaticChallengeValidator(password: Array(Self.challenge.utf8)), audit: self.audit,
-            policy: IssuancePolicy(issue), crls: CRLPublisher(directory: self.directory, validityHours: 168))
+            material: CAMaterialSource(directory: directory, passphraseFile: nil, diagnostics: Diagnostics()), store: self.store,
+            validator: StaticChallengeValidator(password: Array(Self.challenge.utf8)),
+            audit: metrics.map { CountingAuditSink(audit, metrics: $0) } ?? audit,
+            policy: IssuancePolicy(issue), crls: CRLPublisher(directory: directory, validityHours: 168), metrics: metrics,
+            monitoring: monitoring ?? Configuration.Monitoring())
     }
 
     deinit { try? FileManager.default.removeItem(at: self.root) }
@@ -103,8 +115,8 @@ final class Harness: @unchecked Sendable {
         self.responder.respond(to: SCEPHTTPRequest(method: "POST", query: "operation=PKIOperation", body: body, remoteAddr: "192.0.2.1"))
     }
 
-    func get(_ query: String) -> SCEPHTTPResponse {
-        self.responder.respond(to: SCEPHTTPRequest(method: "GET", query: query, remoteAddr: "192.0.2.1"))
+    func get(_ query: String, path: String? = nil) -> SCEPHTTPResponse {
+        self.responder.respond(to: SCEPHTTPRequest(method: "GET", query: query, remoteAddr: "192.0.2.1", path: path))
     }
 }
 

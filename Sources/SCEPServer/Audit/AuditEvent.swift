@@ -7,7 +7,7 @@ import Glibc
 /// Schema (version 1, see docs/audit-log.md). Absent fields are omitted, never null.
 /// The challenge value never appears, nor does any free text from a request or an error.
 public struct AuditEvent: Sendable, Equatable {
-    public enum Outcome: String, Sendable {
+    public enum Outcome: String, Sendable, CaseIterable {
         /// A certificate was issued and delivered.
         case issued
         /// A certificate issued earlier was delivered: a retransmission (RFC 8894 §3.3.3) or a
@@ -128,6 +128,7 @@ extension AuditEvent {
         json.add("clientRequestID", call.requestID)
         json.add("status", call.status)
         json.add("code", call.code)
+        if let ms = call.durationMs { json.addRaw("durationMs", String(Int(ms.rounded()))) }
         return json.finish()
     }
 }

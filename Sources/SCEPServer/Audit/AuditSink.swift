@@ -8,10 +8,14 @@ public protocol AuditSink: Sendable {
     func record(_ event: AuditEvent) throws
     /// Reopens the underlying file after log rotation (SIGHUP); a no-op where there is none.
     func reopen() throws
+    /// Nil when the next record can be written; else a fixed code (`audit-not-writable`,
+    /// `audit-disk-full`). Checked without writing (`health.path` writes no audit line).
+    func healthProblem() -> String?
 }
 
 extension AuditSink {
     public func reopen() throws {}
+    public func healthProblem() -> String? { nil }
 }
 
 /// Append-only JSON lines, shared by every thread and process writing the same file.
@@ -78,6 +82,8 @@ public final class JSONLinesAuditSink: AuditSink, Sendable {
             throw ServerError(.audit, "audit sync failed: \(errnoText())")
         }
     }
+
+    public func healthProblem() -> String? { FileHealth.problem(writing: self.path, prefix: "audit") }
 
     /// The descriptor to write to, switching files when the path now names another one.
     private func descriptor() throws -> Descriptor {

@@ -58,8 +58,14 @@ public struct CADirectory: Sendable {
 
     private func write(_ certificate: Certificate, _ key: PrivateKey, passphrase: [UInt8]?, created: inout [String]) throws -> Certificate {
         let fm = FileManager.default
+        // Modes (docs/ca-layout.md): others may traverse the CA directory to reach crl/ and ca.pem
+        // (the web server publishes them) but neither list it nor read the key, the issued
+        // certificates or the index (device names).
+        if !fm.fileExists(atPath: self.path) {
+            try fm.createDirectory(atPath: self.path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o751])
+        }
         if !fm.fileExists(atPath: self.issuedPath) {
-            try fm.createDirectory(atPath: self.issuedPath, withIntermediateDirectories: true)
+            try fm.createDirectory(atPath: self.issuedPath, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750])
             created.append(self.issuedPath)
         }
         try AtomicFile.create(self.keyPath, contents: try key.pemEncoded(passphrase: passphrase), mode: 0o600)
@@ -67,7 +73,7 @@ public struct CADirectory: Sendable {
         try AtomicFile.create(self.certificatePath, contents: Array(certificate.pemEncoded.utf8), mode: 0o644)
         created.append(self.certificatePath)
         for (path, contents) in [(self.indexPath, ""), (self.indexPath + ".attr", "unique_subject = no\n")] where !fm.fileExists(atPath: path) {
-            try AtomicFile.create(path, contents: Array(contents.utf8), mode: 0o644)
+            try AtomicFile.create(path, contents: Array(contents.utf8), mode: 0o640)
             created.append(path)
         }
         return certificate

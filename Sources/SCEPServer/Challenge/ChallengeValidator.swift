@@ -34,13 +34,20 @@ public struct ValidatorCall: Sendable, Equatable {
     public let status: Int
     /// The service's result code, when it gave one.
     public let code: String?
+    /// How long the call took, for the latency histogram (`scep_intune_call_duration_seconds`).
+    public let durationMs: Double?
 
-    public init(operation: String, requestID: String, status: Int, code: String?) {
+    public init(operation: String, requestID: String, status: Int, code: String?, durationMs: Double? = nil) {
         self.operation = operation
         self.requestID = requestID
         self.status = status
         self.code = code
+        self.durationMs = durationMs
     }
+
+    /// No answer (status 0), or an HTTP error status: the service or the path to it failed. A
+    /// challenge the service rejected is an answer (HTTP 200 with a failure code), not a failure.
+    public var failed: Bool { self.status == 0 || self.status >= 400 }
 }
 
 /// Collects a request's validator calls; written by the validator, read by the responder.

@@ -119,7 +119,25 @@ extension Configuration {
         },
         Key(name: "server.workers") { $0.server.workers = try integer($1, "server.workers", 1...1024) },
         Key(name: "server.max_body_bytes") { $0.server.maxBodyBytes = try integer($1, "server.max_body_bytes", 1024...(64 << 20)) },
+        Key(name: "metrics.path") { $0.monitoring.metricsPath = try endpointPath($1, "metrics.path") },
+        Key(name: "metrics.counters_file") { $0.monitoring.countersFile = $1.isEmpty ? nil : $1 },
+        Key(name: "health.path") { $0.monitoring.healthPath = try endpointPath($1, "health.path") },
     ]
+
+    /// A monitoring path: absolute, no query, and outside the SCEP locations of the shipped web
+    /// server snippets (`/scep`, `/scep/…`, `/cgi-bin/pkiclient.exe`), which anyone may reach:
+    /// there the snippets' allow list for the metrics would not apply.
+    private static func endpointPath(_ text: String, _ name: String) throws -> String? {
+        guard !text.isEmpty else { return nil }
+        guard text.hasPrefix("/"), !text.contains("?"), !text.contains(" ") else {
+            throw ServerError(.configuration, "\(name): \"\(text)\" is not an absolute path like /scep-metrics")
+        }
+        let lowered = text.lowercased()
+        if lowered == "/scep" || lowered.hasPrefix("/scep/") || lowered == "/cgi-bin/pkiclient.exe" {
+            throw ServerError(.configuration, "\(name): \(text) is inside the public SCEP location; use a path of its own like /scep-metrics")
+        }
+        return text
+    }
 
     /// Loads the file (if any), then applies `SCEP_*` environment variables over it.
     ///
@@ -321,6 +339,9 @@ extension Configuration {
         }
         if let file = self.ca.keyPassphraseFile, let problem = SecretFile.problem(file, key: "ca.key_passphrase_file") {
             out.append(problem)
+        }
+        if let metrics = self.monitoring.metricsPath, metrics == self.monitoring.healthPath {
+            out.append("metrics.path and health.path are both \(metrics): give each its own path")
         }
         return out
     }

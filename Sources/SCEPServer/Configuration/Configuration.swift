@@ -43,6 +43,9 @@
 /// | `server.socket_group` | none | group of the Unix socket, e.g. `www-data` (with mode 0660) |
 /// | `server.workers` | 4 × cores (min 8) | worker threads, each accepting FastCGI requests |
 /// | `server.max_body_bytes` | 1048576 | larger POST bodies get HTTP 413 |
+/// | `metrics.path` | none (off) | request path answered with Prometheus metrics, e.g. `/scep-metrics` |
+/// | `metrics.counters_file` | `<ca.dir>/metrics.counters` | counters shared by every process of the CA directory |
+/// | `health.path` | none (off) | request path answered 200/503 with the health checks, e.g. `/scep-health` |
 public struct Configuration: Sendable, Equatable {
     public struct CA: Sendable, Equatable {
         public var dir: String = ""
@@ -123,6 +126,17 @@ public struct Configuration: Sendable, Equatable {
         public var maxBodyBytes: Int = 1 << 20
     }
 
+    /// `metrics.*` and `health.*`: endpoints answered on paths of their own, never audited.
+    public struct Monitoring: Sendable, Equatable {
+        public var metricsPath: String? = nil
+        public var countersFile: String? = nil
+        public var healthPath: String? = nil
+        public init() {}
+
+        /// Whether the shared counters are needed (the metrics, or the health check's Intune verdict).
+        public var enabled: Bool { self.metricsPath != nil || self.healthPath != nil }
+    }
+
     public var ca = CA()
     public var challenge = Challenge()
     public var intune = Intune()
@@ -132,6 +146,7 @@ public struct Configuration: Sendable, Equatable {
     public var logLevel: Diagnostics.Level = .notice
     public var audit = Audit()
     public var server = Server()
+    public var monitoring = Monitoring()
 
     public init() {}
 }

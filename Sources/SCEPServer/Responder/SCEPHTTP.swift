@@ -7,13 +7,17 @@ public struct SCEPHTTPRequest: Sendable {
     /// True when the transport stopped reading because the body exceeded `server.max_body_bytes`.
     public var bodyTooLarge: Bool
     public var remoteAddr: String
+    /// The request path (without the query), when the transport says it: SCEP ignores it, the
+    /// monitoring endpoints (`metrics.path`, `health.path`) are chosen by it.
+    public var path: String?
 
-    public init(method: String, query: String, body: [UInt8] = [], bodyTooLarge: Bool = false, remoteAddr: String = "") {
+    public init(method: String, query: String, body: [UInt8] = [], bodyTooLarge: Bool = false, remoteAddr: String = "", path: String? = nil) {
         self.method = method
         self.query = query
         self.body = body
         self.bodyTooLarge = bodyTooLarge
         self.remoteAddr = remoteAddr
+        self.path = path
     }
 }
 

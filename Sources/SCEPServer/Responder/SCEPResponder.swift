@@ -17,6 +17,11 @@ public final class SCEPResponder: Sendable {
     let policy: IssuancePolicy
     let crls: CRLPublisher?
     let diagnostics: Diagnostics
+    /// The shared counters (nil when neither metrics nor health is configured); the audit sink
+    /// given to ``init`` already counts into them (``CountingAuditSink``).
+    let metrics: Metrics?
+    let monitoring: Configuration.Monitoring
+    let health = HealthCheck()
     /// GetCACert, GetCACaps and GetNextCACert bodies, rebuilt only when the material changes:
     /// GetCACert is the hottest unauthenticated request.
     private let published = Mutex<PublishedReplies?>(nil)
@@ -32,8 +37,11 @@ public final class SCEPResponder: Sendable {
 
     public init(
         material: CAMaterialSource, store: any CertificateStore, validator: any ChallengeValidator, audit: any AuditSink,
-        policy: IssuancePolicy, crls: CRLPublisher?, diagnostics: Diagnostics = Diagnostics()
+        policy: IssuancePolicy, crls: CRLPublisher?, diagnostics: Diagnostics = Diagnostics(), metrics: Metrics? = nil,
+        monitoring: Configuration.Monitoring = .init()
     ) throws {
+        self.metrics = metrics
+        self.monitoring = monitoring
         self.material = material
         self.store = store
         self.validator = validator
@@ -46,6 +54,7 @@ public final class SCEPResponder: Sendable {
 
     public func respond(to request: SCEPHTTPRequest) -> SCEPHTTPResponse {
         OpenSSL.clearErrors()
+        if let path = request.path, let response = self.monitoringResponse(path, request) { return response }
         let record = RequestRecord(sink: self.audit, diagnostics: self.diagnostics, request: request)
         let response = self.route(request, record)
         record.finishLogging()
@@ -81,6 +90,25 @@ public final class SCEPResponder: Sendable {
         case .pkiOperation:
             return self.pkiOperation(request, query, material, record)
         }
+    }
+
+    /// `metrics.path` and `health.path`: answered before any audit record exists, since a scrape
+    /// every 15 s would otherwise be most of the audit log.
+    private func monitoringResponse(_ path: String, _ request: SCEPHTTPRequest) -> SCEPHTTPResponse? {
+        let isMetrics = path == self.monitoring.metricsPath
+        guard isMetrics || path == self.monitoring.healthPath else { return nil }
+        guard request.method == "GET" else { return SCEPHTTPResponse.text(405, "method not allowed: use GET") }
+        let material = self.material.current()
+        let intune = self.validator.mode == "intune"
+        if isMetrics {
+            guard let metrics = self.metrics else { return SCEPHTTPResponse.text(503, "metrics unavailable") }
+            let body = metrics.exposition(
+                material: material, crls: self.crls, pendingRequests: try? self.store.pendingRequests().count, intune: intune)
+            return SCEPHTTPResponse(status: 200, contentType: Metrics.contentType, body: Array(body.utf8))
+        }
+        let result = self.health.run(material: material, audit: self.audit, store: self.store, metrics: self.metrics, intune: intune)
+        if !result.healthy { self.diagnostics.log(.warning, "health check failed: \(result.json.dropLast())") }
+        return SCEPHTTPResponse(status: result.healthy ? 200 : 503, contentType: "application/json", body: Array(result.json.utf8))
     }
 
     /// The derived replies of `material`, built once per material.

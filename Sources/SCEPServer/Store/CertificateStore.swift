@@ -169,4 +169,9 @@ public protocol CertificateStore: Sendable {
 
     /// Drops transaction records older than `date`; returns how many.
     func pruneTransactions(olderThan date: Date) -> Int
+
+    // Health (`health.path`): checked without writing anything.
+
+    /// Nil when the store can take the next certificate; else a fixed code (`store-not-writable`, `store-disk-full`).
+    func healthProblem() -> String?
 }

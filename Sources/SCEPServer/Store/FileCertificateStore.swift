@@ -38,6 +38,12 @@ public final class FileCertificateStore: CertificateStore, Sendable {
 
     public func pruneTransactions(olderThan date: Date) -> Int { self.transactions.prune(olderThan: date) }
 
+    public func healthProblem() -> String? {
+        FileHealth.problem(writing: self.directory.indexPath, prefix: "store")
+            ?? FileHealth.problem(writing: self.directory.issuedPath, prefix: "store", directory: true)
+            ?? FileHealth.problem(writing: self.directory.transactionsPath, prefix: "store", directory: true)
+    }
+
     static func hashName(_ transactionID: String) -> String { TransactionDirectory.hashName(transactionID) }
 
     static func encode<T: Encodable>(_ value: T) throws -> [UInt8] {

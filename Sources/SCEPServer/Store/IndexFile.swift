@@ -140,7 +140,7 @@ final class IndexFile: Sendable {
         try self.appender.withLock { current in
             var info = stat()
             if let open = current, fstat(open.fd, &info) == 0, info.st_nlink > 0 { return open }
-            let fd = open(self.path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+            let fd = open(self.path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
             guard fd >= 0 else { throw ServerError(.store, "open \(self.path): \(errnoText())") }
             let descriptor = Descriptor(fd)
             current = descriptor
@@ -157,7 +157,7 @@ final class IndexFile: Sendable {
             let text = entries.map(\.line).joined()
             let temporary = "\(self.path).tmp-\(getpid())"
             unlink(temporary)
-            let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+            let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o640)
             guard fd >= 0 else { throw ServerError(.store, "create \(temporary): \(errnoText())") }
             do {
                 defer { close(fd) }

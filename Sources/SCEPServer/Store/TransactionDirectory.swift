@@ -34,7 +34,7 @@ struct TransactionDirectory: Sendable {
         self.pendingPath = directory.pendingPath
         self.retention = retention
         for path in [self.path, self.pendingPath] where access(path, F_OK) != 0 {
-            guard mkdir(path, 0o755) == 0 || errno == EEXIST else { throw ServerError(.store, "create \(path): \(errnoText())") }
+            guard mkdir(path, 0o750) == 0 || errno == EEXIST else { throw ServerError(.store, "create \(path): \(errnoText())") }
         }
         let me = ProcessIdentity.current
         self.marker = "\(self.path)/.claim-\(me.pid)-\(me.start)"
