@@ -1,6 +1,7 @@
 import CurlHTTP
 import SCEPCrypto
 import SCEPServer
+import Dispatch
 import FoundationEssentials
 import Synchronization
 import Glibc
@@ -8,46 +9,105 @@ import Glibc
 /// App-only tokens from Entra ID by the OAuth 2.0 client-credentials grant (v2 endpoint), cached
 /// per scope and shared by every worker thread until shortly before they expire.
 ///
-/// One fetch at a time: a thread that finds no valid token fetches it while the others wait, so a
-/// burst of enrollments costs one token request, not one each.
+/// Single flight, never under a lock: at most one fetch per scope runs at a time, outside the
+/// state lock. A caller that finds no valid token waits for that fetch (within its deadline); a
+/// caller whose token is merely due for renewal (within ``refreshMargin`` of expiry) keeps using it
+/// and starts the renewal in the background, so no enrollment waits on Entra while its token is
+/// still good. A renewal that fails leaves the old token in use until it really expires.
 final class EntraTokenProvider: @unchecked Sendable {
     struct CachedToken {
         let value: String
         let refreshAfter: ContinuousClock.Instant
+        let expires: ContinuousClock.Instant
     }
 
     struct State {
         var cache: [String: CachedToken] = [:]
+        /// The fetch in progress per scope; its group is left when it ends.
+        var inFlight: [String: DispatchGroup] = [:]
         var fetches = 0
     }
 
     private let settings: IntuneSettings
     private let secret: [UInt8]
     private let transport: any HTTPTransport
-    /// Held while a token is fetched, so concurrent callers wait for that one fetch.
+    private let diagnostics: Diagnostics
+    /// Held only to read or update the cache, never across a fetch.
     private let state = Mutex(State())
     /// How many tokens were fetched (for diagnostics and tests).
     var fetches: Int { self.state.withLock { $0.fetches } }
 
-    /// Refresh this long before `expires_in` runs out (intune-api.md §1.4 recommendation).
+    /// Renew this long before `expires_in` runs out (intune-api.md §1.4 recommendation).
     static let refreshMargin: Double = 300
 
-    init(settings: IntuneSettings, secret: [UInt8], transport: any HTTPTransport) {
+    init(settings: IntuneSettings, secret: [UInt8], transport: any HTTPTransport, diagnostics: Diagnostics = Diagnostics()) {
         self.settings = settings
         self.secret = secret
         self.transport = transport
+        self.diagnostics = diagnostics
     }
 
-    /// A valid token for `scope`, from the cache or fetched now.
+    private enum Step {
+        case use(String)
+        case wait(DispatchGroup)
+        case fetch(DispatchGroup)
+    }
+
+    /// A valid token for `scope`: cached, or fetched now (once, whoever else asks meanwhile).
     func token(scope: String, deadline: Deadline, trace: ValidatorTrace? = nil) throws -> String {
-        try self.state.withLock { state in
-            if let cached = state.cache[scope], ContinuousClock.now < cached.refreshAfter { return cached.value }
-            let (token, lifetime) = try self.fetch(scope: scope, deadline: deadline, trace: trace)
-            let keep = max(0, lifetime - Self.refreshMargin)
-            state.cache[scope] = CachedToken(value: token, refreshAfter: ContinuousClock.now + .milliseconds(Int64(keep * 1000)))
-            state.fetches += 1
-            return token
+        while true {
+            var renewInBackground: DispatchGroup? = nil
+            let step: Step = self.state.withLock { state in
+                let now = ContinuousClock.now
+                let cached = state.cache[scope].flatMap { now < $0.expires ? $0 : nil }
+                if let cached, now < cached.refreshAfter { return .use(cached.value) }
+                if let flight = state.inFlight[scope] { return cached.map { .use($0.value) } ?? .wait(flight) }
+                let group = DispatchGroup()
+                group.enter()
+                state.inFlight[scope] = group
+                guard let cached else { return .fetch(group) }
+                renewInBackground = group
+                return .use(cached.value)
+            }
+            if let group = renewInBackground {
+                // Still valid: renew without making this request wait. The renewal's own call is
+                // not part of this request, so it is logged rather than audited.
+                DispatchQueue.global().async {
+                    do { _ = try self.fetchAndStore(scope: scope, deadline: Deadline(seconds: self.settings.timeoutSeconds), trace: nil, group: group) } catch {
+                        self.diagnostics.log(.warning, "Entra token renewal for \(scope) failed; the current token stays in use until it expires: \(error)")
+                    }
+                }
+            }
+            switch step {
+            case .use(let token):
+                return token
+            case .wait(let group):
+                guard group.wait(timeout: .now() + deadline.remaining) == .success else {
+                    throw IntuneError(.timeout, "no Entra token within intune.timeout_seconds (another request's fetch is still running)")
+                }
+                continue  // the fetch ended: use its token, or fetch again if it failed
+            case .fetch(let group):
+                return try self.fetchAndStore(scope: scope, deadline: deadline, trace: trace, group: group)
+            }
         }
+    }
+
+    /// Fetches, caches, and ends the flight `group` (waiters then find the new token, or fetch anew).
+    private func fetchAndStore(scope: String, deadline: Deadline, trace: ValidatorTrace?, group: DispatchGroup) throws -> String {
+        defer {
+            self.state.withLock { _ = $0.inFlight.removeValue(forKey: scope) }
+            group.leave()
+        }
+        let (token, lifetime) = try self.fetch(scope: scope, deadline: deadline, trace: trace)
+        let now = ContinuousClock.now
+        let cached = CachedToken(
+            value: token, refreshAfter: now + .milliseconds(Int64(max(0, lifetime - Self.refreshMargin) * 1000)),
+            expires: now + .milliseconds(Int64(max(0, lifetime - 30) * 1000)))
+        self.state.withLock { state in
+            state.cache[scope] = cached
+            state.fetches += 1
+        }
+        return token
     }
 
     /// Drops a token the resource server refused (HTTP 401), unless another thread already replaced it.

@@ -1,4 +1,5 @@
 import CurlHTTP
+import Dispatch
 import FoundationEssentials
 import SCEPServer
 import Synchronization
@@ -12,9 +13,11 @@ final class ServiceLocator: @unchecked Sendable {
     private let transport: any HTTPTransport
     struct State {
         var cached: String?
+        /// The discovery in progress; its group is left when it ends.
+        var inFlight: DispatchGroup?
         var lookups = 0
     }
-    /// Held during a discovery, so concurrent callers wait for that one lookup.
+    /// Held only to read or update the cache, never across a discovery (which needs a token).
     private let state = Mutex(State())
     /// How many discoveries were made (for diagnostics and tests).
     var lookups: Int { self.state.withLock { $0.lookups } }
@@ -25,13 +28,35 @@ final class ServiceLocator: @unchecked Sendable {
         self.transport = transport
     }
 
-    /// The validation service base URL (no trailing slash).
+    /// The validation service base URL (no trailing slash): cached, or discovered now, once,
+    /// however many requests ask meanwhile (they wait for that one discovery, within their deadline).
     func validationService(deadline: Deadline, trace: ValidatorTrace? = nil) throws -> String {
-        try self.state.withLock { state in
-            if let cached = state.cached { return cached }
+        while true {
+            let (cached, flight, mine): (String?, DispatchGroup?, Bool) = self.state.withLock { state in
+                if let cached = state.cached { return (cached, nil, false) }
+                if let flight = state.inFlight { return (nil, flight, false) }
+                let group = DispatchGroup()
+                group.enter()
+                state.inFlight = group
+                return (nil, group, true)
+            }
+            if let cached { return cached }
+            guard let flight else { continue }
+            guard mine else {
+                guard flight.wait(timeout: .now() + deadline.remaining) == .success else {
+                    throw IntuneError(.timeout, "no Intune service URL within intune.timeout_seconds (another request's discovery is still running)")
+                }
+                continue
+            }
+            defer {
+                self.state.withLock { $0.inFlight = nil }
+                flight.leave()
+            }
             let uri = try self.discover(deadline: deadline, trace: trace)
-            state.cached = uri
-            state.lookups += 1
+            self.state.withLock { state in
+                state.cached = uri
+                state.lookups += 1
+            }
             return uri
         }
     }

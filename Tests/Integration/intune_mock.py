@@ -14,7 +14,8 @@ validateRequest decides from the CSR's challengePassword:
   anything else   ChallengeDecryptionError
 Knobs (POST /_mock/config, JSON): discovery = ok|missing|403|500, scep_status = <int> (every
 ScepActions call answers it), unauthorized_once = true (next ScepActions call gets 401),
-intune_roles = [...] (the `roles` claim of new Intune tokens; [] omits it, as without consent).
+intune_roles = [...] (the `roles` claim of new Intune tokens; [] omits it, as without consent),
+token_delay_ms = <ms> (a slow Entra: the token endpoint answers that much later), token_expires_in = <s>.
 GET /_mock/state returns the recorded requests and counters; POST /_mock/reset clears them.
 
 usage: intune_mock.py PORT CERT KEY TENANT CLIENT_ID SECRET_FILE
@@ -47,7 +48,8 @@ class State:
     def reset(self):
         with self.lock:
             self.config = {"discovery": "ok", "scep_status": None, "unauthorized_once": False,
-                           "intune_roles": ["scep_challenge_provider"]}
+                           "intune_roles": ["scep_challenge_provider"], "token_delay_ms": 0, "token_expires_in": 3599}
+            self.token_log = []
             self.requests = []
             self.token_requests = {"intune": 0, "graph": 0}
             self.discoveries = 0
@@ -99,7 +101,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/_mock/state":
             with STATE.lock:
-                return self.reply(200, {"requests": STATE.requests, "token_requests": STATE.token_requests,
+                return self.reply(200, {"requests": STATE.requests, "token_requests": STATE.token_requests, "token_log": STATE.token_log,
                                         "discoveries": STATE.discoveries, "max_in_flight": STATE.max_in_flight})
         if self.path == f"/v1.0/servicePrincipals/appId={INTUNE_APP}/endpoints":
             return self.discovery()
@@ -159,7 +161,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             token = ".".join(jwt_part(part) for part in
                              [{"typ": "JWT", "alg": "RS256", "kid": "mock"}, claims, "mock-signature"])
             STATE.tokens[token] = audience
-        self.reply(200, {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token})
+            delay, lifetime = STATE.config["token_delay_ms"], STATE.config["token_expires_in"]
+            entry = {"kind": kind, "start": time.time()}
+            STATE.token_log.append(entry)
+        time.sleep(delay / 1000)  # a slow Entra
+        entry["end"] = time.time()
+        self.reply(200, {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": token})
 
     # -- Microsoft Graph -------------------------------------------------------------------------
 
@@ -188,7 +195,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     # -- Intune ScepActions ----------------------------------------------------------------------
 
     def scep_action(self, operation, body):
-        record = {"op": operation, "headers": {k.lower(): v for k, v in self.headers.items()}, "status": 0}
+        record = {"op": operation, "headers": {k.lower(): v for k, v in self.headers.items()}, "status": 0, "t": time.time()}
         try:
             record["body"] = json.loads(body)
         except ValueError:

@@ -9,6 +9,7 @@ import os
 import ssl
 import subprocess
 import tempfile
+import time
 
 import pytest
 
@@ -334,3 +335,37 @@ def test_check_intune(env):
         assert out.returncode == 1 and "intune-consent-missing" in out.stdout, out.stdout
         assert f"roles claim ({shown}) lacks scep_challenge_provider" in out.stdout and CLIENT_ID in out.stdout
     mock.configure(intune_roles=["scep_challenge_provider"])
+
+
+def test_slow_entra_renewal_keeps_enrollments_moving(env):
+    """A token due for renewal is renewed once, in the background, while enrollments keep using it:
+    with Entra taking 2.5 s to answer, the enrollments made meanwhile reach Intune during that renewal."""
+    site, mock = env
+    mock.reset()
+    mock.configure(token_expires_in=302)  # renewal due 2 s after issue (5 min margin), valid for 5 min
+    site.restart_scep_fcgi()
+    try:
+        assert enroll(site, "ok-renewal-0")[0]["status"] == "success"
+        time.sleep(2.5)
+        mock.configure(token_delay_ms=2500)  # slow, but inside intune.timeout_seconds (3 s here)
+        for i in range(3):
+            assert enroll(site, f"ok-renewal-{i + 1}")[0]["status"] == "success"
+        harness.wait_for(lambda: len([t for t in mock.state()["token_log"] if t["kind"] == "intune" and "end" in t]) == 2,
+                         "the background renewal to finish", timeout=15)
+        state = mock.state()
+        first, renewal = [t for t in state["token_log"] if t["kind"] == "intune"]
+        during = ops(state, "validateRequest")[1:]
+        # The three enrollments made once the token was due were all validated before the renewal
+        # came back: none waited on it (the first of them triggered it, in the background).
+        assert len(during) == 3 and all(r["t"] < renewal["end"] for r in during), (renewal, [r["t"] for r in during])
+        assert sum(1 for r in during if r["t"] > renewal["start"]) >= 2
+        tokens = {r["headers"]["authorization"] for r in during}
+        assert len(tokens) == 1, "they all used the token they had"
+        assert state["token_requests"]["intune"] == 2, "one renewal, however many requests saw it due"
+        mock.configure(token_delay_ms=0)
+        assert enroll(site, "ok-renewal-after")[0]["status"] == "success"
+        last = ops(mock.state(), "validateRequest")[-1]["headers"]["authorization"]
+        assert last not in tokens, "the renewed token is used once it arrived"
+    finally:
+        mock.reset()
+        site.restart_scep_fcgi()

@@ -3,6 +3,7 @@ import Foundation
 import SCEP
 import SCEPCrypto
 import SCEPServer
+import Synchronization
 import Testing
 
 @testable import IntuneChallenge
@@ -134,6 +135,58 @@ struct IntuneChallengeTests {
         for _ in 0..<5 { _ = try validator.validate(try Fixture.context()) }
         #expect(stub.count("/token") == 2 && stub.count("/endpoints") == 1 && stub.count("validateRequest") == 5)
         #expect(validator.statistics.tokenFetches == 2 && validator.statistics.discoveries == 1)
+    }
+
+    @Test("cold start under concurrency: one token per scope and one discovery, fetched outside any lock")
+    func singleFlightColdStart() throws {
+        let stub = StubHTTPTransport { request, index in
+            if request.url.hasSuffix("/oauth2/v2.0/token") || request.url.contains("/servicePrincipals/") { usleep(200_000) }
+            return try healthy()(request, index)
+        }
+        let validator = IntuneChallengeValidator(settings: settings(), secret: [1], transport: stub)
+        let results = Mutex<[ChallengeDecision]>([])
+        DispatchQueue.concurrentPerform(iterations: 8) { _ in
+            let decision = try? validator.validate(try Fixture.context())
+            results.withLock { $0.append(decision ?? .rejected(.internalError, detail: "threw")) }
+        }
+        #expect(results.withLock { $0 } == Array(repeating: .accepted, count: 8))
+        #expect(stub.count("/token") == 2 && stub.count("/endpoints") == 1 && stub.count("validateRequest") == 8)
+    }
+
+    @Test("a token due for renewal stays in use while Entra is slow: requests do not wait on the renewal")
+    func renewalDoesNotBlock() throws {
+        let release = DispatchSemaphore(value: 0)
+        let intuneTokens = Mutex(0)
+        let stub = StubHTTPTransport { request, index in
+            if request.url.hasSuffix("/oauth2/v2.0/token") {
+                let form = String(decoding: request.body ?? [], as: UTF8.self)
+                guard form.contains("manage.microsoft.com") else { return try healthy()(request, index) }
+                let n = intuneTokens.withLock { $0 += 1; return $0 }
+                // The first token is due for renewal after 1 s (expires_in - refreshMargin); the
+                // renewal hangs until the test lets it go.
+                if n == 2 { release.wait() }
+                return json(200, ["token_type": "Bearer", "expires_in": 301, "access_token": "intune-token-\(n)"])
+            }
+            return try healthy()(request, index)
+        }
+        let validator = IntuneChallengeValidator(settings: settings(), secret: [1], transport: stub)
+        #expect(try validator.validate(try Fixture.context()) == .accepted)
+        usleep(1_200_000)
+        for _ in 0..<3 { #expect(try validator.validate(try Fixture.context()) == .accepted) }
+        func bearers() -> [String] {
+            stub.requests.filter { $0.url.contains("validateRequest") }.compactMap { r in r.headers.first { $0.0 == "Authorization" }?.1 }
+        }
+        // All four used the first token; the renewal is still hanging in the background.
+        #expect(bearers() == Array(repeating: "Bearer intune-token-1", count: 4))
+        for _ in 0..<100 where intuneTokens.withLock({ $0 }) < 2 { usleep(20_000) }  // the renewal reaches Entra
+        #expect(intuneTokens.withLock { $0 } == 2)
+        #expect(try validator.validate(try Fixture.context()) == .accepted)
+        #expect(bearers().last == "Bearer intune-token-1", "still hanging: the old token serves on")
+        release.signal()
+        for _ in 0..<100 where validator.statistics.tokenFetches < 3 { usleep(20_000) }
+        #expect(try validator.validate(try Fixture.context()) == .accepted)
+        #expect(bearers().last == "Bearer intune-token-2")
+        #expect(intuneTokens.withLock { $0 } == 2, "one renewal, however many requests saw it due")
     }
 
     @Test("a 401 drops the token and retries once; a second 401 is intune-unauthorized")
