@@ -59,6 +59,11 @@ public struct SCEPError: Error, Hashable, CustomStringConvertible, Sendable {
         case unknownCertificate = "unknown-certificate"
         case unknownIssuer = "unknown-issuer"
         case crlUnavailable = "crl-unavailable"
+        // Name policy (RFC 5280 §4.2.1.6), checked before the challenge.
+        case subjectTooLarge = "subject-too-large"
+        case subjectInvalid = "subject-invalid"
+        case tooManyNames = "too-many-names"
+        case nameInvalid = "name-invalid"
     }
 
     public let code: Code
@@ -160,6 +165,10 @@ public struct SCEPError: Error, Hashable, CustomStringConvertible, Sendable {
         case .unknownCertificate: return "no certificate with this issuer and serial number"
         case .unknownIssuer: return "issuer is not a CA of this server"
         case .crlUnavailable: return "CRL could not be produced, try again later"
+        case .subjectTooLarge: return "requested subject is larger than this server accepts"
+        case .subjectInvalid: return "requested subject contains control characters"
+        case .tooManyNames: return "more subjectAltNames than this server accepts"
+        case .nameInvalid: return "a subjectAltName is not valid for its type"
         default: return "internal error, see server logs"
         }
     }

@@ -82,6 +82,25 @@ public final class CertificateSigningRequest: @unchecked Sendable {
         return GeneralNames.describe(names)
     }
 
+    /// Every requested subjectAltName entry with its raw value, for validation by type
+    /// (RFC 5280 §4.2.1.6). Raw bytes, not OpenSSL's printout: a NUL or newline inside a name
+    /// must be seen, not escaped or cut short.
+    public var requestedNames: [RequestedName] {
+        guard let names = self.requestedSubjectAltNames() else { return [] }
+        defer { GENERAL_NAMES_free(names) }
+        return (0..<COpenSSL_sk_GENERAL_NAME_num(names)).compactMap { i in
+            COpenSSL_sk_GENERAL_NAME_value(names, i).map(RequestedName.init)
+        }
+    }
+
+    /// DER of the requested subjectAltName extension value (GeneralNames), for a digest in the
+    /// audit log of a request whose names are not recorded one by one.
+    public var subjectAltNamesDER: [UInt8]? {
+        guard let names = self.requestedSubjectAltNames() else { return nil }
+        defer { GENERAL_NAMES_free(names) }
+        return try? encodeDER("i2d_GENERAL_NAMES") { i2d_GENERAL_NAMES(names, $0) }
+    }
+
     /// The subjectAltName extension of the extensionRequest attribute, decoded; caller frees.
     func requestedSubjectAltNames() -> OpaquePointer? {
         guard let extensions = X509_REQ_get_extensions(self.pointer) else {
@@ -188,5 +207,56 @@ enum GeneralNames {
             }
             if !keep { GENERAL_NAME_free(COpenSSL_sk_GENERAL_NAME_delete(names, i)) }
         }
+    }
+}
+
+/// One requested subjectAltName entry (RFC 5280 §4.2.1.6) with its raw value.
+public struct RequestedName: Sendable, Equatable {
+    public enum Kind: String, Sendable {
+        case dns = "DNS"
+        case email
+        case ip = "IP"
+        case uri = "URI"
+        /// The Microsoft UPN otherName (1.3.6.1.4.1.311.20.2.3).
+        case upn = "UPN"
+        /// Directory names, registered IDs, other otherNames: never issued.
+        case other
+    }
+
+    public let kind: Kind
+    /// IA5String bytes (DNS, email, URI), address octets (IP), UTF-8 (UPN); empty for `other`.
+    public let value: [UInt8]
+
+    public init(kind: Kind, value: [UInt8]) {
+        self.kind = kind
+        self.value = value
+    }
+
+    init(_ name: UnsafeMutablePointer<GENERAL_NAME>) {
+        switch name.pointee.type {
+        case GEN_DNS, GEN_EMAIL, GEN_URI:
+            let kind: Kind = name.pointee.type == GEN_DNS ? .dns : name.pointee.type == GEN_EMAIL ? .email : .uri
+            self.init(kind: kind, value: Self.bytes(name.pointee.d.ia5))
+        case GEN_IPADD:
+            self.init(kind: .ip, value: Self.bytes(name.pointee.d.iPAddress))
+        case GEN_OTHERNAME:
+            var oid: OpaquePointer? = nil
+            var value: UnsafeMutablePointer<ASN1_TYPE>? = nil
+            guard GENERAL_NAME_get0_otherName(name, &oid, &value) == 1, OBJ_obj2nid(oid) == NID_ms_upn, let value,
+                let der = try? encodeDER("i2d_ASN1_TYPE", { i2d_ASN1_TYPE(value, $0) }),
+                let text = try? DERNode.parseSingle(der).stringValue()
+            else {
+                self.init(kind: .other, value: [])
+                return
+            }
+            self.init(kind: .upn, value: Array(text.utf8))
+        default:
+            self.init(kind: .other, value: [])
+        }
+    }
+
+    private static func bytes(_ string: UnsafeMutablePointer<ASN1_STRING>?) -> [UInt8] {
+        guard let string, let data = ASN1_STRING_get0_data(string) else { return [] }
+        return Array(UnsafeBufferPointer(start: data, count: Int(ASN1_STRING_length(string))))
     }
 }

@@ -169,7 +169,7 @@ http {{
 
         # A 20 KB GET PKIOperation to the non-default server: issued, not 414.
         work = tempfile.mkdtemp(dir=root)
-        sans = [f"DNS:host-{i:04d}.a-rather-long-subdomain-name.example.com" for i in range(260)]
+        sans = [f"DNS:h{i:04d}." + ".".join([chr(97 + j) * 55 for j in range(4)]) + ".example" for i in range(64)]  # the default cap
         harness.make_request(None, work, subject="CN=packaged-long-get", ca="/var/lib/scep-fcgi/ca/ca.pem", san=sans)
         b64 = base64.b64encode(open(os.path.join(work, "request.der"), "rb").read()).decode()
         query = "operation=PKIOperation&message=" + urllib.parse.quote(b64, safe="")

@@ -1,5 +1,6 @@
 """Wire behaviour through each front end: exact content types, GET encodings, bad input."""
 import base64
+import json
 import os
 import subprocess
 import tempfile
@@ -120,7 +121,7 @@ def test_bad_input_gets_4xx_and_server_keeps_serving(site):
 def test_long_get_query(site):
     """A ~20 KB GET: nginx and mod_fcgid pass it; mod_proxy_fcgi drops the whole QUERY_STRING
     silently (AH02536), which scep-fcgi turns into a clear 400 instead of an empty request."""
-    sans = [f"DNS:host-{i:04d}.a-rather-long-subdomain-name.example.com" for i in range(260)]
+    sans = [f"DNS:h{i:04d}." + ".".join([chr(97 + j) * 55 for j in range(4)]) + ".example" for i in range(64)]  # the default cap
     work = harness.make_request(site, workdir(site, "long"), subject="CN=long-get", san=sans)
     b64 = base64.b64encode(open(os.path.join(work, "request.der"), "rb").read()).decode()
     query = "operation=PKIOperation&message=" + urllib.parse.quote(b64, safe="")
@@ -132,3 +133,26 @@ def test_long_get_query(site):
         assert site.audit_lines()[-1]["reason"] == "missing-operation"
     else:
         assert status == 200 and harness.open_reply(work, body)["status"] == "success"
+
+
+def test_names_are_validated_and_capped_before_the_challenge(site):
+    """RFC 5280 §4.2.1.6 names by type, the SAN count cap (issue.max_subject_alt_names, 64), and an
+    audit line bounded whatever the request holds: 1,000 SANs with a wrong challenge used to be
+    issued-or-logged name by name (a 780 KB line for 30,000)."""
+    many = [f"DNS:h{i:04d}.example.com" for i in range(1000)]
+    cases = [(many, "wrong", "too-many-names"), (["DNS:*.*.example"], harness.CHALLENGE, "name-invalid"),
+             (["DNS:not a hostname!"], harness.CHALLENGE, "name-invalid"), (["DNS:line1\nline2"], harness.CHALLENGE, "name-invalid")]
+    before = set(site.issued_serials())
+    for sans, challenge, reason in cases:
+        work = harness.make_request(site, workdir(site, "names"), subject="CN=names", challenge=challenge, san=sans)
+        status, _, body = site.request("POST", "operation=PKIOperation", open(os.path.join(work, "request.der"), "rb").read())
+        assert status == 200
+        reply = harness.open_reply(work, body)
+        assert reply["status"] == "failure" and reply["failInfo"] == "badRequest", reply
+        site.wait_audit(1)
+        with open(site.audit) as f:
+            line = f.readlines()[-1]
+        event = json.loads(line)
+        assert event["reason"] == reason and "challengeMode" not in event and len(line) < 4096, (reason, len(line))
+    assert set(site.issued_serials()) == before
+    assert site.request("GET", "operation=GetCACaps")[0] == 200

@@ -58,6 +58,12 @@ public struct AuditEvent: Sendable, Equatable {
     public var validatorCalls: [ValidatorCall]?
     public var subject: String?
     public var subjectAltNames: [String]?
+    /// For a request whose subject or names are too large to record: their size and SHA-256
+    /// (of the subject Name DER, of the GeneralNames DER) instead, so a line stays bounded.
+    public var subjectBytes: Int?
+    public var subjectSHA256: String?
+    public var subjectAltNameCount: Int?
+    public var subjectAltNamesSHA256: String?
     public var serial: String?
     /// For a renewal: the serial of the certificate it renews.
     public var renews: String?
@@ -96,7 +102,11 @@ public struct AuditEvent: Sendable, Equatable {
             json.addRaw("validatorCalls", "[" + calls.map(Self.callJSON).joined(separator: ",") + "]")
         }
         json.add("subject", self.subject)
+        json.add("subjectBytes", self.subjectBytes)
+        json.add("subjectSHA256", self.subjectSHA256)
         json.add("subjectAltNames", self.subjectAltNames)
+        json.add("subjectAltNameCount", self.subjectAltNameCount)
+        json.add("subjectAltNamesSHA256", self.subjectAltNamesSHA256)
         json.add("serial", self.serial)
         json.add("renews", self.renews)
         json.add("revocationReason", self.revocationReason)
@@ -180,6 +190,10 @@ package struct JSONObjectWriter {
     }
 
     package mutating func add(_ key: String, _ value: Int) { self.addRaw(key, String(value)) }
+
+    package mutating func add(_ key: String, _ value: Int?) {
+        if let value { self.add(key, value) }
+    }
 
     package mutating func add(_ key: String, _ values: [String]?) {
         guard let values else { return }

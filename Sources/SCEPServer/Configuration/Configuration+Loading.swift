@@ -91,6 +91,8 @@ extension Configuration {
         Key(name: "issue.allow_des_requests") { $0.issue.allowDESRequests = try boolean($1, "issue.allow_des_requests") },
         Key(list: "issue.crl_url", \.issue.crlURLs, validate: { try url($0, "issue.crl_url") }),
         Key(list: "issue.aia_url", \.issue.aiaURLs, validate: { try url($0, "issue.aia_url") }),
+        Key(name: "issue.max_subject_alt_names") { $0.issue.maxSubjectAltNames = try integer($1, "issue.max_subject_alt_names", 0...10000) },
+        Key(name: "issue.max_subject_bytes") { $0.issue.maxSubjectBytes = try integer($1, "issue.max_subject_bytes", 64...65536) },
         Key(name: "ca.crl_validity_hours") { $0.ca.crlValidityHours = try integer($1, "ca.crl_validity_hours", 1...8760) },
         Key(name: "store.transaction_retention_days") {
             $0.store.transactionRetentionDays = try integer($1, "store.transaction_retention_days", 1...3650)

@@ -33,6 +33,8 @@
 /// | `issue.allow_des_requests` | `true` | accept single-DES requests (replies are never DES) |
 /// | `issue.crl_url` | none | CRL distribution point URL put in issued certificates (repeatable) |
 /// | `issue.aia_url` | none | AIA caIssuers URL put in issued certificates (repeatable) |
+/// | `issue.max_subject_alt_names` | 64 | more subjectAltNames in a CSR get FAILURE `too-many-names` |
+/// | `issue.max_subject_bytes` | 1024 | a larger subject (DER) gets FAILURE `subject-too-large` |
 /// | `ca.crl_validity_hours` | 168 | CRL validity; reissued at half of it or after a revocation |
 /// | `store.transaction_retention_days` | 30 | how long a transactionID is remembered for replay |
 /// | `log.level` | `notice` | error, warn, notice, info (one line per request), debug |
@@ -109,6 +111,9 @@ public struct Configuration: Sendable, Equatable {
         public var allowDESRequests: Bool = true
         public var crlURLs: [String] = []
         public var aiaURLs: [String] = []
+        /// Caps checked before the challenge (RFC 5280 §4.2.1.6 names are validated by type too).
+        public var maxSubjectAltNames: Int = 64
+        public var maxSubjectBytes: Int = 1024
         public init() {}
     }
 

@@ -17,6 +17,8 @@ public struct IssuancePolicy: Sendable {
     public var crlURLs: [String]
     public var aiaURLs: [String]
     public var transactionRetentionDays: Int
+    /// Subject and subjectAltName rules and caps.
+    var names: NamePolicy
 
     public init(_ issue: Configuration.Issue, challengeMode: Configuration.ChallengeMode = .static, store: Configuration.Store = .init()) {
         self.validityDays = issue.validityDays
@@ -34,6 +36,7 @@ public struct IssuancePolicy: Sendable {
         self.crlURLs = issue.crlURLs
         self.aiaURLs = issue.aiaURLs
         self.transactionRetentionDays = store.transactionRetentionDays
+        self.names = NamePolicy(maxNames: issue.maxSubjectAltNames, maxSubjectBytes: issue.maxSubjectBytes)
     }
 
     /// Whether a CSR key is acceptable: RSA of at least `minRSABits`, or an EC key. The reply

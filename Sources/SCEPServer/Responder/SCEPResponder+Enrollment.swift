@@ -10,9 +10,9 @@ extension SCEPResponder {
     func enroll(_ x: Exchange, _ record: RequestRecord, _ contextOut: inout ChallengeContext?) throws -> SCEPHTTPResponse {
         let csr: CertificateSigningRequest
         do { csr = try CertificateSigningRequest(derEncoded: x.content) } catch { throw SCEPError(.malformedCSR, "\(error)") }
-        record.event.subject = csr.subject
-        let names = csr.subjectAltNames
-        if !names.isEmpty { record.event.subjectAltNames = names }
+        let names = self.recordNames(of: csr, record)
+        // Names before anything costly (signature checks, the validator): RFC 5280 §4.2.1.6.
+        try self.policy.names.check(subjectDER: csr.subjectNameDER, subject: csr.subject, names: csr.requestedNames)
         guard self.policy.acceptsCSRDigest(csr.signatureDigest) else { throw SCEPError(.csrDigest, csr.signatureAlgorithmOID) }
         // Proof of possession (RFC 8894 §3.3.1 via PKCS#10): micromdm never checks it; we do.
         guard csr.verifySignature() else { throw SCEPError(.badCSRSignature) }
@@ -107,6 +107,29 @@ extension SCEPResponder {
             throw error
         }
     }
+
+    /// Puts the requested subject and names into the audit record, or, past the caps, only their
+    /// sizes and digests: an audit line stays bounded whatever a request holds. Returns the names.
+    private func recordNames(of csr: CertificateSigningRequest, _ record: RequestRecord) -> [String] {
+        let subjectDER = csr.subjectNameDER
+        if subjectDER.count <= self.policy.names.maxSubjectBytes {
+            record.event.subject = csr.subject
+        } else {
+            record.event.subjectBytes = subjectDER.count
+            record.event.subjectSHA256 = (try? DigestAlgorithm.sha256.hash(subjectDER)).map { HexEncoding.string($0) }
+        }
+        let names = csr.subjectAltNames
+        if names.count <= self.policy.names.maxNames && names.reduce(0, { $0 + $1.utf8.count }) <= Self.maxRecordedNameBytes {
+            if !names.isEmpty { record.event.subjectAltNames = names }
+        } else {
+            record.event.subjectAltNameCount = names.count
+            record.event.subjectAltNamesSHA256 = csr.subjectAltNamesDER.flatMap { try? DigestAlgorithm.sha256.hash($0) }.map { HexEncoding.string($0) }
+        }
+        return names
+    }
+
+    /// The most name text one audit line carries; more is recorded as a count and a digest.
+    static let maxRecordedNameBytes = 8192
 
     /// Whether a request that repeats an issued transaction's transactionID and key asks for a new
     /// certificate rather than the old one again. micromdm's scepclient derives its transactionID
