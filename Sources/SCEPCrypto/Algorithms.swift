@@ -53,6 +53,16 @@ public enum DigestAlgorithm: String, Sendable, CaseIterable {
         }
         return Array(out.prefix(Int(length)))
     }
+
+    /// HMAC (RFC 2104) of `bytes` under `key` with this digest.
+    public func hmac(key: [UInt8], _ bytes: [UInt8]) throws -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+        var length: UInt32 = 0
+        guard HMAC(self.md, key, Int32(key.count), bytes, bytes.count, &out, &length) != nil else {
+            throw OpenSSLError(.library, "HMAC \(self.rawValue)")
+        }
+        return Array(out.prefix(Int(length)))
+    }
 }
 
 /// Content-encryption ciphers of a pkcsPKIEnvelope (RFC 8894 §3.2.1.1).

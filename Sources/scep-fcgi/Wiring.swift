@@ -27,7 +27,8 @@ enum Wiring {
             case .intune:
                 validator = try self.intuneValidator(config.intune)
             }
-            var audit: any AuditSink = try JSONLinesAuditSink(path: config.audit.path, sync: config.audit.sync, diagnostics: diagnostics)
+            var audit: any AuditSink = try JSONLinesAuditSink(
+                path: config.audit.path, sync: config.audit.sync, chainKey: try self.chainKey(config), diagnostics: diagnostics)
             var metrics: Metrics? = nil
             if config.monitoring.enabled {
                 let counters = try Metrics(path: self.countersPath(config), create: true)
@@ -47,6 +48,11 @@ enum Wiring {
         }
     }
 
+    /// The `audit.chain_key_file` secret, read once.
+    static func chainKey(_ config: Configuration) throws -> [UInt8]? {
+        try config.audit.chainKeyFile.map { try SecretFile.read($0, key: "audit.chain_key_file") }
+    }
+
     static func countersPath(_ config: Configuration) -> String {
         config.monitoring.countersFile ?? Metrics.defaultPath(caDirectory: config.ca.dir)
     }
@@ -55,7 +61,7 @@ enum Wiring {
     /// so `scep_ca_operations_total` matches the audit log (the commands never create the file:
     /// run as another user, they would leave it unwritable for the server).
     static func commandAuditSink(_ config: Configuration, path: String) throws -> any AuditSink {
-        let audit = try JSONLinesAuditSink(path: path, sync: true)
+        let audit = try JSONLinesAuditSink(path: path, sync: true, chainKey: path == config.audit.path ? try self.chainKey(config) : nil)
         guard config.monitoring.enabled, path == config.audit.path, let metrics = try? Metrics(path: self.countersPath(config), create: false) else { return audit }
         return CountingAuditSink(audit, metrics: metrics)
     }

@@ -26,5 +26,15 @@ def test_concurrent_enrollments_two_processes():
         issued = [e for e in site.audit_lines() if e["outcome"] == "issued"]
         assert {e["serial"] for e in issued} == serials and len(issued) == len(works)
         assert site.scep_fcgi_alive()
+        # Two processes appended to one file: still one unbroken prev chain.
+        verify = harness.run([harness.SCEP_FCGI, "audit", "verify", site.audit])
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+        # Any edit is found: the line after a changed one names the original.
+        lines = open(site.audit).readlines()
+        lines[5] = lines[5].replace('"outcome":"issued"', '"outcome":"failed"')
+        tampered = os.path.join(site.root, "tampered.jsonl")
+        open(tampered, "w").writelines(lines)
+        out = harness.run([harness.SCEP_FCGI, "audit", "verify", tampered])
+        assert out.returncode == 1 and f"tampered.jsonl:7: prev does not name {tampered}:6" in out.stdout, out.stdout
     finally:
         site.stop()

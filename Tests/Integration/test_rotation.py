@@ -65,6 +65,11 @@ def check_rotation(variant):
             live = [json.loads(line) for line in f if line.strip()]
         assert [e["subject"] for e in live if e.get("outcome") == "issued"] == [f"CN=after-{i}" for i in range(3)]
         assert site.scep_fcgi_alive()
+        # The prev chain runs on from the rotated file into the new one, from the log's first line.
+        verify = run([harness.SCEP_FCGI, "audit", "verify", *sorted(rotated), site.audit])
+        assert verify.returncode == 0 and "chained from the log's first line" in verify.stdout, verify.stdout + verify.stderr
+        alone = run([harness.SCEP_FCGI, "audit", "verify", site.audit])
+        assert alone.returncode == 0 and "(an earlier file)" in alone.stdout
     finally:
         site.stop()
 

@@ -40,6 +40,12 @@ public final class JSONLinesAuditSink: AuditSink, Sendable {
     private let sync: Bool
     private let diagnostics: Diagnostics
     public let path: String
+    let chain: AuditChain
+    let head: ChainHead
+    /// Held across link-then-append by this process's threads (an `flock` does not exclude threads
+    /// sharing one open file); the file's `flock` then excludes other processes. Remembers the
+    /// last line this process wrote: while the file is still that size, no other line followed it.
+    private let appending = Mutex<(inode: UInt, size: Int, link: String)?>(nil)
 
     final class Descriptor: Sendable {
         let fd: Int32
@@ -52,15 +58,22 @@ public final class JSONLinesAuditSink: AuditSink, Sendable {
         deinit { close(self.fd) }
     }
 
-    public init(path: String, sync: Bool, diagnostics: Diagnostics = Diagnostics()) throws {
+    /// - Parameter chainKey: the `audit.chain_key_file` secret: `prev` links become HMAC-SHA-256.
+    public init(path: String, sync: Bool, chainKey: [UInt8]? = nil, diagnostics: Diagnostics = Diagnostics()) throws {
         self.path = path
         self.sync = sync
         self.diagnostics = diagnostics
+        self.chain = AuditChain(logPath: path, key: chainKey)
+        self.head = ChainHead(path: self.chain.headPath)
+        if !self.head.usable {
+            diagnostics.log(.warning, "audit chain head \(self.chain.headPath) cannot be opened (\(errnoText())): after a rotation the chain restarts at genesis")
+        }
         self.current = Mutex(try Self.open(path))
     }
 
     private static func open(_ path: String) throws -> Descriptor {
-        let fd = Glibc.open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
+        // Read access too: the last line is read to link the next one to it.
+        let fd = Glibc.open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
         guard fd >= 0 else { throw ServerError(.audit, "audit.path \(path) cannot be opened for appending: \(errnoText())") }
         return Descriptor(fd)
     }
@@ -72,18 +85,46 @@ public final class JSONLinesAuditSink: AuditSink, Sendable {
     }
 
     public func record(_ event: AuditEvent) throws {
-        let descriptor = try self.descriptor()
         let line = Array(event.jsonLine().utf8)
-        let written = line.withUnsafeBytes { write(descriptor.fd, $0.baseAddress, $0.count) }
-        guard written == line.count else {
-            throw ServerError(.audit, "audit write to \(self.path) failed: \(written < 0 ? errnoText() : "short write")")
-        }
+        let descriptor = try self.appending.withLock { last in try self.appendLinked(line, &last) }
         if self.sync, event.operation == "PKIOperation" || event.method == "CLI", fdatasync(descriptor.fd) != 0 {
             throw ServerError(.audit, "audit sync failed: \(errnoText())")
         }
     }
 
     public func healthProblem() -> String? { FileHealth.problem(writing: self.path, prefix: "audit") }
+
+    /// Links `line` to the file's last line and appends it, under the file's `flock`; returns the
+    /// descriptor written to (for the sync).
+    private func appendLinked(_ line: [UInt8], _ last: inout (inode: UInt, size: Int, link: String)?) throws -> Descriptor {
+        while true {
+            let descriptor = try self.descriptor()
+            guard flock(descriptor.fd, LOCK_EX) == 0 else { throw ServerError(.audit, "audit lock on \(self.path) failed: \(errnoText())") }
+            defer { flock(descriptor.fd, LOCK_UN) }
+            // Rotated between the path check and the lock: write to the new file instead.
+            var named = stat()
+            if stat(self.path, &named) == 0, UInt(named.st_ino) != descriptor.inode { continue }
+            var info = stat()
+            guard fstat(descriptor.fd, &info) == 0 else { throw ServerError(.audit, "audit fstat failed: \(errnoText())") }
+            let size = Int(info.st_size)
+            let prev: String
+            if let last, last.inode == descriptor.inode, last.size == size, size > 0 {
+                prev = last.link
+            } else {
+                prev = self.chain.lastLink(fd: descriptor.fd, size: size, head: self.head)
+            }
+            let linked = AuditChain.linked(line, prev: prev)
+            let written = linked.withUnsafeBytes { write(descriptor.fd, $0.baseAddress, $0.count) }
+            guard written == linked.count else {
+                last = nil
+                throw ServerError(.audit, "audit write to \(self.path) failed: \(written < 0 ? errnoText() : "short write")")
+            }
+            let link = self.chain.link(of: linked[...])
+            last = (descriptor.inode, size + linked.count, link)
+            self.head.write(link)
+            return descriptor
+        }
+    }
 
     /// The descriptor to write to, switching files when the path now names another one.
     private func descriptor() throws -> Descriptor {

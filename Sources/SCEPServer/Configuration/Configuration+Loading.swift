@@ -99,6 +99,7 @@ extension Configuration {
         },
         Key(name: "audit.path") { $0.audit.path = $1 },
         Key(name: "audit.sync") { $0.audit.sync = try boolean($1, "audit.sync") },
+        Key(name: "audit.chain_key_file") { $0.audit.chainKeyFile = $1.isEmpty ? nil : $1 },
         Key(name: "server.socket") { $0.server.socket = $1 },
         Key(name: "server.socket_mode") { config, value in
             guard let mode = Int(value, radix: 8), (0...0o777).contains(mode) else {
@@ -342,6 +343,7 @@ extension Configuration {
         if let file = self.ca.keyPassphraseFile, let problem = SecretFile.problem(file, key: "ca.key_passphrase_file") {
             out.append(problem)
         }
+        if let file = self.audit.chainKeyFile, let problem = SecretFile.problem(file, key: "audit.chain_key_file") { out.append(problem) }
         if let metrics = self.monitoring.metricsPath, metrics == self.monitoring.healthPath {
             out.append("metrics.path and health.path are both \(metrics): give each its own path")
         }

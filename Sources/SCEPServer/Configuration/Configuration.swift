@@ -40,6 +40,7 @@
 /// | `log.level` | `notice` | error, warn, notice, info (one line per request), debug |
 /// | `audit.path` | required | JSON-lines audit log, opened append-only |
 /// | `audit.sync` | `true` | fdatasync after every audit line |
+/// | `audit.chain_key_file` | none | file holding a key: each line's `prev` becomes an HMAC-SHA-256 of the line before |
 /// | `server.socket` | `/run/scep-fcgi/scep-fcgi.sock` | Unix socket path, or `HOST:PORT` / `:PORT` for TCP |
 /// | `server.socket_mode` | `0660` | permissions of a Unix socket (the web server's user must connect) |
 /// | `server.socket_group` | none | group of the Unix socket, e.g. `www-data` (with mode 0660) |
@@ -120,6 +121,8 @@ public struct Configuration: Sendable, Equatable {
     public struct Audit: Sendable, Equatable {
         public var path: String = ""
         public var sync: Bool = true
+        /// A secret that makes the `prev` chain an HMAC chain (docs/audit-log.md).
+        public var chainKeyFile: String? = nil
     }
 
     public struct Server: Sendable, Equatable {
