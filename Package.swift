@@ -64,6 +64,7 @@ let package = Package(
         ),
         .testTarget(name: "SCEPServerTests", dependencies: ["SCEPServer", "SCEP", "SCEPCrypto"], swiftSettings: strict),
         .testTarget(name: "CurlHTTPTests", dependencies: ["CurlHTTP"], swiftSettings: strict),
+        .testTarget(name: "FastCGITests", dependencies: ["FastCGI"], swiftSettings: strict),
         .testTarget(
             name: "IntuneChallengeTests",
             dependencies: ["IntuneChallenge", "SCEPServer", "SCEP", "SCEPCrypto", "CurlHTTP"],

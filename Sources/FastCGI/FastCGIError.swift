@@ -21,11 +21,15 @@ public struct GatewayRequest: Sendable {
     public let body: [UInt8]
     /// The declared or actual body exceeded the limit; `body` is then empty.
     public let bodyTooLarge: Bool
+    /// Whether the web server has closed the connection (its client went away), checked without
+    /// blocking while the request is being handled; always false for CGI.
+    public let peerClosed: @Sendable () -> Bool
 
-    public init(params: [String: String], body: [UInt8], bodyTooLarge: Bool) {
+    public init(params: [String: String], body: [UInt8], bodyTooLarge: Bool, peerClosed: @escaping @Sendable () -> Bool = { false }) {
         self.params = params
         self.body = body
         self.bodyTooLarge = bodyTooLarge
+        self.peerClosed = peerClosed
     }
 }
 

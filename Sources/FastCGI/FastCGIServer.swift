@@ -137,6 +137,8 @@ public final class FastCGIServer: @unchecked Sendable {
     /// inherit the mask) and taken synchronously with `sigwait` here.
     public func run(
         workers: Int, maxBodyBytes: Int, drainSeconds: Double = 30,
+        connections: ConnectionGuard = ConnectionGuard(deadlineSeconds: 30, allowed: ["127.0.0.1", "::1"]),
+        onRefused: @escaping @Sendable (String) -> Void = { _ in },
         onShutdown: @escaping @Sendable (String) -> Void = { _ in },
         onReopen: @escaping @Sendable () -> Void = {},
         periodic: (interval: Double, task: @Sendable () -> Void)? = nil,
@@ -148,8 +150,17 @@ public final class FastCGIServer: @unchecked Sendable {
         pthread_sigmask(SIG_BLOCK, &signals, nil)
 
         for _ in 0..<max(1, workers) {
-            let worker = FastCGIWorker(socket: self.socket, maxBodyBytes: maxBodyBytes, state: self.state)
+            let worker = FastCGIWorker(socket: self.socket, maxBodyBytes: maxBodyBytes, state: self.state, guard: connections)
             WorkerThread.start { worker.loop(handler) }
+        }
+        // The watchdog of ConnectionGuard: cuts off connections past their read deadline.
+        let state = self.state
+        WorkerThread.start {
+            while !state.isDraining {
+                let cut = connections.sweep()
+                if cut > 0 { onRefused("cut off \(cut) FastCGI connection(s) that had not sent a request within \(connections.deadline)") }
+                usleep(250_000)
+            }
         }
         // Housekeeping (CRL refresh, record pruning) off the request path, first right away.
         if let periodic {
@@ -226,31 +237,50 @@ struct FastCGIWorker {
     let socket: Int32
     let maxBodyBytes: Int
     let state: ServerState
+    let `guard`: ConnectionGuard
 
     func loop(_ handler: @Sendable (GatewayRequest) -> GatewayResponse) {
         let request = UnsafeMutablePointer<FCGX_Request>.allocate(capacity: 1)
         defer { request.deallocate() }
-        guard FCGX_InitRequest(request, self.socket, 0) == 0 else { return }
+        // No listening socket for libfcgi: it must never accept by itself (after a bad connection
+        // it would, and block in a read with no deadline). This loop accepts and hands it the
+        // connection; libfcgi's own accept then fails at once and FCGX_Accept_r returns.
+        guard FCGX_InitRequest(request, -1, 0) == 0 else { return }
         while true {
             // No lock around accept: Linux hands each connection on a shared listening socket to
-            // exactly one blocked accept(2). (libfcgi's threaded example serialises accept for other
-            // platforms; here the lock only added a futex handoff and a context switch per request.)
-            let accepted = FCGX_Accept_r(request)
-            guard accepted >= 0 else {
+            // exactly one blocked accept(2).
+            let fd = accept(self.socket, nil, nil)
+            guard fd >= 0 else {
                 if self.state.isDraining { return }
-                usleep(10_000)  // transient accept failure (EMFILE, ECONNABORTED): back off, keep serving
+                if errno != EINTR && errno != ECONNABORTED { usleep(10_000) }  // EMFILE and the like: back off, keep serving
+                continue
+            }
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)  // (accept4 is not exported by Glibc's module)
+            guard let watch = self.guard.admit(fd) else {
+                close(fd)  // a TCP peer not in server.allow_from
+                continue
+            }
+            request.pointee.ipcFd = fd
+            // FCGX_Accept_r begins by finishing "the previous request": keep this descriptor open.
+            request.pointee.keepConnection = 1
+            guard FCGX_Accept_r(request) >= 0 else {
+                self.guard.release(watch)  // unreadable or too slow: libfcgi closed it
                 continue
             }
             self.state.started()
-            let incoming = self.read(request)
+            let incoming = self.read(request, fd)
+            self.guard.release(watch)
             let response = handler(incoming)
             self.write(response, to: request)
+            // One request per connection (no FCGI_KEEP_CONN reuse): an idle kept connection would
+            // hold this worker, exactly what the deadline prevents.
+            request.pointee.keepConnection = 0
             FCGX_Finish_r(request)
             self.state.finished()
         }
     }
 
-    private func read(_ request: UnsafeMutablePointer<FCGX_Request>) -> GatewayRequest {
+    private func read(_ request: UnsafeMutablePointer<FCGX_Request>, _ fd: Int32) -> GatewayRequest {
         var params: [String: String] = [:]
         if var cursor = request.pointee.envp {
             while let entry = cursor.pointee {
@@ -265,7 +295,7 @@ struct FastCGIWorker {
         let (body, tooLarge) = BodyReader.read(declared: declared, limit: self.maxBodyBytes) { buffer, count in
             Int(FCGX_GetStr(buffer, Int32(count), request.pointee.in))
         }
-        return GatewayRequest(params: params, body: body, bodyTooLarge: tooLarge)
+        return GatewayRequest(params: params, body: body, bodyTooLarge: tooLarge, peerClosed: { ConnectionGuard.peerClosed(fd) })
     }
 
     private func write(_ response: GatewayResponse, to request: UnsafeMutablePointer<FCGX_Request>) {

@@ -132,18 +132,17 @@ final class EntraTokenProvider: @unchecked Sendable {
     }
 
     private func fetch(scope: String, deadline: Deadline, trace: ValidatorTrace?) throws -> (String, Double) {
-        let form = [
-            ("grant_type", "client_credentials"), ("client_id", self.settings.clientID),
-            ("client_secret", String(decoding: self.secret, as: UTF8.self)), ("scope", scope),
-        ].map { "\(FormEncoding.encode($0.0))=\(FormEncoding.encode($0.1))" }.joined(separator: "&")
         // client-request-id: Entra logs it and echoes it, as MSAL sends it; the audit line names it.
         let requestID = UUID().uuidString.lowercased()
-        let request = HTTPRequest(
+        var request = HTTPRequest(
             method: "POST", url: self.settings.tokenURL,
             headers: [
                 ("Content-Type", "application/x-www-form-urlencoded"), ("Accept", "application/json"), ("client-request-id", requestID),
             ],
-            body: Array(form.utf8))
+            body: self.form(scope: scope))
+        // The body is the only copy of the encoded secret (no String of it is ever made): wiped
+        // once the call is over, when nothing else references the buffer.
+        defer { if request.body != nil { OpenSSL.cleanse(&request.body!) } }
         let response: HTTPResponse
         let started = ContinuousClock.now
         do { response = try self.transport.send(request, timeout: deadline.remaining) } catch let error as HTTPTransportError {
@@ -167,6 +166,17 @@ final class EntraTokenProvider: @unchecked Sendable {
             throw IntuneError(.tokenUnavailable, "Entra token response has no access_token")
         }
         return (token, json?.expiresIn?.value ?? 3599)
+    }
+
+    /// The client-credentials form, the secret percent-encoded straight into the one buffer.
+    private func form(scope: String) -> [UInt8] {
+        var form = Array(
+            [("grant_type", "client_credentials"), ("client_id", self.settings.clientID), ("scope", scope)]
+                .map { "\(FormEncoding.encode($0.0))=\(FormEncoding.encode($0.1))" }.joined(separator: "&").utf8)
+        form.reserveCapacity(form.count + 15 + self.secret.count * 3)
+        form.append(contentsOf: "&client_secret=".utf8)
+        FormEncoding.append(bytes: self.secret, to: &form)
+        return form
     }
 
     static func aadstsCode(_ text: String) -> String? {
@@ -194,17 +204,26 @@ struct FlexibleNumber: Decodable {
 /// application/x-www-form-urlencoded: everything but RFC 3986 unreserved characters escaped.
 enum FormEncoding {
     static func encode(_ text: String) -> String {
-        var out = ""
-        for byte in text.utf8 {
+        var out: [UInt8] = []
+        Self.append(bytes: Array(text.utf8), to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// application/x-www-form-urlencoded: unreserved characters as they are, the rest %XX,
+    /// appended in place (no intermediate buffer holds the value).
+    static func append(bytes: [UInt8], to out: inout [UInt8]) {
+        let hex = Array("0123456789ABCDEF".utf8)
+        for byte in bytes {
             switch byte {
             case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
                 UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
-                out.unicodeScalars.append(Unicode.Scalar(byte))
+                out.append(byte)
             default:
-                out += "%" + HexEncoding.string([byte], uppercase: true)
+                out.append(UInt8(ascii: "%"))
+                out.append(hex[Int(byte >> 4)])
+                out.append(hex[Int(byte & 0x0F)])
             }
         }
-        return out
     }
 }
 

@@ -64,6 +64,8 @@ public struct SCEPError: Error, Hashable, CustomStringConvertible, Sendable {
         case subjectInvalid = "subject-invalid"
         case tooManyNames = "too-many-names"
         case nameInvalid = "name-invalid"
+        /// The web server closed the connection (its client gave up) before issuance.
+        case clientGone = "client-gone"
     }
 
     public let code: Code
@@ -169,6 +171,7 @@ public struct SCEPError: Error, Hashable, CustomStringConvertible, Sendable {
         case .subjectInvalid: return "requested subject contains control characters"
         case .tooManyNames: return "more subjectAltNames than this server accepts"
         case .nameInvalid: return "a subjectAltName is not valid for its type"
+        case .clientGone: return "the request was abandoned before it could be completed"
         default: return "internal error, see server logs"
         }
     }

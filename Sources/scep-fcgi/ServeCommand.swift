@@ -26,7 +26,13 @@ struct ServeCommand: ParsableCommand {
         if let socket { config.server.socket = socket }
         if let workers { config.server.workers = workers }
         let diagnostics = Diagnostics(minimum: self.verbose ? min(config.logLevel, .info) : config.logLevel)
-        let responder = try Self.start(config, diagnostics)
+        let responder: SCEPResponder
+        do { responder = try Self.start(config, diagnostics) } catch let error as ValidationError {
+            // A CA key that is unreadable or corrupt, a missing file: the problems, at error
+            // priority, and exit 1; not the usage text (nothing was wrong with the command line).
+            diagnostics.log(.error, error.message)
+            throw ExitCode(1)
+        }
         // Socket activation (scep-fcgi.socket, systemd-socket-activate) wins over server.socket.
         let server = try FastCGIServer.systemdSocket.map { FastCGIServer(systemdSocket: $0) }
             ?? FastCGIServer(address: config.server.socket, mode: config.server.socketMode, group: config.server.socketGroup)
@@ -86,8 +92,12 @@ struct ServeCommand: ParsableCommand {
         signal(SIGPIPE, SIG_IGN)  // a client that went away must not kill the process
         let workers = config.effectiveWorkers
         diagnostics.log(.notice, "scep-fcgi \(SCEPFCGI.version) serving on \(server.description) with \(workers) workers (\(OpenSSL.version))")
+        let connections = ConnectionGuard(
+            deadlineSeconds: config.server.readTimeoutSeconds, allowed: config.allowedPeers(environment: ProcessInfo.processInfo.environment),
+            report: { diagnostics.log(.warning, $0) })
         server.run(
-            workers: workers, maxBodyBytes: config.server.maxBodyBytes,
+            workers: workers, maxBodyBytes: config.server.maxBodyBytes, connections: connections,
+            onRefused: { diagnostics.log(.warning, $0) },
             onShutdown: { diagnostics.log(.notice, $0) }, onReopen: { responder.reopenLogs() },
             periodic: (60, { responder.housekeeping() }),
             handler: Wiring.handler(responder))

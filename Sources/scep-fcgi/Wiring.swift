@@ -83,7 +83,7 @@ enum Wiring {
                     method: request.params["REQUEST_METHOD"] ?? "GET",
                     query: request.params["QUERY_STRING"] ?? "",
                     body: request.body, bodyTooLarge: request.bodyTooLarge,
-                    remoteAddr: request.params["REMOTE_ADDR"] ?? "", path: self.path(request.params)))
+                    remoteAddr: request.params["REMOTE_ADDR"] ?? "", path: self.path(request.params), clientGone: request.peerClosed))
             return GatewayResponse(
                 status: response.status, reason: SCEPHTTPResponse.reasonPhrases[response.status] ?? "Error",
                 contentType: response.contentType, body: response.body)

@@ -47,8 +47,47 @@ def port_open(port):
         return False
 
 
+# -- secrets: every log the suite writes is searched for every secret it used (test_zz_secrets.py) --
+
+SECRETS = {CHALLENGE}
+SCANNED = []  # every log file and command output searched
+LEAKS = []    # (where, which secret, abbreviated)
+
+
+def register_secret(value):
+    """A challenge, client secret or passphrase used by a test; short ones ("x") would match by chance."""
+    if value and len(value) >= 8:
+        SECRETS.add(value)
+    return value
+
+
+def scan_text(where, data):
+    if isinstance(data, str):
+        data = data.encode(errors="replace")
+    SCANNED.append(where)
+    for secret in SECRETS:
+        if secret.encode() in data:
+            LEAKS.append((where, secret[:3] + "…"))
+
+
+def scan_logs(root):
+    """Every log under `root`: scep-fcgi's, the web servers', the audit logs, Prometheus'."""
+    for directory, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(directory, name)
+            if name.endswith((".log", ".jsonl", ".jsonl.1")) or "audit.jsonl" in name or os.path.basename(directory) == "logs":
+                try:
+                    with open(path, "rb") as f:
+                        scan_text(path, f.read())
+                except OSError:
+                    pass
+
+
 def run(cmd, **kw):
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=kw.pop("timeout", 120), **kw)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=kw.pop("timeout", 120), **kw)
+    if any(str(part).endswith("scep-fcgi") for part in cmd[:1]):  # our own output; a client may print its own secret
+        scan_text(" ".join(map(str, cmd))[:120], out.stdout + out.stderr)
+    return out
 
 
 class Site:
@@ -245,6 +284,7 @@ Include {REPO}/apache/scep-fcgi-publish.conf
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
         self.procs.clear()
+        scan_logs(self.root)
 
     def scep_fcgi_alive(self):
         return all(p.poll() is None for p in self.procs)
@@ -325,6 +365,7 @@ def make_request(site, workdir, subject="CN=scep-client-test,O=Integration", cha
     os.makedirs(workdir, exist_ok=True)
     argv = [SCEP_CLIENT, "pkcsreq", "--ca", options.pop("ca", None) or site.ca_pem, "--subject", subject, "--out-dir", workdir]
     if challenge is not None:
+        register_secret(challenge)
         challenge_file = os.path.join(workdir, "challenge")
         with open(challenge_file, "w") as f:
             f.write(challenge)

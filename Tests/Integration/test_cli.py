@@ -83,8 +83,16 @@ def test_environment_only_configuration_and_serve_refuses_bad_setup():
     assert run([SCEP_FCGI, "check"], env=env).returncode == 0
     env["SCEP_CA_DIR"] = f"{root}/nowhere"
     serve = run([SCEP_FCGI, "serve", "--socket", f"{root}/s.sock"], env=env, timeout=20)
-    assert serve.returncode != 0 and "ca.pem: missing" in serve.stderr
+    assert serve.returncode == 1 and "ca.pem: missing" in serve.stderr and "Usage" not in serve.stderr
     assert not os.path.exists(f"{root}/s.sock")
+    # A corrupt CA key: one clear line naming it, exit 1, no socket.
+    env["SCEP_CA_DIR"] = f"{root}/ca"
+    with open(f"{root}/ca/ca.key", "w") as f:
+        f.write("-----BEGIN PRIVATE KEY-----\ngarbage\n-----END PRIVATE KEY-----\n")
+    serve = run([SCEP_FCGI, "serve", "--socket", f"{root}/s.sock"], env=env, timeout=20)
+    problems = [line for line in serve.stderr.splitlines() if "ca.key" in line]
+    assert serve.returncode == 1 and len(problems) == 1 and "cannot be read as a PEM private key" in problems[0], serve.stderr
+    assert "Usage" not in serve.stderr and not os.path.exists(f"{root}/s.sock")
 
 
 def test_plain_cgi_answers_one_request():

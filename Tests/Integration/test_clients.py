@@ -63,6 +63,7 @@ def test_pyscep_enrolls(site):
 
 
 def test_wrong_challenge_is_failure_without_certificate(site):
+    harness.register_secret("not-the-challenge")
     before = set(site.issued_serials())
     lines_before = len(site.audit_lines())
     work = fresh_dir(site, "wrong")

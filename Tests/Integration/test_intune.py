@@ -38,6 +38,7 @@ class Mock:
             f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
         run(["openssl", "x509", "-req", "-in", f"{pki}/server.csr", "-CA", self.ca, "-CAkey", f"{pki}/ca.key",
              "-CAcreateserial", "-days", "2", "-extfile", f"{pki}/ext.cnf", "-out", f"{pki}/server.pem"])
+        harness.register_secret(SECRET)
         self.secret_file = os.path.join(root, "client-secret")
         with open(self.secret_file, "w") as f:
             f.write(SECRET + "\n")
@@ -79,13 +80,19 @@ def intune_section(mock, **overrides):
     return "[challenge]\nmode = intune\n[intune]\n" + "".join(f"{k} = {v}\n" for k, v in values.items() if v is not None)
 
 
-@pytest.fixture(scope="module")
-def env():
-    root = tempfile.mkdtemp(prefix="scep-it-intune-")
+def start_intune_site(prefix="scep-it-intune-", extra=""):
+    """A running nginx site validating with a fresh mock: (site, mock)."""
+    root = tempfile.mkdtemp(prefix=prefix)
     os.chmod(root, 0o755)
     mock = Mock(root)
-    site = harness.Site("nginx", challenge_section=intune_section(mock))
+    site = harness.Site("nginx", challenge_section=intune_section(mock), extra=extra)
     site.start()
+    return site, mock
+
+
+@pytest.fixture(scope="module")
+def env():
+    site, mock = start_intune_site()
     yield site, mock
     site.stop()
     mock.stop()

@@ -296,12 +296,8 @@ def test_check_refuses_a_metrics_path_inside_the_scep_location(tmp_path):
 
 
 def test_intune_latency_errors_and_health():
-    from test_intune import Mock, enroll, intune_section
-    root = tempfile.mkdtemp(prefix="scep-it-intune-metrics-")
-    os.chmod(root, 0o755)
-    mock = Mock(root)
-    site = harness.Site("nginx", challenge_section=intune_section(mock), extra=MONITORING)
-    site.start()
+    from test_intune import enroll, start_intune_site
+    site, mock = start_intune_site("scep-it-intune-metrics-", extra=MONITORING)
     try:
         assert health(site) == (200, {"status": "ok", "checks": {"caKey": "ok", "audit": "ok", "store": "ok", "intune": "ok"}})
         assert enroll(site, "ok-metrics-1")[0]["status"] == "success"

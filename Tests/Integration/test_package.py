@@ -43,6 +43,7 @@ def installed():
     out = run(["dpkg", "-i", deb])
     assert out.returncode == 0, out.stdout + out.stderr
     yield deb
+    harness.scan_logs("/var/log/scep-fcgi")
     run(["dpkg", "--purge", "scep-fcgi"])
     for path in ["/var/lib/scep-fcgi", "/var/log/scep-fcgi", "/etc/scep-fcgi", "/run/scep-fcgi"]:
         shutil.rmtree(path, ignore_errors=True)
@@ -108,6 +109,7 @@ def service(installed):
         if server.poll() is None:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=20)
+        harness.scan_logs(root)
 
 
 def scepclient_enroll(url, work, cn):
@@ -277,4 +279,5 @@ def test_stock_apache_mod_fcgid_with_the_shipped_drop_in(installed):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)
+        harness.scan_logs(root)
         shutil.rmtree(root, ignore_errors=True)

@@ -40,6 +40,9 @@ final class FailingStore: CertificateStore, Sendable {
     func removePending(_ transactionID: String) throws { try self.base.removePending(transactionID) }
     func pruneTransactions(olderThan date: Date) -> Int { self.base.pruneTransactions(olderThan: date) }
     func healthProblem() -> String? { self.base.healthProblem() }
+    func markUnaudited(serial: String) throws { try self.base.markUnaudited(serial: serial) }
+    func unauditedSerials() -> [String] { self.base.unauditedSerials() }
+    func clearUnaudited(serial: String) { self.base.clearUnaudited(serial: serial) }
 }
 
 /// A temporary CA directory with a real file store, a static challenge and an in-memory audit sink.

@@ -67,3 +67,41 @@ struct NamePolicyTests {
         #expect(try h.issuedFiles().isEmpty)
     }
 }
+
+@Suite("A client that went away")
+struct ClientGoneTests {
+    @Test("no validation and no certificate once the web server has closed the connection")
+    func gone() throws {
+        let h = try Harness()
+        let client = try TestClient(harness: h)
+        let response = h.responder.respond(
+            to: SCEPHTTPRequest(method: "POST", query: "operation=PKIOperation", body: client.request, clientGone: { true }))
+        let rep = try client.open(response)
+        #expect(rep.status == .failure)
+        let event = try #require(h.audit.events.last)
+        #expect(event.reason == "client-gone" && event.outcome == .rejected && event.serial == nil)
+        #expect(try h.issuedFiles().isEmpty)
+    }
+}
+
+@Suite("A certificate whose audit record failed")
+struct UnauditedTests {
+    @Test("withheld, noted, and recorded as withheld once the audit log takes lines again")
+    func recordedLater() throws {
+        let h = try Harness()
+        h.audit.setFailing(true)
+        let client = try TestClient(harness: h)
+        #expect(try client.open(h.post(client.request)).status == .failure)
+        let serials = h.store.unauditedSerials()
+        let files = try h.issuedFiles()
+        #expect(serials.count == 1 && files.count == 1)
+        h.responder.recordUnaudited()  // still failing: kept for next time
+        #expect(h.store.unauditedSerials() == serials)
+        h.audit.setFailing(false)
+        h.responder.recordUnaudited()
+        let event = try #require(h.audit.events.last)
+        #expect(event.outcome == .withheld && event.serial == serials.first && event.reason == "audit-failed" && event.sha256 != nil)
+        #expect(h.store.unauditedSerials().isEmpty)
+        if case .withheld? = try h.store.certificate(serial: serials[0])?.status {} else { Issue.record("not withheld") }
+    }
+}

@@ -116,8 +116,12 @@ public final class JSONLinesAuditSink: AuditSink, Sendable {
             let linked = AuditChain.linked(line, prev: prev)
             let written = linked.withUnsafeBytes { write(descriptor.fd, $0.baseAddress, $0.count) }
             guard written == linked.count else {
+                let text = written < 0 ? errnoText() : "short write (\(written) of \(linked.count) bytes)"
+                // A full disk writes part of a line: cut it off again (no one else appends while we
+                // hold the lock), so the next line is not glued to a torn one.
+                if written > 0 { _ = ftruncate(descriptor.fd, off_t(size)) }
                 last = nil
-                throw ServerError(.audit, "audit write to \(self.path) failed: \(written < 0 ? errnoText() : "short write")")
+                throw ServerError(.audit, "audit write to \(self.path) failed: \(text)")
             }
             let link = self.chain.link(of: linked[...])
             last = (descriptor.inode, size + linked.count, link)

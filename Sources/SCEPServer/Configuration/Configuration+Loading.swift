@@ -122,6 +122,19 @@ extension Configuration {
         },
         Key(name: "server.workers") { $0.server.workers = try integer($1, "server.workers", 1...1024) },
         Key(name: "server.max_body_bytes") { $0.server.maxBodyBytes = try integer($1, "server.max_body_bytes", 1024...(64 << 20)) },
+        Key(name: "server.read_timeout_seconds") { config, value in
+            guard let seconds = Double(value), seconds >= 1, seconds <= 600 else {
+                throw ServerError(.configuration, "server.read_timeout_seconds: \"\(value)\" is not a number of seconds in 1...600")
+            }
+            config.server.readTimeoutSeconds = seconds
+        },
+        Key(list: "server.allow_from", \.server.allowFrom, validate: { address in
+            var v4 = in_addr()
+            var v6 = in6_addr()
+            guard inet_pton(AF_INET, address, &v4) == 1 || inet_pton(AF_INET6, address, &v6) == 1 else {
+                throw ServerError(.configuration, "server.allow_from: \"\(address)\" is not an IPv4 or IPv6 address")
+            }
+        }),
         Key(name: "metrics.path") { $0.monitoring.metricsPath = try endpointPath($1, "metrics.path") },
         Key(name: "metrics.counters_file") { $0.monitoring.countersFile = $1.isEmpty ? nil : $1 },
         Key(name: "health.path") { $0.monitoring.healthPath = try endpointPath($1, "health.path") },

@@ -1,3 +1,5 @@
+import SCEPCrypto
+
 /// The whole configuration of scep-fcgi, validated once at startup.
 ///
 /// ## Configuration keys
@@ -46,6 +48,8 @@
 /// | `server.socket_group` | none | group of the Unix socket, e.g. `www-data` (with mode 0660) |
 /// | `server.workers` | 4 × cores (min 8) | worker threads, each accepting FastCGI requests |
 /// | `server.max_body_bytes` | 1048576 | larger POST bodies get HTTP 413 |
+/// | `server.read_timeout_seconds` | 30 | a FastCGI connection that has not sent its whole request by then is cut off |
+/// | `server.allow_from` | `$FCGI_WEB_SERVER_ADDRS`, else 127.0.0.1, ::1 | TCP peers allowed to connect (repeatable) |
 /// | `metrics.path` | none (off) | request path answered with Prometheus metrics, e.g. `/scep-metrics` |
 /// | `metrics.counters_file` | `<ca.dir>/metrics.counters` | counters shared by every process of the CA directory |
 /// | `health.path` | none (off) | request path answered 200/503 with the health checks, e.g. `/scep-health` |
@@ -132,6 +136,10 @@ public struct Configuration: Sendable, Equatable {
         public var socketGroup: String? = nil
         public var workers: Int = 0  // 0: derived from the core count
         public var maxBodyBytes: Int = 1 << 20
+        /// Time a FastCGI connection has to deliver its whole request (params and body).
+        public var readTimeoutSeconds: Double = 30
+        /// TCP peers allowed to connect (`FCGI_WEB_SERVER_ADDRS` when set, else loopback).
+        public var allowFrom: [String] = []
     }
 
     /// `metrics.*` and `health.*`: endpoints answered on paths of their own, never audited.
@@ -157,6 +165,15 @@ public struct Configuration: Sendable, Equatable {
     public var monitoring = Monitoring()
 
     public init() {}
+
+    /// `server.allow_from`, else libfcgi's `FCGI_WEB_SERVER_ADDRS` (comma-separated), else loopback.
+    public func allowedPeers(environment: [String: String]) -> [String] {
+        if !self.server.allowFrom.isEmpty { return self.server.allowFrom }
+        if let addresses = environment["FCGI_WEB_SERVER_ADDRS"], !addresses.isEmpty {
+            return addresses.split(separator: ",").map { $0.trimmedWhitespace }.filter { !$0.isEmpty }
+        }
+        return ["127.0.0.1", "::1"]
+    }
 }
 
 /// The version reported by `--version` and in Intune's callerInfo.

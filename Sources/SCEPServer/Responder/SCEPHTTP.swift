@@ -10,14 +10,21 @@ public struct SCEPHTTPRequest: Sendable {
     /// The request path (without the query), when the transport says it: SCEP ignores it, the
     /// monitoring endpoints (`metrics.path`, `health.path`) are chosen by it.
     public var path: String?
+    /// Whether the client is known to be gone (the web server closed the FastCGI connection),
+    /// asked before the challenge is validated and before a certificate is issued.
+    public var clientGone: @Sendable () -> Bool
 
-    public init(method: String, query: String, body: [UInt8] = [], bodyTooLarge: Bool = false, remoteAddr: String = "", path: String? = nil) {
+    public init(
+        method: String, query: String, body: [UInt8] = [], bodyTooLarge: Bool = false, remoteAddr: String = "", path: String? = nil,
+        clientGone: @escaping @Sendable () -> Bool = { false }
+    ) {
         self.method = method
         self.query = query
         self.body = body
         self.bodyTooLarge = bodyTooLarge
         self.remoteAddr = remoteAddr
         self.path = path
+        self.clientGone = clientGone
     }
 }
 

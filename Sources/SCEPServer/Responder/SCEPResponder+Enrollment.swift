@@ -40,6 +40,8 @@ extension SCEPResponder {
             let context = ChallengeContext(transactionID: x.transactionID, csr: csr, challenge: challenge, remoteAddr: x.request.remoteAddr)
             contextOut = context
             record.event.challengeMode = self.validator.mode
+            // A client that already gave up gets no validator call (Intune would count it validated).
+            guard !x.request.clientGone() else { throw SCEPError(.clientGone, "before validation") }
             let decision: ChallengeDecision
             do { decision = try self.validator.validate(context) } catch {
                 record.event.challengeError = (error as? AuditCodedError)?.auditCode
@@ -72,6 +74,8 @@ extension SCEPResponder {
             return try x.reply(.pending)
         }
 
+        // Nobody would receive it: no certificate for a request whose client is gone.
+        guard !x.request.clientGone() else { throw SCEPError(.clientGone, "before issuance") }
         let certificate: Certificate
         do { certificate = try self.policy.certificate(for: csr, issuer: x.material.current) } catch {
             throw SCEPError(.issuanceFailed, "\(error)")
@@ -103,6 +107,12 @@ extension SCEPResponder {
         } catch {
             do { try self.store.markWithheld(serial: certificate.serialNumberHex) } catch {
                 self.diagnostics.log(.error, "certificate \(certificate.serialNumberHex) withheld but not marked: \(error)")
+            }
+            if let scepError = error as? SCEPError, scepError.code == .auditFailed {
+                // No audit line at all yet: housekeeping writes the withheld record when it can.
+                do { try self.store.markUnaudited(serial: certificate.serialNumberHex) } catch {
+                    self.diagnostics.log(.error, "certificate \(certificate.serialNumberHex) withheld, its audit record pending but not noted: \(error)")
+                }
             }
             throw error
         }

@@ -134,6 +134,35 @@ public final class SCEPResponder: Sendable {
         return SCEPHTTPResponse.text(status, error.publicText)
     }
 
+    /// Withheld certificates whose audit record could not be written (a full audit disk): the
+    /// record is written now, once the log takes lines again, so every stored certificate is in
+    /// the audit log. Also run at start-up.
+    public func recordUnaudited(now: Date = Date()) {
+        for serial in self.store.unauditedSerials() {
+            var event = AuditEvent()
+            event.ts = now
+            event.requestID = String(UInt64.random(in: 0...UInt64.max), radix: 16)
+            event.operation = "PKIOperation"
+            event.method = "reconcile"
+            event.outcome = .withheld
+            event.reason = SCEPError.Code.auditFailed.rawValue
+            event.httpStatus = 0
+            if let stored = try? self.store.certificate(serial: serial) {
+                event.describe(stored.certificate)
+                event.subject = stored.certificate.subject
+            } else {
+                event.serial = serial
+            }
+            do {
+                try self.audit.record(event)
+                self.store.clearUnaudited(serial: serial)
+                self.diagnostics.log(.notice, "recorded withheld certificate \(serial) in the audit log (its record had failed)")
+            } catch {
+                return  // still failing: next time
+            }
+        }
+    }
+
     /// Reopens the files held open (the audit log) after log rotation: SIGHUP / SIGUSR1.
     public func reopenLogs() {
         do {
@@ -142,6 +171,7 @@ public final class SCEPResponder: Sendable {
         } catch {
             self.diagnostics.log(.error, "cannot reopen the audit log: \(error)")
         }
+        self.recordUnaudited()  // an operator who freed the audit disk often rotates too
     }
 
     /// Periodic work, called by the server about once a minute (and cheap when there is none):
@@ -162,6 +192,7 @@ public final class SCEPResponder: Sendable {
                 }
             }
         }
+        self.recordUnaudited(now: now)
         let removed = self.store.pruneTransactions(olderThan: now.addingTimeInterval(-Double(self.policy.transactionRetentionDays) * 86400))
         if removed > 0 { self.diagnostics.log(.info, "dropped \(removed) transaction records past retention") }
     }

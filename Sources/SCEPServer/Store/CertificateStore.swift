@@ -152,6 +152,11 @@ public protocol CertificateStore: Sendable {
     func record(_ certificate: Certificate, transactionID: String?) throws
     /// Marks a stored certificate as never delivered.
     func markWithheld(serial: String) throws
+    /// Notes a withheld certificate whose audit record could not be written (the audit disk was
+    /// full); housekeeping writes that record once it can (``unauditedSerials()``, ``clearUnaudited(serial:)``).
+    func markUnaudited(serial: String) throws
+    func unauditedSerials() -> [String]
+    func clearUnaudited(serial: String)
     func certificate(serial: String) throws -> StoredCertificate?
     /// Every certificate entry (status from the index, withheld markers applied).
     func entries() throws -> [(IndexEntry, CertificateStatus)]

@@ -58,13 +58,32 @@ public final class FileCertificateStore: CertificateStore, Sendable {
         let serial = certificate.serialNumberHex
         // The file name is the serial only (hex): nothing from the request reaches a path.
         try AtomicFile.create(self.certificatePath(serial), contents: Array(certificate.pemEncoded.utf8), mode: 0o644)
-        try self.index.append(
-            IndexEntry(status: .valid, expiry: certificate.notAfter, revokedAt: nil, reason: nil, serial: serial, subject: certificate.subjectOneLine))
+        do {
+            try self.index.append(
+                IndexEntry(status: .valid, expiry: certificate.notAfter, revokedAt: nil, reason: nil, serial: serial, subject: certificate.subjectOneLine))
+        } catch {
+            // Not recorded, so never delivered: no issued/ file may remain without its index line.
+            unlink(self.certificatePath(serial))
+            throw error
+        }
     }
 
     public func markWithheld(serial: String) throws {
         try AtomicFile.replace(self.directory.issuedPath + "/\(serial).withheld", contents: Array("withheld\n".utf8), mode: 0o644, sync: true)
     }
+
+    public func markUnaudited(serial: String) throws {
+        let directory = self.directory.path + "/unaudited"
+        guard mkdir(directory, 0o750) == 0 || errno == EEXIST else { throw ServerError(.store, "create \(directory): \(errnoText())") }
+        try AtomicFile.replace(directory + "/\(serial)", contents: Array("audit record missing\n".utf8), mode: 0o640, sync: true)
+    }
+
+    public func unauditedSerials() -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: self.directory.path + "/unaudited")) ?? [])
+            .filter { !$0.hasPrefix(".") && $0.allSatisfy(\.isHexDigit) }.sorted()
+    }
+
+    public func clearUnaudited(serial: String) { unlink(self.directory.path + "/unaudited/\(serial)") }
 
     public func certificate(serial: String) throws -> StoredCertificate? {
         guard let serial = SerialHex.normalize(serial), let entry = try self.index.entry(serial: serial),

@@ -124,14 +124,27 @@ final class IndexFile: Sendable {
 
     /// Appends one line durably (fdatasync) under the shared lock.
     func append(_ entry: IndexEntry) throws {
+        var torn: (descriptor: Descriptor, end: off_t, written: Int)? = nil
+        defer { if let torn { self.cutTornLine(torn.descriptor, end: torn.end, written: torn.written) } }
         try self.withLock(LOCK_SH) {
             let descriptor = try self.appendDescriptor()
             let line = Array(entry.line.utf8)
             let written = line.withUnsafeBytes { write(descriptor.fd, $0.baseAddress, $0.count) }
             guard written == line.count else {
+                if written > 0 { torn = (descriptor, lseek(descriptor.fd, 0, SEEK_CUR), written) }
                 throw ServerError(.store, "append to \(self.path): \(written < 0 ? errnoText() : "short write")")
             }
             guard fdatasync(descriptor.fd) == 0 else { throw ServerError(.store, "sync \(self.path): \(errnoText())") }
+        }
+    }
+
+    /// A full disk took part of a line: under the exclusive lock, cut it off if it is still the
+    /// end of the file (every other appender failed too, the usual case), so `openssl ca` and the
+    /// next line see a well-formed index. (Appenders share the lock, so it is taken afresh here.)
+    private func cutTornLine(_ descriptor: Descriptor, end: off_t, written: Int) {
+        try? self.withLock(LOCK_EX) {
+            var info = stat()
+            if fstat(descriptor.fd, &info) == 0, info.st_size == end { _ = ftruncate(descriptor.fd, end - off_t(written)) }
         }
     }
 
