@@ -11,6 +11,7 @@ validateRequest decides from the CSR's challengePassword:
   slow-<ms>-*     Success after <ms>          hang-*          no answer for 60 s (timeout)
   http500-*       HTTP 500 InternalError      nonjson-*       HTTP 200 with an HTML body
   notifyfail-*    Success, but successNotification answers HTTP 500
+  notifyslow-<ms>-*  Success, and successNotification answers after <ms>
   anything else   ChallengeDecryptionError
 Knobs (POST /_mock/config, JSON): discovery = ok|missing|403|500, scep_status = <int> (every
 ScepActions call answers it), unauthorized_once = true (next ScepActions call gets 401),
@@ -231,7 +232,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         record["challenge_kind"] = challenge.split("-", 1)[0]
         code = "Success"
         if operation == "validateRequest":
-            if challenge.startswith("ok-") or challenge.startswith("notifyfail-"):
+            if challenge.startswith(("ok-", "notifyfail-", "notifyslow-")):
                 code = "Success"
             elif challenge.startswith("code-"):
                 code = challenge.split("-")[1]
@@ -245,6 +246,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return 200, b"<html><body>Service Unavailable</body></html>", "text/html"
             else:
                 code = "ChallengeDecryptionError"
+        elif operation == "successNotification" and challenge.startswith("notifyslow-"):
+            time.sleep(int(challenge.split("-")[1]) / 1000)  # the certificate is stored, not yet audited
         elif operation == "successNotification" and challenge.startswith("notifyfail-"):
             return 500, {"error": {"code": "InternalError", "message": "notification store unavailable"}}, "application/json"
         description = "" if code == "Success" else f"mock: {code}"

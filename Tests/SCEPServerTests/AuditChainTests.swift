@@ -69,6 +69,23 @@ struct AuditChainTests {
         #expect(verifier.verify([files[0], files[2]]).problem != nil, "a missing file breaks the chain")
     }
 
+    @Test("a line torn by a writer killed mid-write is cut off by the next writer; the chain holds")
+    func tornTail() throws {
+        let path = Self.temporaryLog()
+        let sink = try JSONLinesAuditSink(path: path, sync: false)
+        for i in 0..<3 { try sink.record(Self.event(i)) }
+        let other = try JSONLinesAuditSink(path: path, sync: false)  // another process, which died mid-line
+        let handle = try #require(FileHandle(forWritingAtPath: path))
+        handle.seekToEndOfFile()
+        handle.write(Data(#"{"v":1,"ts":"2026-12-01T00:00:00.000Z","requestID":"torn"#.utf8))
+        try handle.close()
+        try other.record(Self.event(3))
+        let contents = Self.contents(path)
+        let report = AuditVerification(key: nil).verify([(path, contents)])
+        #expect(report.problem == nil && report.lines == 4, "\(report)")
+        #expect(!String(decoding: contents, as: UTF8.self).contains("torn"))
+    }
+
     @Test("with a key the links are HMACs: recomputing them needs the key")
     func keyed() throws {
         let path = Self.temporaryLog()

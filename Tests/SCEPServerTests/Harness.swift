@@ -40,9 +40,12 @@ final class FailingStore: CertificateStore, Sendable {
     func removePending(_ transactionID: String) throws { try self.base.removePending(transactionID) }
     func pruneTransactions(olderThan date: Date) -> Int { self.base.pruneTransactions(olderThan: date) }
     func healthProblem() -> String? { self.base.healthProblem() }
+    func audited(serial: String) { self.base.audited(serial: serial) }
     func markUnaudited(serial: String) throws { try self.base.markUnaudited(serial: serial) }
-    func unauditedSerials() -> [String] { self.base.unauditedSerials() }
+    func unauditedSerials() -> [UnauditedCertificate] { self.base.unauditedSerials() }
+    func reconcile(serial: String) throws -> Certificate? { try self.base.reconcile(serial: serial) }
     func clearUnaudited(serial: String) { self.base.clearUnaudited(serial: serial) }
+    func removeOrphans() -> Int { self.base.removeOrphans() }
 }
 
 /// A temporary CA directory with a real file store, a static challenge and an in-memory audit sink.

@@ -92,16 +92,46 @@ struct UnauditedTests {
         h.audit.setFailing(true)
         let client = try TestClient(harness: h)
         #expect(try client.open(h.post(client.request)).status == .failure)
-        let serials = h.store.unauditedSerials()
+        let pending = h.store.unauditedSerials()
         let files = try h.issuedFiles()
-        #expect(serials.count == 1 && files.count == 1)
+        #expect(pending.map(\.cause) == [.auditFailed] && files.count == 1)
         h.responder.recordUnaudited()  // still failing: kept for next time
-        #expect(h.store.unauditedSerials() == serials)
+        #expect(h.store.unauditedSerials() == pending)
         h.audit.setFailing(false)
         h.responder.recordUnaudited()
         let event = try #require(h.audit.events.last)
-        #expect(event.outcome == .withheld && event.serial == serials.first && event.reason == "audit-failed" && event.sha256 != nil)
+        #expect(event.outcome == .withheld && event.serial == pending.first?.serial && event.reason == "audit-failed" && event.sha256 != nil)
         #expect(h.store.unauditedSerials().isEmpty)
-        if case .withheld? = try h.store.certificate(serial: serials[0])?.status {} else { Issue.record("not withheld") }
+        if case .withheld? = try h.store.certificate(serial: pending[0].serial)?.status {} else { Issue.record("not withheld") }
+    }
+
+    @Test("a process killed after signing leaves a note: the certificate is completed, withheld and audited")
+    func crashed() throws {
+        let h = try Harness()
+        let csr = try CertificateSigningRequest.make(subject: "CN=crashed", key: TestClient.csrKey, challengePassword: nil)
+        let certificate = try IssuancePolicy(Configuration.Issue()).certificate(for: csr, issuer: h.ca)
+        let serial = certificate.serialNumberHex
+        // Killed right after the intent link: no issued/ file, no index line; pid 1 started at 1 is not us.
+        let unaudited = h.directory.path + "/unaudited"
+        try FileManager.default.createDirectory(atPath: unaudited, withIntermediateDirectories: true)
+        try Data(certificate.pemEncoded.utf8).write(to: URL(fileURLWithPath: unaudited + "/\(serial).1-1"))
+        // A note of a live process (this one) is a request in progress: left alone.
+        try Data(certificate.pemEncoded.utf8).write(to: URL(fileURLWithPath: unaudited + "/ABCD.\(getpid())-\(ProcessIdentity.current.start)"))
+        #expect(h.store.unauditedSerials() == [UnauditedCertificate(serial: serial, cause: .crashed)])
+        h.responder.recordUnaudited()
+        let event = try #require(h.audit.events.last)
+        #expect(event.outcome == .withheld && event.reason == "crash-recovered" && event.serial == serial)
+        #expect(try h.issuedFiles() == ["\(serial).pem"])
+        #expect(try h.indexLines().contains { $0.contains(serial) })
+        if case .withheld? = try h.store.certificate(serial: serial)?.status {} else { Issue.record("not withheld") }
+        #expect(h.store.unauditedSerials().isEmpty)
+    }
+
+    @Test("an enrollment that completes leaves no note")
+    func clean() throws {
+        let h = try Harness()
+        let client = try TestClient(harness: h)
+        #expect(try client.open(h.post(client.request)).status == .success)
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: h.directory.path + "/unaudited")) ?? []).isEmpty)
     }
 }

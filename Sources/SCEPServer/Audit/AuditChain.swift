@@ -40,24 +40,32 @@ struct AuditChain: Sendable {
         return line.dropLast(2) + Array(",\"prev\":\"\(prev)\"}\n".utf8)
     }
 
-    /// The link of the last line of the open file `fd` of `size` bytes; for an empty file, the
-    /// head's (the previous file's last line), else ``genesis``.
-    func lastLink(fd: Int32, size: Int, head: ChainHead) -> String {
-        guard size > 0 else { return head.read() ?? Self.genesis }
+    /// The link of the last whole line of the open file `fd` of `size` bytes, and where that line
+    /// ends. A file that does not end in a newline holds a line torn by a writer that was killed
+    /// mid-write: `end` then stops before it (the caller cuts it off). No whole line: the head's
+    /// link (the previous file's last line), else ``genesis``.
+    func tail(fd: Int32, size: Int, head: ChainHead) -> (link: String, end: Int) {
+        guard size > 0 else { return (head.read() ?? Self.genesis, 0) }
         // Lines are bounded (names are capped): read backwards in blocks until a line start.
         var block = 4096
         while true {
             let start = max(0, size - block)
             var bytes = [UInt8](repeating: 0, count: size - start)
             let read = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, off_t(start)) }
-            guard read == bytes.count else { return Self.genesis }
-            let body = bytes.dropLast()  // the last line's own newline
-            if let newline = body.lastIndex(of: 0x0A) { return self.link(of: bytes[(newline + 1)...]) }
-            if start == 0 { return self.link(of: bytes[...]) }
+            guard read == bytes.count else { return (Self.genesis, size) }
+            let whole = bytes.last == 0x0A ? bytes.count : (bytes.lastIndex(of: 0x0A).map { $0 + 1 } ?? 0)
+            if whole == 0 && start > 0 {
+                block *= 4
+                continue
+            }
+            let end = start + whole
+            guard whole > 0 else { return (head.read() ?? Self.genesis, 0) }  // only a torn first line
+            let body = bytes[..<(whole - 1)]  // the last whole line's own newline
+            if let newline = body.lastIndex(of: 0x0A) { return (self.link(of: bytes[(newline + 1)..<whole]), end) }
+            if start == 0 { return (self.link(of: bytes[..<whole]), end) }
             block *= 4
         }
     }
-
 }
 
 /// The head file of a chain (`.NAME.chain` beside the log): the link of the last line written, for

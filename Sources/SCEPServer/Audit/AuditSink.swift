@@ -106,12 +106,20 @@ public final class JSONLinesAuditSink: AuditSink, Sendable {
             if stat(self.path, &named) == 0, UInt(named.st_ino) != descriptor.inode { continue }
             var info = stat()
             guard fstat(descriptor.fd, &info) == 0 else { throw ServerError(.audit, "audit fstat failed: \(errnoText())") }
-            let size = Int(info.st_size)
+            var size = Int(info.st_size)
             let prev: String
             if let last, last.inode == descriptor.inode, last.size == size, size > 0 {
                 prev = last.link
             } else {
-                prev = self.chain.lastLink(fd: descriptor.fd, size: size, head: self.head)
+                let tail = self.chain.tail(fd: descriptor.fd, size: size, head: self.head)
+                if tail.end < size {
+                    // A writer killed mid-line (kill -9 across a page boundary): cut the torn
+                    // fragment off, so the log stays one JSON object per line.
+                    _ = ftruncate(descriptor.fd, off_t(tail.end))
+                    self.diagnostics.log(.warning, "audit log \(self.path): removed a torn line of \(size - tail.end) bytes left by a writer that died")
+                    size = tail.end
+                }
+                prev = tail.link
             }
             let linked = AuditChain.linked(line, prev: prev)
             let written = linked.withUnsafeBytes { write(descriptor.fd, $0.baseAddress, $0.count) }

@@ -11,6 +11,11 @@ final class RequestRecord {
     private let started: ContinuousClock.Instant
     private let diagnostics: Diagnostics
     private(set) var finished = false
+    /// Run once the record is written (not when writing it failed).
+    private var afterWrite: [() -> Void] = []
+
+    /// `action` runs once this record is in the audit log (a stored certificate's note is cleared).
+    func onWritten(_ action: @escaping () -> Void) { self.afterWrite.append(action) }
 
     init(sink: any AuditSink, diagnostics: Diagnostics, request: SCEPHTTPRequest) {
         self.sink = sink
@@ -30,6 +35,7 @@ final class RequestRecord {
         self.event.durationMs = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
         defer { self.logOutcome() }
         try self.sink.record(self.event)
+        for action in self.afterWrite { action() }
     }
 
     /// At `info`, one line per request outcome: the audit line's bounded fields, never a secret

@@ -81,6 +81,8 @@ extension SCEPResponder {
             throw SCEPError(.issuanceFailed, "\(error)")
         }
         do { try self.store.record(certificate, transactionID: x.transactionID) } catch { throw SCEPError(.storeFailed, "\(error)") }
+        let store = self.store
+        record.onWritten { store.audited(serial: certificate.serialNumberHex) }  // issued, or withheld: in the log either way
         record.event.describe(certificate)
         do {
             if let validated {

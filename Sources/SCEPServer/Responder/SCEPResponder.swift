@@ -134,31 +134,37 @@ public final class SCEPResponder: Sendable {
         return SCEPHTTPResponse.text(status, error.publicText)
     }
 
-    /// Withheld certificates whose audit record could not be written (a full audit disk): the
-    /// record is written now, once the log takes lines again, so every stored certificate is in
-    /// the audit log. Also run at start-up.
+    /// Certificates stored without an audit record, by a process that died (kill -9, a crash) or
+    /// while the audit log could not take lines: each is completed (issued file, index line),
+    /// marked withheld and recorded as `withheld` now, so every stored certificate is in the audit
+    /// log and none is delivered later as if new. At start-up, every minute, and at SIGHUP.
     public func recordUnaudited(now: Date = Date()) {
-        for serial in self.store.unauditedSerials() {
+        for pending in self.store.unauditedSerials() {
+            let certificate: Certificate?
+            do { certificate = try self.store.reconcile(serial: pending.serial) } catch {
+                self.diagnostics.log(.error, "certificate \(pending.serial) without audit record not reconciled: \(error)")
+                continue
+            }
             var event = AuditEvent()
             event.ts = now
             event.requestID = String(UInt64.random(in: 0...UInt64.max), radix: 16)
             event.operation = "PKIOperation"
             event.method = "reconcile"
             event.outcome = .withheld
-            event.reason = SCEPError.Code.auditFailed.rawValue
+            event.reason = pending.cause.rawValue
             event.httpStatus = 0
-            if let stored = try? self.store.certificate(serial: serial) {
-                event.describe(stored.certificate)
-                event.subject = stored.certificate.subject
+            if let certificate {
+                event.describe(certificate)
+                event.subject = certificate.subject
             } else {
-                event.serial = serial
+                event.serial = pending.serial
             }
             do {
                 try self.audit.record(event)
-                self.store.clearUnaudited(serial: serial)
-                self.diagnostics.log(.notice, "recorded withheld certificate \(serial) in the audit log (its record had failed)")
+                self.store.clearUnaudited(serial: pending.serial)
+                self.diagnostics.log(.notice, "recorded withheld certificate \(pending.serial) in the audit log (\(pending.cause.rawValue))")
             } catch {
-                return  // still failing: next time
+                return  // the log still takes no lines: next time
             }
         }
     }
@@ -193,6 +199,8 @@ public final class SCEPResponder: Sendable {
             }
         }
         self.recordUnaudited(now: now)
+        let orphans = self.store.removeOrphans()
+        if orphans > 0 { self.diagnostics.log(.notice, "removed \(orphans) temporary files left by processes that died") }
         let removed = self.store.pruneTransactions(olderThan: now.addingTimeInterval(-Double(self.policy.transactionRetentionDays) * 86400))
         if removed > 0 { self.diagnostics.log(.info, "dropped \(removed) transaction records past retention") }
     }

@@ -5,7 +5,10 @@ import Glibc
 public enum AtomicFile {
     /// Writes `contents` to a temporary file in the same directory, fsyncs it, then links it to
     /// `path`. `link(2)` fails if `path` exists, so an existing file is never replaced.
-    public static func create(_ path: String, contents: [UInt8], mode: mode_t) throws {
+    ///
+    /// - Parameter intent: a second name linked *before* `path` appears (the same inode), so a
+    ///   crash can never leave `path` without it (``FileCertificateStore``'s unaudited marker).
+    public static func create(_ path: String, contents: [UInt8], mode: mode_t, intent: String? = nil) throws {
         let directory = Self.directory(of: path)
         let temporary = "\(directory)/.tmp-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
@@ -16,10 +19,27 @@ public enum AtomicFile {
             try writeAll(fd, contents, what: temporary)
             guard fchmod(fd, mode) == 0, fsync(fd) == 0 else { throw ServerError(.store, "sync \(temporary): \(errnoText())") }
         }
+        if let intent, link(temporary, intent) != 0 { throw ServerError(.store, "link \(intent): \(errnoText())") }
         guard link(temporary, path) == 0 else {
-            throw ServerError(.store, errno == EEXIST ? "\(path) already exists" : "link \(path): \(errnoText())")
+            let text = errno == EEXIST ? "\(path) already exists" : "link \(path): \(errnoText())"
+            if let intent { unlink(intent) }
+            throw ServerError(.store, text)
         }
         syncDirectory(directory)
+    }
+
+    /// Temporary files of writers that died (kill -9 between create and rename/link): the
+    /// process in the name is gone. Returns how many were removed.
+    public static func removeOrphans(in directory: String) -> Int {
+        var removed = 0
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] {
+            let parts = name.split(separator: ".tmp-", maxSplits: 1, omittingEmptySubsequences: false)
+            guard parts.count == 2 else { continue }
+            let pid = parts[1].prefix { $0.isNumber }
+            guard let number = Int32(pid), number != getpid(), kill(number, 0) != 0, errno == ESRCH else { continue }
+            if unlink(directory + "/" + name) == 0 { removed += 1 }
+        }
+        return removed
     }
 
     /// Replaces `path` with `contents` atomically (temporary file + `rename(2)`): readers see the

@@ -122,6 +122,19 @@ public enum CertificateStatus: Sendable, Equatable {
 }
 
 /// A certificate with its status.
+/// A stored certificate that has no audit record yet, and why.
+public struct UnauditedCertificate: Sendable, Equatable {
+    public enum Cause: String, Sendable {
+        /// The process that stored it died before writing the record.
+        case crashed = "crash-recovered"
+        /// The record's write failed (a full audit disk).
+        case auditFailed = "audit-failed"
+    }
+
+    public let serial: String
+    public let cause: Cause
+}
+
 public struct StoredCertificate: Sendable {
     public let certificate: Certificate
     public let status: CertificateStatus
@@ -152,11 +165,22 @@ public protocol CertificateStore: Sendable {
     func record(_ certificate: Certificate, transactionID: String?) throws
     /// Marks a stored certificate as never delivered.
     func markWithheld(serial: String) throws
-    /// Notes a withheld certificate whose audit record could not be written (the audit disk was
-    /// full); housekeeping writes that record once it can (``unauditedSerials()``, ``clearUnaudited(serial:)``).
+    // Certificates stored but not yet in the audit log. ``record(_:transactionID:)`` notes each
+    // one before it becomes visible; ``audited(serial:)`` clears the note once its audit line is
+    // written. Housekeeping turns the notes of dead processes, and of failed audit writes, into
+    // withheld certificates with their audit records (crash recovery, a full audit disk).
+
+    /// The certificate's audit record is written.
+    func audited(serial: String)
+    /// Its audit record could not be written now: eligible for housekeeping at once.
     func markUnaudited(serial: String) throws
-    func unauditedSerials() -> [String]
+    /// Notes housekeeping should act on (not those of requests still in progress).
+    func unauditedSerials() -> [UnauditedCertificate]
+    /// Completes what a crash left half done (issued file, index line) and marks it withheld.
+    func reconcile(serial: String) throws -> Certificate?
     func clearUnaudited(serial: String)
+    /// Temporary files of writers that died; returns how many were removed.
+    func removeOrphans() -> Int
     func certificate(serial: String) throws -> StoredCertificate?
     /// Every certificate entry (status from the index, withheld markers applied).
     func entries() throws -> [(IndexEntry, CertificateStatus)]

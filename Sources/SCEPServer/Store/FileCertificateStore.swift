@@ -57,13 +57,19 @@ public final class FileCertificateStore: CertificateStore, Sendable {
     public func record(_ certificate: Certificate, transactionID: String?) throws {
         let serial = certificate.serialNumberHex
         // The file name is the serial only (hex): nothing from the request reaches a path.
-        try AtomicFile.create(self.certificatePath(serial), contents: Array(certificate.pemEncoded.utf8), mode: 0o644)
+        // The unaudited marker (a second link to the same file) exists before issued/SERIAL.pem
+        // does, and goes once the certificate's audit record is written (``audited(serial:)``):
+        // whatever kills the process in between, housekeeping finds the certificate.
+        try self.ensureUnauditedDirectory()
+        let marker = self.unauditedDirectory + "/\(serial).\(ProcessIdentity.current.tag)"
+        try AtomicFile.create(self.certificatePath(serial), contents: Array(certificate.pemEncoded.utf8), mode: 0o644, intent: marker)
         do {
             try self.index.append(
                 IndexEntry(status: .valid, expiry: certificate.notAfter, revokedAt: nil, reason: nil, serial: serial, subject: certificate.subjectOneLine))
         } catch {
             // Not recorded, so never delivered: no issued/ file may remain without its index line.
             unlink(self.certificatePath(serial))
+            unlink(marker)
             throw error
         }
     }
@@ -72,18 +78,72 @@ public final class FileCertificateStore: CertificateStore, Sendable {
         try AtomicFile.replace(self.directory.issuedPath + "/\(serial).withheld", contents: Array("withheld\n".utf8), mode: 0o644, sync: true)
     }
 
+    var unauditedDirectory: String { self.directory.path + "/unaudited" }
+
+    private func ensureUnauditedDirectory() throws {
+        guard mkdir(self.unauditedDirectory, 0o750) == 0 || errno == EEXIST else {
+            throw ServerError(.store, "create \(self.unauditedDirectory): \(errnoText())")
+        }
+    }
+
+    /// The markers of `serial` (normally one: `SERIAL.PID-START`, or `SERIAL.failed`).
+    private func markers(of serial: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: self.unauditedDirectory)) ?? []).filter { $0.hasPrefix(serial + ".") }
+    }
+
+    public func audited(serial: String) {
+        for name in self.markers(of: serial) { unlink(self.unauditedDirectory + "/" + name) }
+    }
+
     public func markUnaudited(serial: String) throws {
-        let directory = self.directory.path + "/unaudited"
-        guard mkdir(directory, 0o750) == 0 || errno == EEXIST else { throw ServerError(.store, "create \(directory): \(errnoText())") }
-        try AtomicFile.replace(directory + "/\(serial)", contents: Array("audit record missing\n".utf8), mode: 0o640, sync: true)
+        try self.ensureUnauditedDirectory()
+        let failed = self.unauditedDirectory + "/\(serial).failed"
+        for name in self.markers(of: serial) where !name.hasSuffix(".failed") {
+            guard rename(self.unauditedDirectory + "/" + name, failed) == 0 else { throw ServerError(.store, "mark \(failed): \(errnoText())") }
+        }
+        if self.markers(of: serial).isEmpty {
+            guard link(self.certificatePath(serial), failed) == 0 else { throw ServerError(.store, "mark \(failed): \(errnoText())") }
+        }
     }
 
-    public func unauditedSerials() -> [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: self.directory.path + "/unaudited")) ?? [])
-            .filter { !$0.hasPrefix(".") && $0.allSatisfy(\.isHexDigit) }.sorted()
+    public func unauditedSerials() -> [UnauditedCertificate] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: self.unauditedDirectory)) ?? []
+        return names.compactMap { name -> UnauditedCertificate? in
+            guard let dot = name.firstIndex(of: "."), !name.hasPrefix(".") else { return nil }
+            let serial = String(name[..<dot])
+            let owner = name[name.index(after: dot)...]
+            guard serial.allSatisfy(\.isHexDigit) else { return nil }
+            if owner == "failed" { return UnauditedCertificate(serial: serial, cause: .auditFailed) }
+            // Still being worked on by a live process (an Intune notification may take a while).
+            return ProcessIdentity.running(tag: owner) ? nil : UnauditedCertificate(serial: serial, cause: .crashed)
+        }.sorted { $0.serial < $1.serial }
     }
 
-    public func clearUnaudited(serial: String) { unlink(self.directory.path + "/unaudited/\(serial)") }
+    public func reconcile(serial: String) throws -> Certificate? {
+        guard let name = self.markers(of: serial).first else { return nil }
+        let marker = self.unauditedDirectory + "/" + name
+        guard let pem = FileManager.default.contents(atPath: marker), let certificate = try? Certificate.certificates(pemEncoded: Array(pem)).first else {
+            unlink(marker)
+            return nil
+        }
+        // Killed between the marker and issued/SERIAL.pem, or between the file and its index line.
+        if access(self.certificatePath(serial), F_OK) != 0, link(marker, self.certificatePath(serial)) != 0, errno != EEXIST {
+            throw ServerError(.store, "restore \(self.certificatePath(serial)): \(errnoText())")
+        }
+        if try self.index.entry(serial: serial) == nil {
+            try self.index.append(
+                IndexEntry(status: .valid, expiry: certificate.notAfter, revokedAt: nil, reason: nil, serial: serial, subject: certificate.subjectOneLine))
+        }
+        try self.markWithheld(serial: serial)
+        return certificate
+    }
+
+    public func clearUnaudited(serial: String) { self.audited(serial: serial) }
+
+    public func removeOrphans() -> Int {
+        [self.directory.path, self.directory.issuedPath, self.directory.pendingPath, self.directory.crlPath, self.unauditedDirectory]
+            .reduce(0) { $0 + AtomicFile.removeOrphans(in: $1) }
+    }
 
     public func certificate(serial: String) throws -> StoredCertificate? {
         guard let serial = SerialHex.normalize(serial), let entry = try self.index.entry(serial: serial),

@@ -186,6 +186,16 @@ struct ProcessIdentity {
 
     static let current = ProcessIdentity(pid: getpid(), start: startTime(of: getpid()) ?? 0)
 
+    /// `PID-START`, as it appears in file names.
+    var tag: String { "\(self.pid)-\(self.start)" }
+
+    /// The process of a `PID-START` tag, if it still runs (same pid and start time: not a reuse).
+    static func running(tag: Substring) -> Bool {
+        let parts = tag.split(separator: "-")
+        guard parts.count == 2, let pid = Int32(parts[0]), let start = UInt64(parts[1]) else { return false }
+        return Self.startTime(of: pid) == start
+    }
+
     static func startTime(of pid: Int32) -> UInt64? {
         guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/stat") else {
             // No /proc: fall back to "the pid exists".
