@@ -25,18 +25,21 @@ let package = Package(
         // Header only: atomic adds on a shared file mapping (the cross-process metrics counters).
         .systemLibrary(name: "CSharedCounters"),
 
+        // The one lock type (pthread: visible to ThreadSanitizer).
+        .target(name: "SCEPLocking", swiftSettings: strict),
+
         // The only importers of each C module.
         .target(name: "SCEPCrypto", dependencies: ["COpenSSL"], swiftSettings: strict),
-        .target(name: "FastCGI", dependencies: ["CFastCGI"], swiftSettings: strict),
-        .target(name: "CurlHTTP", dependencies: ["CCurl"], swiftSettings: strict),
+        .target(name: "FastCGI", dependencies: ["CFastCGI", "SCEPLocking"], swiftSettings: strict),
+        .target(name: "CurlHTTP", dependencies: ["CCurl", "SCEPLocking"], swiftSettings: strict),
 
         // RFC 8894 wire model: query decoding, pkiMessage decoding, CertRep encoding, client builder.
         .target(name: "SCEP", dependencies: ["SCEPCrypto"], swiftSettings: strict),
         // Transport-neutral server core: responder, CA store, issuance, challenge, audit, configuration.
-        .target(name: "SCEPServer", dependencies: ["SCEP", "SCEPCrypto", "CSharedCounters"], swiftSettings: strict),
+        .target(name: "SCEPServer", dependencies: ["SCEP", "SCEPCrypto", "CSharedCounters", "SCEPLocking"], swiftSettings: strict),
 
         // Microsoft Intune challenge validation: a ChallengeValidator over libcurl.
-        .target(name: "IntuneChallenge", dependencies: ["SCEPServer", "SCEP", "SCEPCrypto", "CurlHTTP"], swiftSettings: strict),
+        .target(name: "IntuneChallenge", dependencies: ["SCEPServer", "SCEP", "SCEPCrypto", "CurlHTTP", "SCEPLocking"], swiftSettings: strict),
 
         // Composition root.
         .executableTarget(
@@ -55,7 +58,12 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // What the fuzz targets run, shared with the regression tests (FuzzRegressionTests).
+        .target(name: "SCEPFuzzHarness", dependencies: ["SCEPServer", "SCEP", "SCEPCrypto"], swiftSettings: strict),
+
         .testTarget(name: "SCEPCryptoTests", dependencies: ["SCEPCrypto"], swiftSettings: strict),
+        .testTarget(
+            name: "FuzzRegressionTests", dependencies: ["SCEPFuzzHarness"], resources: [.copy("corpus")], swiftSettings: strict),
         .testTarget(
             name: "SCEPTests",
             dependencies: ["SCEP", "SCEPCrypto"],
@@ -67,8 +75,20 @@ let package = Package(
         .testTarget(name: "FastCGITests", dependencies: ["FastCGI"], swiftSettings: strict),
         .testTarget(
             name: "IntuneChallengeTests",
-            dependencies: ["IntuneChallenge", "SCEPServer", "SCEP", "SCEPCrypto", "CurlHTTP"],
+            dependencies: ["IntuneChallenge", "SCEPServer", "SCEP", "SCEPCrypto", "CurlHTTP", "SCEPLocking"],
             swiftSettings: strict
         ),
     ]
 )
+
+// libFuzzer builds only (scripts/fuzz.sh): SCEP_FUZZ=1 swift build --product scep-fuzz -Xswiftc -sanitize=fuzzer,address.
+// Not part of a normal build: without the fuzzer runtime the executable has no main.
+if Context.environment["SCEP_FUZZ"] == "1" {
+    package.products.append(.executable(name: "scep-fuzz", targets: ["scep-fuzz"]))
+    package.targets += [
+        .systemLibrary(name: "CFuzzer", path: "Fuzz/CFuzzer"),
+        .executableTarget(
+            name: "scep-fuzz", dependencies: ["SCEPFuzzHarness", "CFuzzer"], path: "Fuzz/Sources/scep-fuzz",
+            linkerSettings: [.unsafeFlags(["-sanitize=fuzzer,address", "-use-ld=lld"])]),
+    ]
+}

@@ -1,6 +1,6 @@
 import FoundationEssentials
 import Glibc
-import Synchronization
+import SCEPLocking
 internal import CCurl
 
 /// libcurl easy-interface transport.
@@ -101,7 +101,7 @@ public struct CurlHTTPTransport: HTTPTransport {
 /// between calls; `curl_easy_reset` clears options but keeps the connection cache.
 final class CurlHandlePool: @unchecked Sendable {
     /// Handle addresses (CURL* is `void *`); only this pool creates and frees them.
-    private let idle = Mutex<[UInt]>([])
+    private let idle = Locked<[UInt]>([])
     private let maxIdle = 64
 
     func take() -> UnsafeMutableRawPointer? {

@@ -1,6 +1,6 @@
 import FoundationEssentials
 import Glibc
-import Synchronization
+import SCEPLocking
 
 /// What a worker may spend on one FastCGI connection before the request is complete, and who may
 /// connect at all.
@@ -33,7 +33,7 @@ public final class ConnectionGuard: Sendable {
     /// TCP peers allowed to connect (as `FCGI_WEB_SERVER_ADDRS` does for libfcgi); Unix socket
     /// peers are controlled by the socket's mode and group instead.
     public let allowed: [String]
-    private let state = Mutex(State())
+    private let state = Locked(State())
     private let report: @Sendable (String) -> Void
 
     public init(deadlineSeconds: Double, allowed: [String], report: @escaping @Sendable (String) -> Void = { _ in }) {

@@ -1,6 +1,6 @@
 import FoundationEssentials
 import Glibc
-import Synchronization
+import SCEPLocking
 internal import CFastCGI
 
 /// A libfcgi responder: N threads, each owning one `FCGX_Request`, accepting on one socket.
@@ -197,8 +197,8 @@ public final class FastCGIServer: @unchecked Sendable {
 
 /// Shared by the workers and the shutdown path.
 final class ServerState: Sendable {
-    private let draining = Mutex(false)
-    private let running = Mutex(0)
+    private let draining = Locked(false)
+    private let running = Locked(0)
 
     var isDraining: Bool { self.draining.withLock { $0 } }
     var active: Int { self.running.withLock { $0 } }

@@ -3,7 +3,7 @@ import SCEPCrypto
 import SCEPServer
 import Dispatch
 import FoundationEssentials
-import Synchronization
+import SCEPLocking
 import Glibc
 
 /// App-only tokens from Entra ID by the OAuth 2.0 client-credentials grant (v2 endpoint), cached
@@ -33,7 +33,7 @@ final class EntraTokenProvider: @unchecked Sendable {
     private let transport: any HTTPTransport
     private let diagnostics: Diagnostics
     /// Held only to read or update the cache, never across a fetch.
-    private let state = Mutex(State())
+    private let state = Locked(State())
     /// How many tokens were fetched (for diagnostics and tests).
     var fetches: Int { self.state.withLock { $0.fetches } }
 

@@ -2,7 +2,7 @@ import CurlHTTP
 import Dispatch
 import FoundationEssentials
 import SCEPServer
-import Synchronization
+import SCEPLocking
 import Glibc
 
 /// Finds the ScepRequestValidationFEService URL in Microsoft Graph's endpoint list of the Intune
@@ -18,7 +18,7 @@ final class ServiceLocator: @unchecked Sendable {
         var lookups = 0
     }
     /// Held only to read or update the cache, never across a discovery (which needs a token).
-    private let state = Mutex(State())
+    private let state = Locked(State())
     /// How many discoveries were made (for diagnostics and tests).
     var lookups: Int { self.state.withLock { $0.lookups } }
 

@@ -8,14 +8,26 @@ public enum OpenSSL {
     /// keeps in the legacy provider. Loading any provider explicitly disables the implicit default
     /// one, so both are loaded. DES is only ever *decrypted*: replies to DES requests use 3DES
     /// (see `ContentCipher.replyCipher`).
-    public static func bootstrap() throws {
-        guard OSSL_PROVIDER_load(nil, "default") != nil else {
-            throw OpenSSLError(.library, "load the OpenSSL default provider")
-        }
-        guard OSSL_PROVIDER_load(nil, "legacy") != nil else {
-            throw OpenSSLError(.library, "load the OpenSSL legacy provider (single DES requests)")
-        }
+    ///
+    /// Loaded once per process however often this is called; the handles stay referenced for the
+    /// life of the process (the providers are never unloaded, and LeakSanitizer sees them held).
+    public static func bootstrap() throws { _ = try Self.providers.get() }
+
+    /// The loaded providers' handles, owned here until exit.
+    final class Providers: @unchecked Sendable {
+        let handles: [OpaquePointer]
+        init(_ handles: [OpaquePointer]) { self.handles = handles }
     }
+
+    private static let providers: Result<Providers, OpenSSLError> = {
+        guard let base = OSSL_PROVIDER_load(nil, "default") else {
+            return .failure(OpenSSLError(.library, "load the OpenSSL default provider"))
+        }
+        guard let legacy = OSSL_PROVIDER_load(nil, "legacy") else {
+            return .failure(OpenSSLError(.library, "load the OpenSSL legacy provider (single DES requests)"))
+        }
+        return .success(Providers([base, legacy]))
+    }()
 
     /// Clears the calling thread's error queue, so a stale entry is not blamed on the next call.
     public static func clearErrors() { ERR_clear_error() }

@@ -52,6 +52,7 @@ def port_open(port):
 SECRETS = {CHALLENGE}
 SCANNED = []  # every log file and command output searched
 LEAKS = []    # (where, which secret, abbreviated)
+SANITIZER_REPORTS = []  # logs holding an AddressSanitizer/ThreadSanitizer report (the ASan pass of scripts/test.sh)
 
 
 def register_secret(value):
@@ -65,6 +66,8 @@ def scan_text(where, data):
     if isinstance(data, str):
         data = data.encode(errors="replace")
     SCANNED.append(where)
+    if b"ERROR: AddressSanitizer" in data or b"WARNING: ThreadSanitizer" in data:
+        SANITIZER_REPORTS.append(where)
     for secret in SECRETS:
         if secret.encode() in data:
             LEAKS.append((where, secret[:3] + "…"))

@@ -69,3 +69,9 @@ def test_no_secret_in_any_log_of_the_whole_suite():
     if len(harness.SECRETS) < 20:
         print(f"note: only {len(harness.SECRETS)} secrets registered (partial run?)")
     assert harness.LEAKS == [], harness.LEAKS
+
+
+def test_no_sanitizer_report_in_any_log():
+    """With the AddressSanitizer build of the server (scripts/test.sh), any memory error it hit is
+    in its log; none may be."""
+    assert harness.SANITIZER_REPORTS == [], harness.SANITIZER_REPORTS

@@ -3,7 +3,7 @@ import Foundation
 import SCEP
 import SCEPCrypto
 import SCEPServer
-import Synchronization
+import SCEPLocking
 import Testing
 
 @testable import IntuneChallenge
@@ -144,7 +144,7 @@ struct IntuneChallengeTests {
             return try healthy()(request, index)
         }
         let validator = IntuneChallengeValidator(settings: settings(), secret: [1], transport: stub)
-        let results = Mutex<[ChallengeDecision]>([])
+        let results = Locked<[ChallengeDecision]>([])
         DispatchQueue.concurrentPerform(iterations: 8) { _ in
             let decision = try? validator.validate(try Fixture.context())
             results.withLock { $0.append(decision ?? .rejected(.internalError, detail: "threw")) }
@@ -156,7 +156,7 @@ struct IntuneChallengeTests {
     @Test("a token due for renewal stays in use while Entra is slow: requests do not wait on the renewal")
     func renewalDoesNotBlock() throws {
         let release = DispatchSemaphore(value: 0)
-        let intuneTokens = Mutex(0)
+        let intuneTokens = Locked(0)
         let stub = StubHTTPTransport { request, index in
             if request.url.hasSuffix("/oauth2/v2.0/token") {
                 let form = String(decoding: request.body ?? [], as: UTF8.self)

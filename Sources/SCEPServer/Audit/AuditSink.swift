@@ -1,6 +1,6 @@
 import FoundationEssentials
 import Glibc
-import Synchronization
+import SCEPLocking
 
 /// The single choke point every audit record goes through.
 public protocol AuditSink: Sendable {
@@ -36,7 +36,7 @@ extension AuditSink {
 /// Ownership: the descriptor lives in a ``Descriptor`` box, closed when the last writer using it
 /// lets go, so a reopen never closes a descriptor another thread is writing to.
 public final class JSONLinesAuditSink: AuditSink, Sendable {
-    private let current: Mutex<Descriptor>
+    private let current: Locked<Descriptor>
     private let sync: Bool
     private let diagnostics: Diagnostics
     public let path: String
@@ -45,7 +45,7 @@ public final class JSONLinesAuditSink: AuditSink, Sendable {
     /// Held across link-then-append by this process's threads (an `flock` does not exclude threads
     /// sharing one open file); the file's `flock` then excludes other processes. Remembers the
     /// last line this process wrote: while the file is still that size, no other line followed it.
-    private let appending = Mutex<(inode: UInt, size: Int, link: String)?>(nil)
+    private let appending = Locked<(inode: UInt, size: Int, link: String)?>(nil)
 
     final class Descriptor: Sendable {
         let fd: Int32
@@ -68,7 +68,7 @@ public final class JSONLinesAuditSink: AuditSink, Sendable {
         if !self.head.usable {
             diagnostics.log(.warning, "audit chain head \(self.chain.headPath) cannot be opened (\(errnoText())): after a rotation the chain restarts at genesis")
         }
-        self.current = Mutex(try Self.open(path))
+        self.current = Locked(try Self.open(path))
     }
 
     private static func open(_ path: String) throws -> Descriptor {

@@ -2,7 +2,7 @@ import FoundationEssentials
 import Glibc
 import SCEP
 import SCEPCrypto
-import Synchronization
+import SCEPLocking
 
 /// A certificate and its private key, parsed once per process and shared by every worker
 /// (OpenSSL 3 keys are safe for concurrent signing and decryption, see ``PrivateKey``).
@@ -126,14 +126,14 @@ public final class CAMaterialSource: Sendable {
     public let directory: CADirectory?
     private let passphraseFile: String?
     private let diagnostics: Diagnostics
-    private let state: Mutex<State>
+    private let state: Locked<State>
 
     /// Fixed material (tests, one-shot commands).
     public init(_ material: CAMaterial) {
         self.directory = nil
         self.passphraseFile = nil
         self.diagnostics = Diagnostics()
-        self.state = Mutex(State(material: material, fingerprint: [], checked: .now))
+        self.state = Locked(State(material: material, fingerprint: [], checked: .now))
     }
 
     /// Material loaded from `directory`, reloaded when it changes.
@@ -143,7 +143,7 @@ public final class CAMaterialSource: Sendable {
         self.diagnostics = diagnostics
         let fingerprint = directory.fingerprint()
         let material = try directory.loadMaterial(passphraseFile: passphraseFile).get()
-        self.state = Mutex(State(material: material, fingerprint: fingerprint, checked: .now))
+        self.state = Locked(State(material: material, fingerprint: fingerprint, checked: .now))
     }
 
     public func current() -> CAMaterial {

@@ -2,7 +2,7 @@ import SCEP
 import SCEPCrypto
 
 import FoundationEssentials
-import Synchronization
+import SCEPLocking
 import Glibc
 
 /// What a challenge validator sees of an enrollment.
@@ -52,7 +52,7 @@ public struct ValidatorCall: Sendable, Equatable {
 
 /// Collects a request's validator calls; written by the validator, read by the responder.
 public final class ValidatorTrace: Sendable {
-    private let storage = Mutex<[ValidatorCall]>([])
+    private let storage = Locked<[ValidatorCall]>([])
 
     public init() {}
 

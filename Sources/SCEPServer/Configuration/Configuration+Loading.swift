@@ -182,6 +182,14 @@ extension Configuration {
         return config
     }
 
+    /// Parses a configuration text on its own (no file, no environment): the configuration and
+    /// every problem found. For tests and the fuzzer.
+    public static func parse(ini text: String, source: String = "input") -> (Configuration, [String]) {
+        var config = Configuration()
+        let problems = config.apply(ini: text, source: source)
+        return (config, problems + (problems.isEmpty ? config.problems() : []))
+    }
+
     /// Applies an INI-style text: `[section]` headers, `key = value` lines, `#` or `;` comments on
     /// their own line or after a value (preceded by whitespace; a double-quoted value keeps them).
     /// Returns every problem, `FILE:LINE: message` each; the other lines still apply.
@@ -208,7 +216,8 @@ extension Configuration {
             let value = Self.value(String(line[line.index(after: equals)...]))
             let fullName = name.contains(".") ? name : "\(section).\(name)"
             guard let key = Configuration.keys.first(where: { $0.name == fullName }) else {
-                let suggestion = Self.nearestKey(to: fullName).map { " (did you mean \($0)?)" } ?? ""
+                // Suggestions for the first few only: a file of thousands of bad lines stays quick.
+                let suggestion = problems.count < 20 ? Self.nearestKey(to: fullName).map { " (did you mean \($0)?)" } ?? "" : ""
                 problems.append("\(where_): unknown key \(fullName)\(suggestion)")
                 continue
             }
@@ -239,7 +248,8 @@ extension Configuration {
 
     /// The known key closest to a mistyped one (edit distance at most 3), for the error message.
     static func nearestKey(to name: String) -> String? {
-        func distance(_ a: [Character], _ b: [Character]) -> Int {
+        guard name.count <= 64 else { return nil }  // no key is that long; the distance is quadratic
+        func distance(_ a: [UInt8], _ b: [UInt8]) -> Int {
             var row = Array(0...b.count)
             for (i, x) in a.enumerated() {
                 var previous = row[0]
@@ -252,7 +262,8 @@ extension Configuration {
             }
             return row[b.count]
         }
-        let scored = Configuration.keys.map { ($0.name, distance(Array(name), Array($0.name))) }.filter { $0.1 <= 3 }
+        let typed = Array(name.utf8)
+        let scored = Configuration.keys.map { ($0.name, distance(typed, Array($0.name.utf8))) }.filter { $0.1 <= 3 }
         return scored.min { $0.1 < $1.1 }?.0
     }
 

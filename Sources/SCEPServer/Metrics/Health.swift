@@ -1,7 +1,7 @@
 import FoundationEssentials
 import Glibc
 import SCEPCrypto
-import Synchronization
+import SCEPLocking
 
 /// `health.path`: 200 only if the next enrollment could be served (the CA key signs, the audit
 /// log and the store take writes, and in Intune mode the last Intune call did not fail), else 503.
@@ -27,7 +27,7 @@ final class HealthCheck: Sendable {
     /// A signature costs about a millisecond with RSA-2048 (more with an HSM): its verdict is kept
     /// this long per process, so a flood of health requests costs no more than GetCACaps.
     static let keyCheckInterval: Duration = .seconds(10)
-    private let keyVerdict = Mutex<(at: ContinuousClock.Instant, problem: String?)?>(nil)
+    private let keyVerdict = Locked<(at: ContinuousClock.Instant, problem: String?)?>(nil)
 
     func run(material: CAMaterial, audit: any AuditSink, store: any CertificateStore, metrics: Metrics?, intune: Bool) -> Result {
         var checks: [(String, String)] = []

@@ -2,7 +2,7 @@ import FoundationEssentials
 import Glibc
 import SCEP
 import SCEPCrypto
-import Synchronization
+import SCEPLocking
 
 /// The transport-neutral core: one SCEP HTTP request in, one complete response out.
 ///
@@ -24,7 +24,7 @@ public final class SCEPResponder: Sendable {
     let health = HealthCheck()
     /// GetCACert, GetCACaps and GetNextCACert bodies, rebuilt only when the material changes:
     /// GetCACert is the hottest unauthenticated request.
-    private let published = Mutex<PublishedReplies?>(nil)
+    private let published = Locked<PublishedReplies?>(nil)
 
     struct PublishedReplies {
         /// The material these were built from: every reload parses all certificates afresh, so the

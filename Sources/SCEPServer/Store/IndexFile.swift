@@ -1,7 +1,7 @@
 import FoundationEssentials
 import Glibc
 import SCEPCrypto
-import Synchronization
+import SCEPLocking
 
 /// One line of the OpenSSL `ca` database (`index.txt`):
 /// `status <tab> expiry <tab> revocation <tab> serial <tab> file <tab> subject`.
@@ -98,10 +98,10 @@ enum IndexTime {
 final class IndexFile: Sendable {
     let path: String
     private var lockPath: String { self.path + ".lock" }
-    private let cache = Mutex<Cache>(Cache())
-    private let appender = Mutex<Descriptor?>(nil)
+    private let cache = Locked<Cache>(Cache())
+    private let appender = Locked<Descriptor?>(nil)
     /// `flock` locks belong to an open file description, so each concurrent holder needs its own.
-    private let lockDescriptors = Mutex<[Int32]>([])
+    private let lockDescriptors = Locked<[Int32]>([])
 
     struct Cache {
         var inode: UInt = 0
