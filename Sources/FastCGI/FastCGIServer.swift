@@ -79,7 +79,11 @@ public final class FastCGIServer: @unchecked Sendable {
     ///
     /// A stale Unix socket file from an earlier run is removed first; the new one gets `mode`
     /// so the web server's user can connect (nginx and Apache workers do not run as root).
-    public init(address: String, mode: Int, group: String? = nil, backlog: Int = 128) throws {
+    ///
+    /// The backlog is SOMAXCONN's usual 4096 (the kernel caps it; systemd's socket units use the
+    /// same): with 128, a burst of 256 GETs filled it, nginx's connect() got EAGAIN, marked the
+    /// upstream failed and answered 502 for its fail_timeout.
+    public init(address: String, mode: Int, group: String? = nil, backlog: Int = 4096) throws {
         let isTCP = address.contains(":") && !address.hasPrefix("/")
         if !isTCP {
             try Self.createParentDirectory(of: address)

@@ -259,10 +259,14 @@ Include {REPO}/apache/scep-fcgi-publish.conf
 
     def start_two_processes(self):
         """Two scep-fcgi processes sharing this CA directory and audit log behind one nginx."""
-        second = os.path.join(self.root, "scep2.sock")
-        self.start_scep_fcgi()
-        self.start_scep_fcgi(second, "scep-fcgi-2.log")
-        self.start_nginx([self.socket, second])
+        return self.start_processes(2)
+
+    def start_processes(self, count):
+        """`count` scep-fcgi processes sharing this CA directory and audit log behind one nginx."""
+        sockets = [self.socket] + [os.path.join(self.root, f"scep{i + 1}.sock") for i in range(1, count)]
+        for i, path in enumerate(sockets):
+            self.start_scep_fcgi(path, "scep-fcgi.log" if i == 0 else f"scep-fcgi-{i + 1}.log")
+        self.start_nginx(sockets)
         wait_for(lambda: port_open(self.port), "nginx")
         return self
 
