@@ -81,6 +81,8 @@ def main():
             "enrollments_per_second": round(total / enroll_seconds, 1),
             "p50_ms": sorted(r["p50_ms"] for r in reports)[len(reports) // 2],
             "p99_ms": max(r["p99_ms"] for r in reports),
+            "failure_reasons": {k: sum(r.get("failure_reasons", {}).get(k, 0) for r in reports)
+                                for k in {k for r in reports for k in r.get("failure_reasons", {})}},
             "audit_issued": len(issued), "index_lines": len(index), "issued_files": len(files),
             "gets": flood["requests"], "get_failures": flood["failures"],
             "gets_per_second": round(flood["requests"] / max(flood["seconds"], 0.001), 1),

@@ -35,19 +35,34 @@ struct Load: ParsableCommand {
                 let index = next.take()
                 guard index < bodies.count else { return }
                 let t0 = ContinuousClock.now
-                let response = try? transport.send(
-                    HTTPRequest(method: "POST", url: endpoint, headers: [("Content-Type", "application/x-pki-message")], body: bodies[index]),
-                    timeout: 60)
-                results.set(index, response, latency: ContinuousClock.now - t0)
+                do {
+                    let response = try transport.send(
+                        HTTPRequest(method: "POST", url: endpoint, headers: [("Content-Type", "application/x-pki-message")], body: bodies[index]),
+                        timeout: 60)
+                    results.set(index, response, latency: ContinuousClock.now - t0)
+                } catch {
+                    results.set(index, nil, latency: ContinuousClock.now - t0, error: "transport: \(error)")
+                }
             }
         }
         let elapsed = Self.seconds(ContinuousClock.now - started)
 
         // Untimed: decrypt and verify every reply; count failures of any kind.
         let failures = Counter()
+        let reasons = ReasonCounts()
         let serials = SerialSet()
         let dir = URL(fileURLWithPath: self.requestsDir)
         DispatchQueue.concurrentPerform(iterations: bodies.count) { index in
+            if let error = results.error(index) {
+                failures.add(1)
+                reasons.add(error)
+                return
+            }
+            if let response = results.response(index), response.status != 200 {
+                failures.add(1)
+                reasons.add("http \(response.status)")
+                return
+            }
             guard let response = results.response(index), response.status == 200,
                 let request = try? PKIMessage.decode(bodies[index]),
                 let pem = try? Data(contentsOf: dir.appendingPathComponent(names[index].replacingOccurrences(of: ".der", with: ".pem"))),
@@ -59,6 +74,7 @@ struct Load: ParsableCommand {
                 let issued = rep.certificates.first(where: { $0.publicKey?.derEncoded == signer.publicKey?.derEncoded })
             else {
                 failures.add(1)
+                reasons.add("reply not a SUCCESS for this request")
                 return
             }
             serials.insert(issued.serialNumberHex)
@@ -72,6 +88,7 @@ struct Load: ParsableCommand {
             "enrollments_per_second": Double(bodies.count - failures.value) / elapsed,
             "failures": failures.value, "unique_serials": serials.count,
             "p50_ms": percentile(0.5), "p90_ms": percentile(0.9), "p99_ms": percentile(0.99),
+            "failure_reasons": reasons.counts,
         ]
         print(String(decoding: try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys]), as: UTF8.self))
     }
@@ -125,15 +142,28 @@ final class ResultStore: @unchecked Sendable {
 
     init(count: Int) { self.responses = Array(repeating: nil, count: count) }
 
-    func set(_ index: Int, _ response: HTTPResponse?, latency: Duration) {
+    private var errors: [Int: String] = [:]
+
+    func set(_ index: Int, _ response: HTTPResponse?, latency: Duration, error: String? = nil) {
         self.lock.withLock {
             self.responses[index] = response
+            if let error { self.errors[index] = error }
             self.durations.append(Load.seconds(latency))
         }
     }
 
     func response(_ index: Int) -> HTTPResponse? { self.lock.withLock { self.responses[index] } }
+    /// Why a request got no response at all (the transport's error), for the report.
+    func error(_ index: Int) -> String? { self.lock.withLock { self.errors[index] } }
     var latencies: [Double] { self.lock.withLock { self.durations } }
+}
+
+/// Failure reasons and how often each occurred.
+final class ReasonCounts: @unchecked Sendable {
+    private let lock = NSLock()
+    private var storage: [String: Int] = [:]
+    func add(_ reason: String) { self.lock.withLock { self.storage[reason, default: 0] += 1 } }
+    var counts: [String: Int] { self.lock.withLock { self.storage } }
 }
 
 final class SerialSet: @unchecked Sendable {
