@@ -66,15 +66,10 @@ enum FileHealth {
     static func problem(writing path: String, prefix: String, directory: Bool = false) -> String? {
         let exists = access(path, F_OK) == 0
         guard exists || !directory else { return "\(prefix)-not-writable" }
-        let target = exists ? path : Self.parent(path)
+        let target = exists ? path : AtomicFile.directory(of: path)
         guard access(target, W_OK) == 0 else { return "\(prefix)-not-writable" }
         var fs = statvfs()
         if statvfs(target, &fs) == 0, UInt64(fs.f_bavail) * UInt64(fs.f_frsize) < Self.minimumFreeBytes { return "\(prefix)-disk-full" }
         return nil
-    }
-
-    static func parent(_ path: String) -> String {
-        guard let slash = path.lastIndex(of: "/") else { return "." }
-        return slash == path.startIndex ? "/" : String(path[..<slash])
     }
 }

@@ -18,17 +18,17 @@ extension Metrics {
         out.sample("scep_metrics_start_time_seconds", [], Double(self.created))
 
         out.family("scep_requests_total", .counter, "SCEP requests by operation and audit outcome, across every process of this CA directory.")
-        for (o, operation) in Layout.operations.enumerated() {
+        for operation in Layout.operations {
             for outcome in Layout.outcomes {
-                let value = self.file.load(Layout.requests + o * Layout.outcomes.count + Layout.outcomes.firstIndex(of: outcome)!)
+                let value = self.file.load(Layout.requestSlot(operation, outcome))
                 guard value > 0 || Self.requestOutcomes.contains(outcome) else { continue }
                 out.sample("scep_requests_total", [("operation", operation), ("outcome", outcome.rawValue)], Double(value))
             }
         }
         out.family("scep_ca_operations_total", .counter, "scep-fcgi ca commands (approve, reject, revoke, crl, rollover, ra) by outcome.")
-        for (o, operation) in Layout.caOperations.enumerated() {
-            for (i, outcome) in Layout.outcomes.enumerated() {
-                let value = self.file.load(Layout.caOperationsStart + o * Layout.outcomes.count + i)
+        for operation in Layout.caOperations {
+            for outcome in Layout.outcomes {
+                let value = self.file.load(Layout.caOperationSlot(operation, outcome))
                 if value > 0 { out.sample("scep_ca_operations_total", [("operation", operation), ("outcome", outcome.rawValue)], Double(value)) }
             }
         }

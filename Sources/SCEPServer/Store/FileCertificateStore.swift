@@ -61,7 +61,7 @@ public final class FileCertificateStore: CertificateStore, Sendable {
         // does, and goes once the certificate's audit record is written (``audited(serial:)``):
         // whatever kills the process in between, housekeeping finds the certificate.
         try self.ensureUnauditedDirectory()
-        let marker = self.unauditedDirectory + "/\(serial).\(ProcessIdentity.current.tag)"
+        let marker = self.unauditedMarker(serial)
         try AtomicFile.create(self.certificatePath(serial), contents: Array(certificate.pemEncoded.utf8), mode: 0o644, intent: marker)
         do {
             try self.index.append(
@@ -91,9 +91,13 @@ public final class FileCertificateStore: CertificateStore, Sendable {
         ((try? FileManager.default.contentsOfDirectory(atPath: self.unauditedDirectory)) ?? []).filter { $0.hasPrefix(serial + ".") }
     }
 
-    public func audited(serial: String) {
-        for name in self.markers(of: serial) { unlink(self.unauditedDirectory + "/" + name) }
+    /// This process's note for `serial`, made by ``record(_:transactionID:)``.
+    private func unauditedMarker(_ serial: String) -> String {
+        self.unauditedDirectory + "/\(serial).\(ProcessIdentity.current.tag)"
     }
+
+    /// On every delivered enrollment: one unlink of the note this process made, no directory listing.
+    public func audited(serial: String) { unlink(self.unauditedMarker(serial)) }
 
     public func markUnaudited(serial: String) throws {
         try self.ensureUnauditedDirectory()
@@ -138,7 +142,9 @@ public final class FileCertificateStore: CertificateStore, Sendable {
         return certificate
     }
 
-    public func clearUnaudited(serial: String) { self.audited(serial: serial) }
+    public func clearUnaudited(serial: String) {
+        for name in self.markers(of: serial) { unlink(self.unauditedDirectory + "/" + name) }
+    }
 
     public func removeOrphans() -> Int {
         [self.directory.path, self.directory.issuedPath, self.directory.pendingPath, self.directory.crlPath, self.unauditedDirectory]
