@@ -7,7 +7,8 @@ import Testing
 struct ConnectionGuardTests {
     static func pair() -> (Int32, Int32) {
         var fds: [Int32] = [0, 0]
-        precondition(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0)
+        // CLOEXEC: other tests start child processes meanwhile, which would inherit (and hold open) the peer end.
+        precondition(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &fds) == 0)
         return (fds[0], fds[1])
     }
 
