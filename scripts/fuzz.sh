@@ -18,23 +18,25 @@ binary=.build-fuzz/debug/scep-fuzz
 mkdir -p Fuzz/artifacts
 status=0
 for target in "${targets[@]}"; do
-  seeds=Tests/FuzzRegressionTests/corpus/$target
+  seeds=$PWD/Tests/FuzzRegressionTests/corpus/$target
   work=$(mktemp -d)
-  log=$work/fuzz.log
+  mkdir "$work/corpus"
   first=$(find "$seeds" -type f | sort | head -1)
+  # libFuzzer writes one fuzz-N.log per job into the working directory: keep them in $work.
   set +e
-  SCEP_FUZZ_TARGET=$target SCEP_FUZZ_SEED=$first "$binary" "$work" "$seeds" -max_total_time="$seconds" \
-    -jobs="${FUZZ_JOBS:-1}" -workers="${FUZZ_JOBS:-1}" -artifact_prefix="Fuzz/artifacts/$target-" \
-    -print_final_stats=1 -rss_limit_mb=4096 >"$log" 2>&1
+  (cd "$work" && SCEP_FUZZ_TARGET=$target SCEP_FUZZ_SEED=$first "$OLDPWD/$binary" corpus "$seeds" -max_total_time="$seconds" \
+    -jobs="${FUZZ_JOBS:-1}" -workers="${FUZZ_JOBS:-1}" -artifact_prefix="$OLDPWD/Fuzz/artifacts/$target-" \
+    -print_final_stats=1 -rss_limit_mb=4096 >fuzz.log 2>&1)
   rc=$?
   set -e
-  runs=$(grep -Eo 'stat::number_of_executed_units: *[0-9]+' "$log" | awk '{s+=$2} END {print s+0}')
-  cov=$(grep -Eo 'cov: [0-9]+' "$log" | tail -1 | awk '{print $2}')
-  features=$(grep -Eo 'ft: [0-9]+' "$log" | tail -1 | awk '{print $2}')
-  echo "fuzz $target: ${seconds}s, $runs executions, coverage $cov edges, $features features, corpus $(ls "$work" | grep -vc fuzz.log) new inputs, exit $rc"
+  logs=("$work"/fuzz*.log)
+  runs=$(cat "${logs[@]}" | grep -Eo 'stat::number_of_executed_units: *[0-9]+' | awk '{s+=$2} END {print s+0}')
+  cov=$(cat "${logs[@]}" | grep -Eo 'cov: [0-9]+' | sort -n -k2 | tail -1 | awk '{print $2}')
+  features=$(cat "${logs[@]}" | grep -Eo 'ft: [0-9]+' | sort -n -k2 | tail -1 | awk '{print $2}')
+  echo "fuzz $target: ${seconds}s, $runs executions, coverage $cov edges, $features features, corpus $(ls "$work/corpus" | wc -l) new inputs, exit $rc"
   if [ $rc -ne 0 ]; then
     status=1
-    grep -E 'ERROR|SUMMARY|Test unit written' "$log" | head -20
+    cat "${logs[@]}" | grep -E 'ERROR|SUMMARY|Test unit written' | head -20
   fi
   rm -rf "$work"
 done
