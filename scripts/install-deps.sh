@@ -19,7 +19,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# PyScep (import name "scep") and the libraries it imports; its wheel declares no dependencies.
-if ! python3 -c "import scep, asn1crypto, oscrypto, csrbuilder, certbuilder, pytest" 2>/dev/null; then
-  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore pyscep asn1crypto oscrypto csrbuilder certbuilder pytest
+# PyScep (import name "scep") and the libraries it imports (its wheel declares no dependencies);
+# cryptography for the Intune mock and the crafted corpus (Tests/Integration/scepcraft.py).
+if ! python3 -c "import scep, asn1crypto, oscrypto, csrbuilder, certbuilder, cryptography, pytest" 2>/dev/null; then
+  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore pyscep asn1crypto oscrypto csrbuilder certbuilder cryptography pytest
 fi

@@ -1,3 +1,4 @@
+import FoundationEssentials
 import SCEPCrypto
 
 /// A received pkiMessage (RFC 8894 §3.2) whose SCEP attributes have been read but whose
@@ -13,6 +14,8 @@ public struct PKIMessage: Sendable {
     public let senderNonce: [UInt8]
     /// The request's digest algorithm as its SignerInfo names it (nil when unknown).
     public var digest: DigestAlgorithm? { self.signedData.digest }
+    /// The digest algorithm's dotted OID (for audit lines about unknown ones).
+    public var digestOID: String { self.signedData.digestOID }
     private let signedData: ParsedSignedData
 
     /// The longest transactionID accepted. RFC 8894 sets no limit; real ones are 20–80 characters.
@@ -40,13 +43,21 @@ public struct PKIMessage: Sendable {
         let nonceValid = nonceNode.map { $0.tag == 0x04 && (8...64).contains($0.value.count) } ?? false
         guard nonceValid || (!requireSenderNonce && nonceNode == nil) else { throw SCEPError(.missingSenderNonce) }
 
+        // RFC 8894 §3.2.1.2: a PrintableString of decimal digits ("19"); "+19" or " 19" is not one.
         guard let typeNode = try? signed.signedAttribute(SCEPObjectIdentifier.messageType),
-            let typeText = try? typeNode.stringValue(), let typeValue = Int(typeText)
+            let typeText = try? typeNode.stringValue(), (1...4).contains(typeText.utf8.count),
+            typeText.utf8.allSatisfy({ (0x30...0x39).contains($0) }), let typeValue = Int(typeText)
         else { throw SCEPError(.missingMessageType) }
 
         return PKIMessage(
             transactionID: transactionID, messageTypeValue: typeValue, senderNonce: nonceNode.map { Array($0.value) } ?? [],
             signedData: signed)
+    }
+
+    /// The signingTime signed attribute, nil when absent (PyScep sends none).
+    /// - Throws: ``SCEPError/Code/signingTimeSkew`` when it is present but not a time.
+    public func signingTime() throws -> Date? {
+        do { return try self.signedData.signingTime() } catch { throw SCEPError(.signingTimeSkew, "\(error)") }
     }
 
     /// Checks the signature with the signer certificate the message carries.

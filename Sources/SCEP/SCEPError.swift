@@ -31,6 +31,12 @@ public struct SCEPError: Error, Hashable, CustomStringConvertible, Sendable {
         case badCSRSignature = "bad-csr-signature"
         case keyPolicy = "key-policy"
         case signerKeyNotRSA = "signer-key-not-rsa"
+        /// The signer certificate is outside its validity by more than the allowed clock skew.
+        case signerNotValid = "signer-not-valid"
+        /// The signer certificate has a keyUsage without digitalSignature (RFC 5280 §4.2.1.3).
+        case signerKeyUsage = "signer-key-usage"
+        /// The signingTime attribute is further from our clock than the allowed skew (RFC 8894 §3.3.2.2 badTime).
+        case signingTimeSkew = "signing-time-skew"
         case challengeMissing = "challenge-missing"
         case challengeMismatch = "challenge-mismatch"
         case challengeRejected = "challenge-rejected"
@@ -64,6 +70,11 @@ public struct SCEPError: Error, Hashable, CustomStringConvertible, Sendable {
         case subjectInvalid = "subject-invalid"
         case tooManyNames = "too-many-names"
         case nameInvalid = "name-invalid"
+        // Requested extensions (RFC 5280 §4.2): checked with the names.
+        /// The CSR asks for basicConstraints cA TRUE; this server issues end-entity certificates only.
+        case csrCARequested = "csr-ca-requested"
+        /// The CSR asks critically for an extension this server neither understands nor issues.
+        case csrCriticalExtension = "csr-critical-extension"
         /// The web server closed the connection (its client gave up) before issuance.
         case clientGone = "client-gone"
     }
@@ -112,7 +123,7 @@ public struct SCEPError: Error, Hashable, CustomStringConvertible, Sendable {
         case .badEncoding: return "message is not valid base64"
         case .bodyTooLarge: return "request body too large"
         case .malformedMessage: return "message is not a CMS SignedData pkiMessage"
-        case .missingTransactionID: return "pkiMessage has no transactionID"
+        case .missingTransactionID: return "pkiMessage has no valid transactionID"
         case .missingSenderNonce: return "pkiMessage has no valid senderNonce"
         case .missingMessageType: return "pkiMessage has no valid messageType"
         case .noNextCA: return "no next CA certificate is configured"
@@ -123,9 +134,13 @@ public struct SCEPError: Error, Hashable, CustomStringConvertible, Sendable {
     /// The failInfo of the CertRep FAILURE for this error (RFC 8894 §3.2.1.4.5).
     public var failInfo: FailInfo {
         switch self.code {
-        case .badSignature, .decryptFailed, .malformedEnvelope, .badCSRSignature, .renewalSignerInvalid: return .badMessageCheck
+        case .badSignature, .malformedEnvelope, .badCSRSignature, .renewalSignerInvalid, .signerKeyUsage: return .badMessageCheck
+        // One answer for everything that can follow a key-transport decryption, so that the reply
+        // never tells an RSA padding failure from content that decrypted to garbage (no
+        // Bleichenbacher oracle, whatever OpenSSL's own countermeasure does): see `isEnvelopeContentError`.
+        case .decryptFailed, .malformedCSR, .malformedPayload: return .badMessageCheck
         case .unsupportedDigest, .unsupportedCipher, .signerKeyNotRSA, .csrDigest, .cipherPolicy: return .badAlg
-        case .renewalTooEarly: return .badTime
+        case .renewalTooEarly, .signerNotValid, .signingTimeSkew: return .badTime
         case .unknownTransaction, .unknownCertificate, .unknownIssuer: return .badCertID
         default: return .badRequest
         }
@@ -139,17 +154,18 @@ public struct SCEPError: Error, Hashable, CustomStringConvertible, Sendable {
         case .unsupportedDigest: return "digest algorithm not supported"
         case .unsupportedMessageType: return "message type not supported by this server"
         case .malformedEnvelope: return "pkcsPKIEnvelope is malformed"
-        case .decryptFailed: return "pkcsPKIEnvelope cannot be decrypted with the CA key"
+        case .decryptFailed, .malformedCSR, .malformedPayload: return Self.envelopeContentText
         case .unsupportedCipher: return "content encryption algorithm not supported"
-        case .malformedCSR: return "PKCS#10 request is malformed"
         case .badCSRSignature: return "PKCS#10 signature does not verify"
         case .keyPolicy: return "requested key does not meet the key policy"
         case .signerKeyNotRSA: return "signer certificate key must be RSA"
+        case .signerNotValid: return "signer certificate is expired or not yet valid"
+        case .signerKeyUsage: return "signer certificate keyUsage does not allow digitalSignature"
+        case .signingTimeSkew: return "signingTime is too far from the server's clock"
         case .challengeMissing: return "challenge password missing"
         case .challengeMismatch: return "challenge password rejected"
         case .challengeRejected: return "challenge rejected by the validator"
         case .challengeUnavailable: return "challenge could not be validated, try again later"
-        case .malformedPayload: return "messageData is malformed"
         case .csrDigest: return "PKCS#10 signature algorithm not allowed"
         case .cipherPolicy: return "content encryption algorithm not allowed"
         case .renewalDisabled: return "renewal is not enabled on this server"
@@ -171,10 +187,21 @@ public struct SCEPError: Error, Hashable, CustomStringConvertible, Sendable {
         case .subjectInvalid: return "requested subject contains control characters"
         case .tooManyNames: return "more subjectAltNames than this server accepts"
         case .nameInvalid: return "a subjectAltName is not valid for its type"
+        case .csrCARequested: return "this server does not issue CA certificates"
+        case .csrCriticalExtension: return "PKCS#10 requests a critical extension this server does not issue"
         case .clientGone: return "the request was abandoned before it could be completed"
         default: return "internal error, see server logs"
         }
     }
+
+    /// The one failInfoText of ``isEnvelopeContentError`` codes.
+    static let envelopeContentText = "pkcsPKIEnvelope cannot be decrypted, or its content is malformed"
+
+    /// Errors a client sees identically (badMessageCheck, one text): a failed decryption and
+    /// decrypted content that is not the expected structure. OpenSSL substitutes a random key when
+    /// RSA key transport fails (its MMA countermeasure), so either can follow a bad padding; the
+    /// audit log still tells them apart.
+    public var isEnvelopeContentError: Bool { [.decryptFailed, .malformedCSR, .malformedPayload].contains(self.code) }
 
     /// Whether the fault lies with the server rather than the request (audit `outcome: failed`).
     public var isServerFault: Bool {

@@ -4,8 +4,8 @@ internal import COpenSSL
 public struct OpenedEnvelope: Sendable {
     /// The decrypted messageData (for PKCSReq, the PKCS#10 DER).
     public let content: [UInt8]
-    /// The content-encryption cipher the client chose, or nil if we cannot name it.
-    public let cipher: ContentCipher?
+    /// The content-encryption cipher the client chose.
+    public let cipher: ContentCipher
     public let cipherOID: String
     public let keyTransport: KeyTransport
 }
@@ -32,8 +32,13 @@ public enum CMSEnvelope {
     /// refused rather than tried with each key: without a certificate OpenSSL substitutes a random
     /// key on failure (its MMA countermeasure) and may "decrypt" to garbage.
     ///
+    /// An envelope with several recipients (CMS allows it, e.g. a copy for the sender) is opened
+    /// with the one addressed to us, and the reply mirrors that recipient's key transport.
+    ///
     /// - Throws: ``OpenSSLError/Code/parse`` when it is not an EnvelopedData,
-    ///   ``OpenSSLError/Code/decrypt`` when no candidate is named or decryption fails.
+    ///   ``OpenSSLError/Code/unsupportedAlgorithm`` for a cipher or key transport we do not know
+    ///   (before any decryption), ``OpenSSLError/Code/decrypt`` when no candidate is named or
+    ///   decryption fails.
     public static func open(
         _ bytes: [UInt8], candidates: [(Certificate, PrivateKey)]
     ) throws -> OpenedEnvelope {
@@ -42,33 +47,47 @@ public enum CMSEnvelope {
         guard OBJ_obj2nid(CMS_get0_type(cms)) == NID_pkcs7_enveloped else {
             throw OpenSSLError.parse("pkcsPKIEnvelope is not an EnvelopedData")
         }
-        let keyTransport = try self.keyTransport(of: cms)
         // OpenSSL re-encodes BER input as DER, so the content-encryption algorithm can be read
         // with the small DER reader (OpenSSL has no getter for it).
         let der = try encodeDER("i2d_CMS_ContentInfo") { i2d_CMS_ContentInfo(cms, $0) }
         let cipherOID = try self.contentEncryptionOID(der)
-        guard let index = candidates.indices.first(where: { self.isAddressed(cms, to: candidates[$0].0) }) else {
+        guard let cipher = ContentCipher(oid: cipherOID) else {
+            throw OpenSSLError(.unsupportedAlgorithm, "content cipher \(cipherOID)")
+        }
+        var addressed: (info: OpaquePointer, certificate: Certificate, key: PrivateKey)? = nil
+        for (certificate, key) in candidates {
+            if let info = self.recipient(in: cms, for: certificate) {
+                addressed = (info, certificate, key)
+                break
+            }
+        }
+        guard let addressed else {
             throw OpenSSLError(.decrypt, "pkcsPKIEnvelope is addressed to none of this server's certificates")
         }
-        let (certificate, key) = candidates[index]
+        let keyTransport = try self.keyTransport(of: addressed.info)
         let content = try BIOHelper.collecting { out in
-            guard CMS_decrypt(cms, key.pointer, certificate.pointer, nil, out, UInt32(CMS_BINARY)) == 1 else {
+            // With the certificate given and no CMS_DEBUG_DECRYPT, OpenSSL hides a key-transport
+            // failure behind a random content key (the MMA countermeasure); the caller answers
+            // both outcomes alike (SCEPError.isEnvelopeContentError).
+            guard CMS_decrypt(cms, addressed.key.pointer, addressed.certificate.pointer, nil, out, UInt32(CMS_BINARY)) == 1 else {
                 throw OpenSSLError(.decrypt, "decrypt pkcsPKIEnvelope")
             }
         }
-        return OpenedEnvelope(content: content, cipher: ContentCipher(oid: cipherOID), cipherOID: cipherOID, keyTransport: keyTransport)
+        return OpenedEnvelope(content: content, cipher: cipher, cipherOID: cipherOID, keyTransport: keyTransport)
     }
 
-    private static func isAddressed(_ cms: OpaquePointer, to certificate: Certificate) -> Bool {
-        guard let infos = CMS_get0_RecipientInfos(cms) else { return false }
+    /// The KeyTransRecipientInfo addressed to `certificate` (issuerAndSerialNumber or
+    /// subjectKeyIdentifier), borrowed from `cms`.
+    private static func recipient(in cms: OpaquePointer, for certificate: Certificate) -> OpaquePointer? {
+        guard let infos = CMS_get0_RecipientInfos(cms) else { return nil }
         for i in 0..<COpenSSL_sk_CMS_RecipientInfo_num(infos) {
             if let info = COpenSSL_sk_CMS_RecipientInfo_value(infos, i), CMS_RecipientInfo_type(info) == CMS_RECIPINFO_TRANS,
                 CMS_RecipientInfo_ktri_cert_cmp(info, certificate.pointer) == 0
             {
-                return true
+                return info
             }
         }
-        return false
+        return nil
     }
 
     /// Encrypts `content` to `recipient` (RFC 8894 §3.2.2): one KeyTransRecipientInfo, DER,
@@ -107,11 +126,7 @@ public enum CMSEnvelope {
         return try encodeDER("i2d_CMS_ContentInfo") { i2d_CMS_ContentInfo(cms, $0) }
     }
 
-    private static func keyTransport(of cms: OpaquePointer) throws -> KeyTransport {
-        guard let infos = CMS_get0_RecipientInfos(cms), COpenSSL_sk_CMS_RecipientInfo_num(infos) >= 1,
-            let info = COpenSSL_sk_CMS_RecipientInfo_value(infos, 0),
-            CMS_RecipientInfo_type(info) == CMS_RECIPINFO_TRANS
-        else { throw OpenSSLError(.unsupportedAlgorithm, "no KeyTransRecipientInfo") }
+    private static func keyTransport(of info: OpaquePointer) throws -> KeyTransport {
         var algorithm: UnsafeMutablePointer<X509_ALGOR>? = nil
         guard CMS_RecipientInfo_ktri_get0_algs(info, nil, nil, &algorithm) == 1, let algorithm else {
             throw OpenSSLError.parse("KeyTransRecipientInfo algorithm")

@@ -1,3 +1,4 @@
+import FoundationEssentials
 internal import COpenSSL
 
 /// A signed attribute value to add to a SignerInfo.
@@ -55,18 +56,21 @@ public final class ParsedSignedData: @unchecked Sendable {
     public let digest: DigestAlgorithm?
     public let digestOID: String
 
-    /// Parses BER or DER `bytes`; ``verify()`` then checks the first SignerInfo's signature.
+    /// Parses BER or DER `bytes`; ``verify()`` then checks the SignerInfo's signature.
     ///
-    /// - Throws: ``OpenSSLError/Code/parse`` for a message that is not a SignedData with one
-    ///   SignerInfo.
+    /// A pkiMessage has exactly one signer (RFC 8894 §3.2): with two, which one's transactionID
+    /// and nonce the reply answers, and which certificate it is encrypted to, would be a guess.
+    ///
+    /// - Throws: ``OpenSSLError/Code/parse`` for a message that is not a SignedData with exactly
+    ///   one SignerInfo.
     public static func parse(_ bytes: [UInt8]) throws -> ParsedSignedData {
         let cms = try decodeDER(bytes, "parse CMS ContentInfo") { d2i_CMS_ContentInfo(nil, $0, $1) }
         guard OBJ_obj2nid(CMS_get0_type(cms)) == NID_pkcs7_signed,
-            let signerInfos = CMS_get0_SignerInfos(cms), COpenSSL_sk_CMS_SignerInfo_num(signerInfos) >= 1,
+            let signerInfos = CMS_get0_SignerInfos(cms), COpenSSL_sk_CMS_SignerInfo_num(signerInfos) == 1,
             let signerInfo = COpenSSL_sk_CMS_SignerInfo_value(signerInfos, 0)
         else {
             CMS_ContentInfo_free(cms)
-            throw OpenSSLError.parse("pkiMessage is not a CMS SignedData with a SignerInfo")
+            throw OpenSSLError.parse("pkiMessage is not a CMS SignedData with exactly one SignerInfo")
         }
         return ParsedSignedData(cms: cms, signerInfo: signerInfo)
     }
@@ -81,6 +85,13 @@ public final class ParsedSignedData: @unchecked Sendable {
 
     public func signedAttribute(_ oid: String) throws -> DERNode? {
         try CMSAttributes.value(of: self.signerInfo, oid)
+    }
+
+    /// The signingTime attribute (RFC 5652 §11.3), nil when absent.
+    /// - Throws: ``OpenSSLError/Code/parse`` when it is present but not a UTCTime/GeneralizedTime.
+    public func signingTime() throws -> Date? {
+        guard let node = try self.signedAttribute(CMSAttributes.signingTimeOID) else { return nil }
+        return try CMSAttributes.time(node)
     }
 
     /// Verifies the signature with the embedded signer certificate.
@@ -117,16 +128,42 @@ enum CMSAttributes {
         return (DigestAlgorithm(nid: OBJ_obj2nid(object)), ObjectIdentifiers.dotted(object))
     }
 
+    static let signingTimeOID = "1.2.840.113549.1.9.5"
+
+    /// The one value of a signed attribute, nil when the attribute is absent.
+    ///
+    /// An attribute that appears twice, or holds more than one value, is refused (RFC 5652 §5.3
+    /// and §11 allow one instance of each attribute type these messages use): which of two
+    /// transactionIDs or nonces was meant cannot be known.
     static func value(of signerInfo: OpaquePointer, _ oid: String) throws -> DERNode? {
         guard let object = OBJ_txt2obj(oid, 1) else { throw OpenSSLError(.library, "OID \(oid)") }
         defer { ASN1_OBJECT_free(object) }
         let index = CMS_signed_get_attr_by_OBJ(signerInfo, object, -1)
         guard index >= 0 else { return nil }
-        guard let attribute = CMS_signed_get_attr(signerInfo, index), X509_ATTRIBUTE_count(attribute) >= 1,
+        guard CMS_signed_get_attr_by_OBJ(signerInfo, object, index) < 0 else {
+            throw OpenSSLError.parse("signed attribute \(oid) appears twice")
+        }
+        guard let attribute = CMS_signed_get_attr(signerInfo, index), X509_ATTRIBUTE_count(attribute) == 1,
             let value = X509_ATTRIBUTE_get0_type(attribute, 0)
-        else { throw OpenSSLError.parse("signed attribute \(oid)") }
+        else { throw OpenSSLError.parse("signed attribute \(oid) has no single value") }
         let der = try encodeDER("i2d_ASN1_TYPE") { i2d_ASN1_TYPE(value, $0) }
         return try DERNode.parseSingle(der)
+    }
+}
+
+extension CMSAttributes {
+    /// A UTCTime or GeneralizedTime value (RFC 5652 §11.3 signingTime).
+    static func time(_ node: DERNode) throws -> Date {
+        guard node.tag == 0x17 || node.tag == 0x18, let time = ASN1_TIME_new() else {
+            throw OpenSSLError.parse("signingTime is not a time")
+        }
+        defer { ASN1_TIME_free(time) }
+        let text = String(decoding: node.value, as: UTF8.self)
+        guard ASN1_TIME_set_string(time, text) == 1, ASN1_TIME_check(time) == 1 else {
+            ERR_clear_error()
+            throw OpenSSLError.parse("signingTime is not a valid time")
+        }
+        return Certificate.date(time)
     }
 }
 

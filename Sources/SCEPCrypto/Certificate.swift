@@ -159,6 +159,24 @@ public final class Certificate: @unchecked Sendable {
 
 /// Helpers for X509_NAME, which only ever appears borrowed here.
 public enum DistinguishedName {
+    /// Every attribute value as UTF-8 (ASN1_STRING_to_UTF8 converts BMP, Universal, T61...).
+    static func values(_ name: OpaquePointer?) -> [String]? {
+        guard let name else { return [] }
+        var values: [String] = []
+        for i in 0..<X509_NAME_entry_count(name) {
+            guard let entry = X509_NAME_get_entry(name, i), let data = X509_NAME_ENTRY_get_data(entry) else { return nil }
+            var utf8: UnsafeMutablePointer<UInt8>? = nil
+            let count = ASN1_STRING_to_UTF8(&utf8, data)
+            guard count >= 0, let utf8 else {
+                ERR_clear_error()
+                return nil
+            }
+            values.append(String(decoding: UnsafeBufferPointer(start: utf8, count: Int(count)), as: UTF8.self))
+            COpenSSL_OPENSSL_free(utf8)
+        }
+        return values
+    }
+
     static func rfc2253(_ name: OpaquePointer?) -> String {
         guard let name else { return "" }
         let bytes = (try? BIOHelper.collecting { bio in

@@ -44,6 +44,8 @@ public final class CertificateSigningRequest: @unchecked Sendable {
 
     /// DER of the requested subject Name.
     public var subjectNameDER: [UInt8] { DistinguishedName.der(X509_REQ_get_subject_name(self.pointer)) }
+    /// The subject's attribute values as UTF-8, in order; nil when one cannot be converted.
+    public var subjectValues: [String]? { DistinguishedName.values(X509_REQ_get_subject_name(self.pointer)) }
 
     /// The subjectAltNames a certificate for this request would carry (the allowed forms only).
     public var issuableSubjectAltNames: [String] {
@@ -99,6 +101,44 @@ public final class CertificateSigningRequest: @unchecked Sendable {
         guard let names = self.requestedSubjectAltNames() else { return nil }
         defer { GENERAL_NAMES_free(names) }
         return try? encodeDER("i2d_GENERAL_NAMES") { i2d_GENERAL_NAMES(names, $0) }
+    }
+
+    /// An extension of the extensionRequest attribute (RFC 2985 §5.4.2), by OID and criticality.
+    public struct RequestedExtension: Sendable, Equatable {
+        public let oid: String
+        public let critical: Bool
+    }
+
+    /// The extensions the request asks for; empty without an extensionRequest (or with one
+    /// OpenSSL cannot read, which nothing copies from either).
+    public var requestedExtensions: [RequestedExtension] {
+        guard let extensions = X509_REQ_get_extensions(self.pointer) else {
+            ERR_clear_error()
+            return []
+        }
+        defer { COpenSSL_sk_X509_EXTENSION_pop_free(extensions) }
+        return (0..<COpenSSL_sk_X509_EXTENSION_num(extensions)).compactMap { i in
+            guard let ext = COpenSSL_sk_X509_EXTENSION_value(extensions, i) else { return nil }
+            return RequestedExtension(oid: ObjectIdentifiers.dotted(X509_EXTENSION_get_object(ext)), critical: X509_EXTENSION_get_critical(ext) == 1)
+        }
+    }
+
+    /// Whether the request asks for basicConstraints cA TRUE (RFC 5280 §4.2.1.9). A
+    /// basicConstraints that is there but unreadable, or there twice, counts as asking.
+    public var requestsCA: Bool {
+        guard let extensions = X509_REQ_get_extensions(self.pointer) else {
+            ERR_clear_error()
+            return false
+        }
+        defer { COpenSSL_sk_X509_EXTENSION_pop_free(extensions) }
+        var found: Int32 = 0
+        guard let raw = X509V3_get_d2i(extensions, NID_basic_constraints, &found, nil) else {
+            ERR_clear_error()
+            return found != -1  // -1: absent; -2: repeated; 0/1: present but not decodable
+        }
+        let constraints = raw.assumingMemoryBound(to: BASIC_CONSTRAINTS.self)
+        defer { BASIC_CONSTRAINTS_free(constraints) }
+        return constraints.pointee.ca != 0
     }
 
     /// The subjectAltName extension of the extensionRequest attribute, decoded; caller frees.

@@ -4,8 +4,8 @@ HTTP status or CertRep failInfo where one is documented, never a 5xx, the server
 most one audit line per request (exactly one when scep-fcgi answered), and no certificate issued
 for any case expected to fail.
 
-Still to come (see the issue note): signer-certificate variants, duplicated or wrongly typed
-signed attributes, several-recipient envelopes, basicConstraints and unknown critical extensions.
+The second slice, one field broken at a time in every layer (outer SignedData, signer certificate,
+signed attributes, envelope, CSR, lifecycle messages, nginx's 414), is test_corpus_layers.py.
 """
 import base64
 import os

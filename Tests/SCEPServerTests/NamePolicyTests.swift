@@ -40,11 +40,13 @@ struct NamePolicyTests {
     func caps() throws {
         let policy = NamePolicy(maxNames: 2, maxSubjectBytes: 100)
         let two = [Self.dns("a.example"), Self.dns("b.example")]
-        try policy.check(subjectDER: Array(repeating: 0, count: 100), subject: "CN=x", names: two)
-        #expect(throws: SCEPError(.tooManyNames)) { try policy.check(subjectDER: [], subject: "CN=x", names: two + two) }
-        #expect(throws: SCEPError(.subjectTooLarge)) { try policy.check(subjectDER: Array(repeating: 0, count: 101), subject: "CN=x", names: []) }
-        #expect(throws: SCEPError(.subjectInvalid)) { try policy.check(subjectDER: [], subject: "CN=a\nb", names: []) }
-        #expect(throws: SCEPError(.nameInvalid)) { try policy.check(subjectDER: [], subject: "CN=x", names: [Self.dns("*.*.example")]) }
+        try policy.check(subjectDER: Array(repeating: 0, count: 100), subjectValues: ["x"], names: two)
+        #expect(throws: SCEPError(.tooManyNames)) { try policy.check(subjectDER: [], subjectValues: ["x"], names: two + two) }
+        #expect(throws: SCEPError(.subjectTooLarge)) { try policy.check(subjectDER: Array(repeating: 0, count: 101), subjectValues: ["x"], names: []) }
+        #expect(throws: SCEPError(.subjectInvalid)) { try policy.check(subjectDER: [], subjectValues: ["a\nb"], names: []) }
+        #expect(throws: SCEPError(.subjectInvalid)) { try policy.check(subjectDER: [], subjectValues: ["ok", "nul\u{0}"], names: []) }
+        #expect(throws: SCEPError(.subjectInvalid)) { try policy.check(subjectDER: [], subjectValues: nil, names: []) }
+        #expect(throws: SCEPError(.nameInvalid)) { try policy.check(subjectDER: [], subjectValues: ["x"], names: [Self.dns("*.*.example")]) }
     }
 
     @Test("through the responder: refused before the challenge, FAILURE badRequest, a bounded audit line")

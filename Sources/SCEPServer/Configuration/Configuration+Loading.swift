@@ -93,6 +93,9 @@ extension Configuration {
         Key(list: "issue.aia_url", \.issue.aiaURLs, validate: { try url($0, "issue.aia_url") }),
         Key(name: "issue.max_subject_alt_names") { $0.issue.maxSubjectAltNames = try integer($1, "issue.max_subject_alt_names", 0...10000) },
         Key(name: "issue.max_subject_bytes") { $0.issue.maxSubjectBytes = try integer($1, "issue.max_subject_bytes", 64...65536) },
+        Key(name: "issue.signer_clock_skew_minutes") {
+            $0.issue.signerClockSkewMinutes = try integer($1, "issue.signer_clock_skew_minutes", 0...525600)
+        },
         Key(name: "ca.crl_validity_hours") { $0.ca.crlValidityHours = try integer($1, "ca.crl_validity_hours", 1...8760) },
         Key(name: "store.transaction_retention_days") {
             $0.store.transactionRetentionDays = try integer($1, "store.transaction_retention_days", 1...3650)

@@ -37,6 +37,7 @@ import SCEPCrypto
 /// | `issue.aia_url` | none | AIA caIssuers URL put in issued certificates (repeatable) |
 /// | `issue.max_subject_alt_names` | 64 | more subjectAltNames in a CSR get FAILURE `too-many-names` |
 /// | `issue.max_subject_bytes` | 1024 | a larger subject (DER) gets FAILURE `subject-too-large` |
+/// | `issue.signer_clock_skew_minutes` | 1440 | slack for the signer certificate's validity and signingTime (FAILURE badTime past it) |
 /// | `ca.crl_validity_hours` | 168 | CRL validity; reissued at half of it or after a revocation |
 /// | `store.transaction_retention_days` | 30 | how long a transactionID is remembered for replay |
 /// | `log.level` | `notice` | error, warn, notice, info (one line per request), debug |
@@ -119,6 +120,7 @@ public struct Configuration: Sendable, Equatable {
         /// Caps checked before the challenge (RFC 5280 §4.2.1.6 names are validated by type too).
         public var maxSubjectAltNames: Int = 64
         public var maxSubjectBytes: Int = 1024
+        public var signerClockSkewMinutes: Int = 1440
         public init() {}
     }
 

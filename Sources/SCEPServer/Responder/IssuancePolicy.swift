@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Glibc
+import SCEP
 import SCEPCrypto
 
 /// Issuance and lifecycle rules from `[issue]` (and `[store]`), outside the crypto layer.
@@ -17,6 +18,8 @@ public struct IssuancePolicy: Sendable {
     public var crlURLs: [String]
     public var aiaURLs: [String]
     public var transactionRetentionDays: Int
+    /// How far a signer certificate's validity and a signingTime may be from our clock.
+    public var signerClockSkewMinutes: Int
     /// Subject and subjectAltName rules and caps.
     var names: NamePolicy
 
@@ -36,7 +39,44 @@ public struct IssuancePolicy: Sendable {
         self.crlURLs = issue.crlURLs
         self.aiaURLs = issue.aiaURLs
         self.transactionRetentionDays = store.transactionRetentionDays
+        self.signerClockSkewMinutes = issue.signerClockSkewMinutes
         self.names = NamePolicy(maxNames: issue.maxSubjectAltNames, maxSubjectBytes: issue.maxSubjectBytes)
+    }
+
+    /// The pkiMessage signer certificate and signingTime (RFC 8894 §2.3, §3.3.2.2 badTime).
+    ///
+    /// The signer's own signature is not checked (it is self-signed, or a renewal checked later),
+    /// but it must be a certificate its key may sign with, valid now: a keyUsage without
+    /// digitalSignature is refused (no keyUsage at all allows every use, RFC 5280 §4.2.1.3, as
+    /// sscep reads it). Validity and signingTime get `issue.signer_clock_skew_minutes` of slack
+    /// (24 h by default: certmonger's signer starts at midnight of its local date, which can be
+    /// hours ahead of UTC).
+    func checkSigner(_ signer: Certificate, signingTime: Date?, now: Date = Date()) throws {
+        guard signer.permits(.digitalSignature) else { throw SCEPError(.signerKeyUsage, "signer \(signer.serialNumberHex)") }
+        let skew = Double(self.signerClockSkewMinutes) * 60
+        guard signer.notBefore.timeIntervalSince(now) <= skew, now.timeIntervalSince(signer.notAfter) <= skew else {
+            throw SCEPError(.signerNotValid, "signer valid \(signer.notBefore) to \(signer.notAfter)")
+        }
+        if let signingTime, abs(signingTime.timeIntervalSince(now)) > skew {
+            throw SCEPError(.signingTimeSkew, "signingTime \(signingTime)")
+        }
+    }
+
+    /// Extensions a request may ask for critically: the ones this server decides itself (keyUsage,
+    /// extendedKeyUsage, basicConstraints, key identifiers: set by the profile) or copies after
+    /// checking (subjectAltName). Windows and PyScep mark keyUsage critical; certmonger,
+    /// basicConstraints CA:FALSE.
+    static let understoodExtensions: Set<String> = ["2.5.29.14", "2.5.29.15", "2.5.29.17", "2.5.29.19", "2.5.29.35", "2.5.29.37"]
+
+    /// RFC 5280 §4.2: a certificate consumer must refuse a critical extension it does not know;
+    /// a CA asked critically for one it will not issue says so rather than silently dropping
+    /// it. Non-critical unknown extensions (Microsoft template names, S/MIME capabilities) are
+    /// ignored. A request for a CA certificate is refused: this server issues end entities only.
+    func checkExtensions(of csr: CertificateSigningRequest) throws {
+        if csr.requestsCA { throw SCEPError(.csrCARequested) }
+        if let unknown = csr.requestedExtensions.first(where: { $0.critical && !Self.understoodExtensions.contains($0.oid) }) {
+            throw SCEPError(.csrCriticalExtension, unknown.oid)
+        }
     }
 
     /// Whether a CSR key is acceptable: RSA of at least `minRSABits`, or an EC key. The reply

@@ -16,9 +16,13 @@ struct NamePolicy: Sendable {
     /// `issue.max_subject_bytes`: DER size of the requested subject Name.
     let maxSubjectBytes: Int
 
-    func check(subjectDER: [UInt8], subject: String, names: [RequestedName]) throws(SCEPError) {
+    /// - Parameter subjectValues: the subject's attribute values as UTF-8 (nil when one cannot be
+    ///   decoded). Not the RFC 2253 text: OpenSSL escapes control characters there (`\0A`).
+    func check(subjectDER: [UInt8], subjectValues: [String]?, names: [RequestedName]) throws(SCEPError) {
         guard subjectDER.count <= self.maxSubjectBytes else { throw SCEPError(.subjectTooLarge, "\(subjectDER.count) bytes") }
-        guard !subject.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else { throw SCEPError(.subjectInvalid) }
+        guard let subjectValues,
+            !subjectValues.contains(where: { $0.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) })
+        else { throw SCEPError(.subjectInvalid) }
         guard names.count <= self.maxNames else { throw SCEPError(.tooManyNames, "\(names.count) names") }
         for (index, name) in names.enumerated() where !Self.valid(name) {
             throw SCEPError(.nameInvalid, "subjectAltName #\(index + 1) (\(name.kind.rawValue))")

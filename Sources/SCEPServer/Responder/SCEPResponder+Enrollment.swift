@@ -12,7 +12,8 @@ extension SCEPResponder {
         do { csr = try CertificateSigningRequest(derEncoded: x.content) } catch { throw SCEPError(.malformedCSR, "\(error)") }
         let names = self.recordNames(of: csr, record)
         // Names before anything costly (signature checks, the validator): RFC 5280 §4.2.1.6.
-        try self.policy.names.check(subjectDER: csr.subjectNameDER, subject: csr.subject, names: csr.requestedNames)
+        try self.policy.names.check(subjectDER: csr.subjectNameDER, subjectValues: csr.subjectValues, names: csr.requestedNames)
+        try self.policy.checkExtensions(of: csr)
         guard self.policy.acceptsCSRDigest(csr.signatureDigest) else { throw SCEPError(.csrDigest, csr.signatureAlgorithmOID) }
         // Proof of possession (RFC 8894 §3.3.1 via PKCS#10): micromdm never checks it; we do.
         guard csr.verifySignature() else { throw SCEPError(.badCSRSignature) }

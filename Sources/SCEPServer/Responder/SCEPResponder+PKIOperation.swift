@@ -95,16 +95,18 @@ extension SCEPResponder {
     /// Verifies the signature, applies the algorithm policy and opens the envelope with whichever
     /// of our keys it is addressed to.
     private func open(_ message: PKIMessage, _ request: SCEPHTTPRequest, _ material: CAMaterial, _ record: RequestRecord) throws -> Exchange {
+        record.event.digest = message.digest?.rawValue ?? message.digestOID
+        // RFC 8894 §2.9: MD5 MUST NOT be supported; a digest OpenSSL does not know cannot be
+        // verified at all. Both are badAlg, decided before any signature work.
+        guard let digest = message.digest, digest.isAcceptable else { throw SCEPError(.unsupportedDigest, message.digestOID) }
         let verified = try message.verify()
-        record.event.digest = verified.digest?.rawValue ?? verified.digestOID
-        // RFC 8894 §2.9: MD5 MUST NOT be supported.
-        guard let digest = verified.digest, digest.isAcceptable else { throw SCEPError(.unsupportedDigest, verified.digestOID) }
         // RFC 8894 §3.2.1.2: undefined types MUST be treated as errors.
         guard let type = message.messageType, [.pkcsReq, .renewalReq, .certPoll, .getCert, .getCRL].contains(type) else {
             throw SCEPError(.unsupportedMessageType, "messageType \(message.messageTypeValue)")
         }
         // Every SUCCESS is enveloped to the signer certificate with RSA key transport.
         guard verified.signer.publicKey?.algorithm == .rsa else { throw SCEPError(.signerKeyNotRSA) }
+        try self.policy.checkSigner(verified.signer, signingTime: try message.signingTime())
 
         let opened: OpenedEnvelope
         do {
@@ -117,8 +119,8 @@ extension SCEPResponder {
             }
         }
         record.event.keyTransport = opened.keyTransport.description
-        record.event.cipher = opened.cipher?.rawValue ?? opened.cipherOID
-        guard let cipher = opened.cipher else { throw SCEPError(.unsupportedCipher, opened.cipherOID) }
+        record.event.cipher = opened.cipher.rawValue
+        let cipher = opened.cipher
         guard self.policy.acceptsCipher(cipher) else { throw SCEPError(.cipherPolicy, cipher.rawValue) }
         return Exchange(
             message: message, signer: verified.signer, content: opened.content, digest: digest, cipher: cipher,

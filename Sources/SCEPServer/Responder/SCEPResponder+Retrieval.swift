@@ -10,6 +10,11 @@ extension SCEPResponder {
     func poll(_ x: Exchange, _ record: RequestRecord) throws -> SCEPHTTPResponse {
         let query = try IssuerAndSubject(derEncoded: x.content)
         record.event.subject = DistinguishedName.describe(der: query.subject)
+        // The issuer names one of our CAs (clients that take the RA for the CA name the RA).
+        let names = x.material.authorities + [x.material.ra, x.material.raEncryption].compactMap { $0 }
+        guard names.contains(where: { $0.certificate.subjectEquals(nameDER: query.issuer) }) else {
+            throw SCEPError(.unknownIssuer, "CertPoll issuer \(DistinguishedName.describe(der: query.issuer))")
+        }
         let existing: TransactionRecord?
         do { existing = try self.store.transaction(x.transactionID) } catch { throw SCEPError(.storeFailed, "\(error)") }
         guard let existing else { throw SCEPError(.unknownTransaction) }
