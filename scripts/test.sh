@@ -33,4 +33,5 @@ ln -s "$PWD/.build/release/scep-client" "$asan_bin/scep-client"
 # Memory errors stop the server and are found in its log (harness.scan_logs); leaks are the unit
 # runs' business (OpenSSL keeps process-lifetime tables).
 ASAN_OPTIONS="detect_leaks=0" SCEP_FCGI_BIN_DIR="$asan_bin" python3 -m pytest -q -p no:cacheprovider -k "nginx or not apache" \
-  Tests/Integration/test_protocol.py Tests/Integration/test_clients.py Tests/Integration/test_crash.py Tests/Integration/test_zz_secrets.py
+  Tests/Integration/test_protocol.py Tests/Integration/test_clients.py Tests/Integration/test_crash.py \
+  Tests/Integration/test_corpus.py Tests/Integration/test_corpus_layers.py Tests/Integration/test_zz_secrets.py
