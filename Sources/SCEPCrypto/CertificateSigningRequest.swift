@@ -109,36 +109,35 @@ public final class CertificateSigningRequest: @unchecked Sendable {
         public let critical: Bool
     }
 
-    /// The extensions the request asks for; empty without an extensionRequest (or with one
-    /// OpenSSL cannot read, which nothing copies from either).
-    public var requestedExtensions: [RequestedExtension] {
+    /// What the extensionRequest asks for, read in one pass.
+    public struct RequestedExtensions: Sendable, Equatable {
+        /// Every extension; empty without an extensionRequest (or with one OpenSSL cannot read,
+        /// which nothing copies from either).
+        public let all: [RequestedExtension]
+        /// basicConstraints cA TRUE (RFC 5280 §4.2.1.9). A basicConstraints that is there but
+        /// unreadable, or there twice, counts as asking.
+        public let requestsCA: Bool
+    }
+
+    public var requestedExtensions: RequestedExtensions {
         guard let extensions = X509_REQ_get_extensions(self.pointer) else {
             ERR_clear_error()
-            return []
+            return RequestedExtensions(all: [], requestsCA: false)
         }
         defer { COpenSSL_sk_X509_EXTENSION_pop_free(extensions) }
-        return (0..<COpenSSL_sk_X509_EXTENSION_num(extensions)).compactMap { i in
+        let all = (0..<COpenSSL_sk_X509_EXTENSION_num(extensions)).compactMap { i -> RequestedExtension? in
             guard let ext = COpenSSL_sk_X509_EXTENSION_value(extensions, i) else { return nil }
             return RequestedExtension(oid: ObjectIdentifiers.dotted(X509_EXTENSION_get_object(ext)), critical: X509_EXTENSION_get_critical(ext) == 1)
         }
-    }
-
-    /// Whether the request asks for basicConstraints cA TRUE (RFC 5280 §4.2.1.9). A
-    /// basicConstraints that is there but unreadable, or there twice, counts as asking.
-    public var requestsCA: Bool {
-        guard let extensions = X509_REQ_get_extensions(self.pointer) else {
-            ERR_clear_error()
-            return false
-        }
-        defer { COpenSSL_sk_X509_EXTENSION_pop_free(extensions) }
+        guard all.contains(where: { $0.oid == "2.5.29.19" }) else { return RequestedExtensions(all: all, requestsCA: false) }
         var found: Int32 = 0
         guard let raw = X509V3_get_d2i(extensions, NID_basic_constraints, &found, nil) else {
             ERR_clear_error()
-            return found != -1  // -1: absent; -2: repeated; 0/1: present but not decodable
+            return RequestedExtensions(all: all, requestsCA: found != -1)  // -2: repeated; 0/1: not decodable
         }
         let constraints = raw.assumingMemoryBound(to: BASIC_CONSTRAINTS.self)
         defer { BASIC_CONSTRAINTS_free(constraints) }
-        return constraints.pointee.ca != 0
+        return RequestedExtensions(all: all, requestsCA: constraints.pointee.ca != 0)
     }
 
     /// The subjectAltName extension of the extensionRequest attribute, decoded; caller frees.

@@ -61,6 +61,7 @@ public enum FuzzHarness {
         case .pkimessage:
             guard let message = try? PKIMessage.decode(bytes) else { return }
             _ = message.messageType
+            _ = try? message.signingTime()
             _ = try? message.verify()
         case .envelope:
             guard let (certificate, key) = Self.recipient else { return }
@@ -73,6 +74,8 @@ public enum FuzzHarness {
             _ = csr.requestedNames
             _ = csr.subjectAltNames
             _ = csr.subjectAltNamesDER
+            _ = csr.subjectValues
+            _ = csr.requestedExtensions
             _ = csr.publicKey.map { ($0.algorithm, $0.bits) }
         case .config:
             _ = Configuration.parse(ini: String(decoding: bytes, as: UTF8.self))

@@ -73,8 +73,9 @@ public struct IssuancePolicy: Sendable {
     /// it. Non-critical unknown extensions (Microsoft template names, S/MIME capabilities) are
     /// ignored. A request for a CA certificate is refused: this server issues end entities only.
     func checkExtensions(of csr: CertificateSigningRequest) throws {
-        if csr.requestsCA { throw SCEPError(.csrCARequested) }
-        if let unknown = csr.requestedExtensions.first(where: { $0.critical && !Self.understoodExtensions.contains($0.oid) }) {
+        let requested = csr.requestedExtensions
+        if requested.requestsCA { throw SCEPError(.csrCARequested) }
+        if let unknown = requested.all.first(where: { $0.critical && !Self.understoodExtensions.contains($0.oid) }) {
             throw SCEPError(.csrCriticalExtension, unknown.oid)
         }
     }
