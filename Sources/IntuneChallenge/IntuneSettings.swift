@@ -61,8 +61,6 @@ struct Deadline {
     }
 }
 
-/// Milliseconds since `start`, for the durations recorded in ``ValidatorCall``.
-func milliseconds(since start: ContinuousClock.Instant) -> Double {
-    let elapsed = ContinuousClock.now - start
-    return Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
-}
+/// Milliseconds since `start`, for the durations recorded in ``ValidatorCall``: measured as the
+/// audit line's own `durationMs` is.
+func milliseconds(since start: ContinuousClock.Instant) -> Double { AuditEvent.milliseconds(since: start) }

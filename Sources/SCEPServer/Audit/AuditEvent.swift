@@ -227,3 +227,18 @@ package struct JSONObjectWriter {
         return out + "\""
     }
 }
+
+extension AuditEvent {
+    /// A fresh `requestID`: 64 random bits as 16 hex digits. Lines that no HTTP request made
+    /// (reconciliation, `ca` commands) get one too, so every line can be referred to.
+    public static func newRequestID() -> String {
+        let hex = String(UInt64.random(in: 0...UInt64.max), radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
+    }
+
+    /// Milliseconds since `start`, as every `durationMs` in an audit line is measured.
+    public static func milliseconds(since start: ContinuousClock.Instant) -> Double {
+        let elapsed = ContinuousClock.now - start
+        return Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+    }
+}

@@ -32,7 +32,7 @@ public struct CAOperations: Sendable {
 
     private func event(_ operation: String, _ outcome: AuditEvent.Outcome) -> AuditEvent {
         var event = AuditEvent()
-        event.requestID = String(UInt64.random(in: 0...UInt64.max), radix: 16)
+        event.requestID = AuditEvent.newRequestID()
         event.operation = operation
         event.method = "CLI"
         event.remoteAddr = ProcessInfo.processInfo.environment["SUDO_USER"] ?? ProcessInfo.processInfo.environment["USER"] ?? "local"

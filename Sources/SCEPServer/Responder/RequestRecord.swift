@@ -21,7 +21,7 @@ final class RequestRecord {
         self.sink = sink
         self.diagnostics = diagnostics
         self.started = .now
-        self.event.requestID = String(UInt64.random(in: 0...UInt64.max), radix: 16)
+        self.event.requestID = AuditEvent.newRequestID()
         self.event.method = request.method
         self.event.remoteAddr = request.remoteAddr
     }
@@ -31,8 +31,7 @@ final class RequestRecord {
     func finish() throws {
         guard !self.finished else { return }
         self.finished = true
-        let elapsed = ContinuousClock.now - self.started
-        self.event.durationMs = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+        self.event.durationMs = AuditEvent.milliseconds(since: self.started)
         defer { self.logOutcome() }
         try self.sink.record(self.event)
         for action in self.afterWrite { action() }

@@ -147,7 +147,7 @@ public final class SCEPResponder: Sendable {
             }
             var event = AuditEvent()
             event.ts = now
-            event.requestID = String(UInt64.random(in: 0...UInt64.max), radix: 16)
+            event.requestID = AuditEvent.newRequestID()
             event.operation = "PKIOperation"
             event.method = "reconcile"
             event.outcome = .withheld
