@@ -76,6 +76,15 @@ public enum CMSEnvelope {
         return OpenedEnvelope(content: content, cipher: cipher, cipherOID: cipherOID, keyTransport: keyTransport)
     }
 
+    /// The content-encryption algorithm (dotted OID) of an EnvelopedData, nil when `bytes` is
+    /// not one: for the audit line of an envelope `open` refused as unsupported.
+    public static func contentCipherOID(of bytes: [UInt8]) -> String? {
+        guard let cms = try? decodeDER(bytes, "parse pkcsPKIEnvelope", { d2i_CMS_ContentInfo(nil, $0, $1) }) else { return nil }
+        defer { CMS_ContentInfo_free(cms) }
+        guard let der = try? encodeDER("i2d_CMS_ContentInfo", { i2d_CMS_ContentInfo(cms, $0) }) else { return nil }
+        return try? self.contentEncryptionOID(der)
+    }
+
     /// The KeyTransRecipientInfo addressed to `certificate` (issuerAndSerialNumber or
     /// subjectKeyIdentifier), borrowed from `cms`.
     private static func recipient(in cms: OpaquePointer, for certificate: Certificate) -> OpaquePointer? {

@@ -191,6 +191,9 @@ def ec_signer(ctx):
 
 
 F, H, S = "failure", "http", "success"
+# What the audit line names as the cipher of each unsupported-cipher case.
+UNSUPPORTED_CIPHERS = {"env-unknown-cipher": "1.3.6.1.4.1.55555.3", "env-camellia": "1.2.392.200011.61.1.1.1.2",
+                       "env-aes-gcm": "2.16.840.1.101.3.4.1.6", "env-unknown-key-transport": "AES-128-CBC"}
 
 # (case id, expected kind, failInfo or HTTP status, audit reason, builder)
 CASES = [
@@ -343,6 +346,8 @@ def test_layer_case(ctx, case):
         if kind == F:
             assert reply["status"] == "failure" and reply["failInfo"] == expected, (name, reply, event)
             assert event["reason"] == reason and event["failInfo"] == expected, (name, event)
+            if reason == "unsupported-cipher":
+                assert event["cipher"] == UNSUPPORTED_CIPHERS[name], (name, event)
         else:
             assert reply["status"] == "success", (name, reply, event)
     issued = set(site.issued_serials()) - before

@@ -114,7 +114,12 @@ extension SCEPResponder {
         } catch let error as OpenSSLError {
             switch error.code {
             case .parse: throw SCEPError(.malformedEnvelope, "\(error)")
-            case .unsupportedAlgorithm: throw SCEPError(.unsupportedCipher, "\(error)")
+            case .unsupportedAlgorithm:
+                // Which cipher a client tried is worth a line in the audit log (the key transport,
+                // when that was the unknown part, is in the diagnostic log).
+                let oid = CMSEnvelope.contentCipherOID(of: verified.content)
+                record.event.cipher = oid.map { ContentCipher(oid: $0)?.rawValue ?? $0 }
+                throw SCEPError(.unsupportedCipher, "\(error)")
             default: throw SCEPError(.decryptFailed, "\(error)")
             }
         }
