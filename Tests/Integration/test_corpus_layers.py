@@ -5,7 +5,7 @@ RFC 5280) and sent through the web server to the running server.
 Families: the outer SignedData, the signer certificate, the signed attributes, the EnvelopedData,
 the CSR, the lifecycle messages (RenewalReq, CertPoll, GetCert, GetCRL) with wrong issuer or
 serial, and a GET over nginx's request-line limit. The cases run behind nginx and behind Apache
-with mod_proxy_fcgi. Every case has its documented answer: an HTTP 4xx with fixed text, a signed CertRep FAILURE with failInfo and an audit reason, or SUCCESS where
+with mod_proxy_fcgi and with mod_fcgid. Every case has its documented answer: an HTTP 4xx with fixed text, a signed CertRep FAILURE with failInfo and an audit reason, or SUCCESS where
 the RFCs make the input valid (no keyUsage, several recipients, the allowed clock skew...). For
 every case: one audit line (none for nginx's own 414), no 5xx, the server keeps serving, and no
 certificate unless SUCCESS is the documented answer, in which case it is real and audited.
@@ -23,7 +23,7 @@ import scepcraft as c
 HUGE_MODULUS = (1 << 19999) | (1 << 1000) | 1  # 20,000 bits: over OpenSSL's 16,384-bit limit
 
 
-@pytest.fixture(scope="module", params=["nginx", "apache-proxy-fcgi"])
+@pytest.fixture(scope="module", params=["nginx", "apache-proxy-fcgi", "apache-fcgid"])
 def ctx(request):
     site = harness.Site(request.param)
     site.start()
