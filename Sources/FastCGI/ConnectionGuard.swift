@@ -34,7 +34,8 @@ public final class ConnectionGuard: Sendable {
     /// peers are controlled by the socket's mode and group instead.
     public let allowed: [String]
     private let state = Locked(State())
-    private let report: @Sendable (String) -> Void
+    /// Where refusals and cut-off connections are reported (the server's diagnostics).
+    let report: @Sendable (String) -> Void
 
     public init(deadlineSeconds: Double, allowed: [String], report: @escaping @Sendable (String) -> Void = { _ in }) {
         self.deadline = .milliseconds(Int64(deadlineSeconds * 1000))
@@ -66,7 +67,7 @@ public final class ConnectionGuard: Sendable {
         }
     }
 
-    /// Shuts down every connection past its deadline; called by the watchdog about once a second.
+    /// Shuts down every connection past its deadline; called by the watchdog every 250 ms.
     func sweep(now: ContinuousClock.Instant = .now) -> Int {
         self.state.withLock { state in
             let late = state.entries.filter { now - $0.value.started > self.deadline }

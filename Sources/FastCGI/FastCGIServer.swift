@@ -142,7 +142,6 @@ public final class FastCGIServer: @unchecked Sendable {
     public func run(
         workers: Int, maxBodyBytes: Int, drainSeconds: Double = 30,
         connections: ConnectionGuard = ConnectionGuard(deadlineSeconds: 30, allowed: ["127.0.0.1", "::1"]),
-        onRefused: @escaping @Sendable (String) -> Void = { _ in },
         onShutdown: @escaping @Sendable (String) -> Void = { _ in },
         onReopen: @escaping @Sendable () -> Void = {},
         periodic: (interval: Double, task: @Sendable () -> Void)? = nil,
@@ -162,7 +161,7 @@ public final class FastCGIServer: @unchecked Sendable {
         WorkerThread.start {
             while !state.isDraining {
                 let cut = connections.sweep()
-                if cut > 0 { onRefused("cut off \(cut) FastCGI connection(s) that had not sent a request within \(connections.deadline)") }
+                if cut > 0 { connections.report("cut off \(cut) FastCGI connection(s) that had not sent a request within \(connections.deadline)") }
                 usleep(250_000)
             }
         }

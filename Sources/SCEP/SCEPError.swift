@@ -133,12 +133,12 @@ public struct SCEPError: Error, Hashable, CustomStringConvertible, Sendable {
 
     /// The failInfo of the CertRep FAILURE for this error (RFC 8894 §3.2.1.4.5).
     public var failInfo: FailInfo {
-        switch self.code {
-        case .badSignature, .malformedEnvelope, .badCSRSignature, .renewalSignerInvalid, .signerKeyUsage: return .badMessageCheck
         // One answer for everything that can follow a key-transport decryption, so that the reply
         // never tells an RSA padding failure from content that decrypted to garbage (no
-        // Bleichenbacher oracle, whatever OpenSSL's own countermeasure does): see `isEnvelopeContentError`.
-        case .decryptFailed, .malformedCSR, .malformedPayload: return .badMessageCheck
+        // Bleichenbacher oracle, whatever OpenSSL's own countermeasure does).
+        if self.isEnvelopeContentError { return .badMessageCheck }
+        switch self.code {
+        case .badSignature, .malformedEnvelope, .badCSRSignature, .renewalSignerInvalid, .signerKeyUsage: return .badMessageCheck
         case .unsupportedDigest, .unsupportedCipher, .signerKeyNotRSA, .csrDigest, .cipherPolicy: return .badAlg
         case .renewalTooEarly, .signerNotValid, .signingTimeSkew: return .badTime
         case .unknownTransaction, .unknownCertificate, .unknownIssuer: return .badCertID
@@ -149,12 +149,12 @@ public struct SCEPError: Error, Hashable, CustomStringConvertible, Sendable {
     /// The failInfoText of the CertRep FAILURE: fixed text, no input echoed back.
     public var failInfoText: String {
         if let custom = self.customFailInfoText { return custom }
+        if self.isEnvelopeContentError { return Self.envelopeContentText }
         switch self.code {
         case .badSignature: return "pkiMessage signature does not verify"
         case .unsupportedDigest: return "digest algorithm not supported"
         case .unsupportedMessageType: return "message type not supported by this server"
         case .malformedEnvelope: return "pkcsPKIEnvelope is malformed"
-        case .decryptFailed, .malformedCSR, .malformedPayload: return Self.envelopeContentText
         case .unsupportedCipher: return "content encryption algorithm not supported"
         case .badCSRSignature: return "PKCS#10 signature does not verify"
         case .keyPolicy: return "requested key does not meet the key policy"

@@ -47,10 +47,7 @@ public enum CMSEnvelope {
         guard OBJ_obj2nid(CMS_get0_type(cms)) == NID_pkcs7_enveloped else {
             throw OpenSSLError.parse("pkcsPKIEnvelope is not an EnvelopedData")
         }
-        // OpenSSL re-encodes BER input as DER, so the content-encryption algorithm can be read
-        // with the small DER reader (OpenSSL has no getter for it).
-        let der = try encodeDER("i2d_CMS_ContentInfo") { i2d_CMS_ContentInfo(cms, $0) }
-        let cipherOID = try self.contentEncryptionOID(der)
+        let cipherOID = try self.contentEncryptionOID(of: cms)
         guard let cipher = ContentCipher(oid: cipherOID) else {
             throw OpenSSLError(.unsupportedAlgorithm, "content cipher \(cipherOID)")
         }
@@ -81,8 +78,13 @@ public enum CMSEnvelope {
     public static func contentCipherOID(of bytes: [UInt8]) -> String? {
         guard let cms = try? decodeDER(bytes, "parse pkcsPKIEnvelope", { d2i_CMS_ContentInfo(nil, $0, $1) }) else { return nil }
         defer { CMS_ContentInfo_free(cms) }
-        guard let der = try? encodeDER("i2d_CMS_ContentInfo", { i2d_CMS_ContentInfo(cms, $0) }) else { return nil }
-        return try? self.contentEncryptionOID(der)
+        return try? self.contentEncryptionOID(of: cms)
+    }
+
+    /// OpenSSL re-encodes BER input as DER, so the content-encryption algorithm can be read with
+    /// the small DER reader (OpenSSL has no getter for it).
+    private static func contentEncryptionOID(of cms: OpaquePointer) throws -> String {
+        try self.contentEncryptionOID(try encodeDER("i2d_CMS_ContentInfo") { i2d_CMS_ContentInfo(cms, $0) })
     }
 
     /// The KeyTransRecipientInfo addressed to `certificate` (issuerAndSerialNumber or

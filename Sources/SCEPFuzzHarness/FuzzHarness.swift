@@ -20,11 +20,13 @@ public enum FuzzHarness {
         case config
     }
 
+    /// The repository this file is in (Sources/SCEPFuzzHarness/..): the test CA and seeds live there.
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
     /// The smallstep test CA (its key decrypts that project's vectors), for the envelope target.
     static let recipient: (Certificate, PrivateKey)? = {
         try? OpenSSL.bootstrap()
-        let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Tests/SCEPTests/Vectors/smallstep-scep/testca")
+        let directory = Self.repository.appendingPathComponent("Tests/SCEPTests/Vectors/smallstep-scep/testca")
         guard let pem = FileManager.default.contents(atPath: directory.appendingPathComponent("ca.crt").path),
             let keyPEM = FileManager.default.contents(atPath: directory.appendingPathComponent("ca.key").path),
             let certificate = try? Certificate.certificates(pemEncoded: Array(pem)).first,
@@ -45,8 +47,7 @@ public enum FuzzHarness {
     /// target would fuzz nothing but an early return).
     public static func opensEnvelopeSeed() -> Bool {
         guard let (certificate, key) = Self.recipient else { return false }
-        let seed = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Tests/FuzzRegressionTests/corpus/envelope/smallstep-pkcsreq-envelope.der")
+        let seed = Self.repository.appendingPathComponent("Tests/FuzzRegressionTests/corpus/envelope/smallstep-pkcsreq-envelope.der")
         guard let bytes = FileManager.default.contents(atPath: seed.path) else { return false }
         return (try? CMSEnvelope.open(Array(bytes), certificate: certificate, key: key)) != nil
     }

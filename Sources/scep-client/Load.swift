@@ -63,8 +63,7 @@ struct Load: ParsableCommand {
                 reasons.add("http \(response.status)")
                 return
             }
-            guard let response = results.response(index), response.status == 200,
-                let request = try? PKIMessage.decode(bodies[index]),
+            guard let response = results.response(index), let request = try? PKIMessage.decode(bodies[index]),
                 let pem = try? Data(contentsOf: dir.appendingPathComponent(names[index].replacingOccurrences(of: ".der", with: ".pem"))),
                 let signer = try? Certificate.certificates(pemEncoded: Array(pem)).first,
                 let key = try? PrivateKey(pemEncoded: Array(pem), passphrase: nil),

@@ -97,7 +97,6 @@ struct ServeCommand: ParsableCommand {
             report: { diagnostics.log(.warning, $0) })
         server.run(
             workers: workers, maxBodyBytes: config.server.maxBodyBytes, connections: connections,
-            onRefused: { diagnostics.log(.warning, $0) },
             onShutdown: { diagnostics.log(.notice, $0) }, onReopen: { responder.reopenLogs() },
             periodic: (60, { responder.housekeeping() }),
             handler: Wiring.handler(responder))

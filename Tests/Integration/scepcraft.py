@@ -8,7 +8,7 @@ import datetime
 import hashlib
 import os
 
-from asn1crypto import cms as acms
+from asn1crypto import cms as acms, keys as akeys, x509 as ax509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, padding as sympadding, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -159,7 +159,6 @@ def certificate_with_public_key(template, modulus, exponent):
     modulus, a huge exponent): the signature over it is left as it was, which is all the server
     needs to meet such a key. Returns DER."""
     der = template.public_bytes(serialization.Encoding.DER)
-    from asn1crypto import keys as akeys, x509 as ax509
     parsed = ax509.Certificate.load(der)
     tbs = parsed["tbs_certificate"]
     tbs["subject_public_key_info"] = akeys.PublicKeyInfo({
@@ -239,12 +238,17 @@ def envelope(content, recipient, cipher="aes128", transport="pkcs1", recipients=
 
 # -- SignedData (RFC 5652 §5; RFC 8894 §3.2.1) -------------------------------------------------------
 
+def message_digest(content, digest):
+    """The messageDigest attribute value (RFC 5652 §11.2) of `content` under a DIGESTS name."""
+    return octets(hashlib.new(digest.replace("-", "_"), content).digest())
+
+
 def scep_attributes(content, message_type="19", transaction_id=None, nonce=None, digest="sha256", signing_time=None):
     """The signed attributes of a request, as a dict OID → list of encoded values, so that a case
     can drop, repeat, retype or resize any one of them."""
     return {
         CONTENT_TYPE: [oid(DATA)],
-        MESSAGE_DIGEST: [octets(hashlib.new(digest.replace("-", "_"), content).digest())],
+        MESSAGE_DIGEST: [message_digest(content, digest)],
         MESSAGE_TYPE: [printable(message_type)],
         TRANSACTION_ID: [printable(transaction_id or os.urandom(10).hex())],
         SENDER_NONCE: [octets(nonce if nonce is not None else os.urandom(16))],
@@ -305,7 +309,7 @@ class Request:
 
     def redigest(self):
         """After the envelope changed: a messageDigest that matches it again."""
-        self.attributes[MESSAGE_DIGEST] = [octets(hashlib.new(self.digest.replace("-", "_"), self.envelope).digest())]
+        self.attributes[MESSAGE_DIGEST] = [message_digest(self.envelope, self.digest)]
 
     def encode(self):
         attributes_set = encode_attributes(self.attributes, self.repeat)

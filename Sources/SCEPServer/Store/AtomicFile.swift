@@ -10,7 +10,7 @@ public enum AtomicFile {
     ///   crash can never leave `path` without it (``FileCertificateStore``'s unaudited marker).
     public static func create(_ path: String, contents: [UInt8], mode: mode_t, intent: String? = nil) throws {
         let directory = Self.directory(of: path)
-        let temporary = "\(directory)/.tmp-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        let temporary = Self.temporaryPath(in: directory)
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
         guard fd >= 0 else { throw ServerError(.store, "create \(temporary): \(errnoText())") }
         defer { unlink(temporary) }
@@ -26,6 +26,12 @@ public enum AtomicFile {
             throw ServerError(.store, text)
         }
         syncDirectory(directory)
+    }
+
+    /// A fresh temporary name in `directory`: `.tmp-PID-RANDOM`, the form ``removeOrphans(in:)``
+    /// (and the transaction directory's pruning) recognise.
+    static func temporaryPath(in directory: String) -> String {
+        "\(directory)/.tmp-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
     }
 
     /// Temporary files of writers that died (kill -9 between create and rename/link): the
@@ -46,7 +52,7 @@ public enum AtomicFile {
     /// old or the new file, never a part. With `sync`, the data and the rename are made durable.
     public static func replace(_ path: String, contents: [UInt8], mode: mode_t, sync: Bool) throws {
         let directory = Self.directory(of: path)
-        let temporary = "\(directory)/.tmp-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        let temporary = Self.temporaryPath(in: directory)
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
         guard fd >= 0 else { throw ServerError(.store, "create \(temporary): \(errnoText())") }
         do {

@@ -121,7 +121,6 @@ public enum CertificateStatus: Sendable, Equatable {
     }
 }
 
-/// A certificate with its status.
 /// A stored certificate that has no audit record yet, and why.
 public struct UnauditedCertificate: Sendable, Equatable {
     public enum Cause: String, Sendable {
@@ -135,6 +134,7 @@ public struct UnauditedCertificate: Sendable, Equatable {
     public let cause: Cause
 }
 
+/// A certificate with its status.
 public struct StoredCertificate: Sendable {
     public let certificate: Certificate
     public let status: CertificateStatus

@@ -64,8 +64,7 @@ public final class FileCertificateStore: CertificateStore, Sendable {
         let marker = self.unauditedMarker(serial)
         try AtomicFile.create(self.certificatePath(serial), contents: Array(certificate.pemEncoded.utf8), mode: 0o644, intent: marker)
         do {
-            try self.index.append(
-                IndexEntry(status: .valid, expiry: certificate.notAfter, revokedAt: nil, reason: nil, serial: serial, subject: certificate.subjectOneLine))
+            try self.index.append(IndexEntry(valid: certificate))
         } catch {
             // Not recorded, so never delivered: no issued/ file may remain without its index line.
             unlink(self.certificatePath(serial))
@@ -134,10 +133,7 @@ public final class FileCertificateStore: CertificateStore, Sendable {
         if access(self.certificatePath(serial), F_OK) != 0, link(marker, self.certificatePath(serial)) != 0, errno != EEXIST {
             throw ServerError(.store, "restore \(self.certificatePath(serial)): \(errnoText())")
         }
-        if try self.index.entry(serial: serial) == nil {
-            try self.index.append(
-                IndexEntry(status: .valid, expiry: certificate.notAfter, revokedAt: nil, reason: nil, serial: serial, subject: certificate.subjectOneLine))
-        }
+        if try self.index.entry(serial: serial) == nil { try self.index.append(IndexEntry(valid: certificate)) }
         try self.markWithheld(serial: serial)
         return certificate
     }

@@ -25,6 +25,13 @@ public struct IndexEntry: Sendable, Equatable {
         self.subject = subject
     }
 
+    /// The line of a newly stored certificate (`V`, its expiry, serial and subject).
+    init(valid certificate: Certificate) {
+        self.init(
+            status: .valid, expiry: certificate.notAfter, revokedAt: nil, reason: nil, serial: certificate.serialNumberHex,
+            subject: certificate.subjectOneLine)
+    }
+
     init?(line: Substring) {
         let fields = line.split(separator: "\t", omittingEmptySubsequences: false)
         guard fields.count >= 6, let status = Status(rawValue: String(fields[0])), let expiry = IndexTime.parse(fields[1]),

@@ -37,7 +37,7 @@ struct TransactionDirectory: Sendable {
             guard mkdir(path, 0o750) == 0 || errno == EEXIST else { throw ServerError(.store, "create \(path): \(errnoText())") }
         }
         let me = ProcessIdentity.current
-        self.marker = "\(self.path)/.claim-\(me.pid)-\(me.start)"
+        self.marker = "\(self.path)/.claim-\(me.tag)"
         let fd = open(self.marker, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         if fd >= 0 {
             defer { close(fd) }
@@ -161,7 +161,7 @@ struct TransactionDirectory: Sendable {
     /// Links `source` under a temporary name and renames it over `entry`: readers see the old or
     /// the new state, never none.
     private func relink(_ source: String, to entry: String) throws {
-        let temporary = "\(self.path)/.tmp-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        let temporary = AtomicFile.temporaryPath(in: self.path)
         guard link(source, temporary) == 0 else { throw ServerError(.store, "link \(source): \(errnoText())") }
         guard rename(temporary, entry) == 0 else {
             unlink(temporary)
@@ -174,7 +174,7 @@ struct TransactionDirectory: Sendable {
     static func markerIsAlive(_ content: String) -> Bool {
         let fields = content.split(whereSeparator: { $0 == " " || $0 == "\n" })
         guard fields.count >= 3, let pid = Int32(fields[1]), let start = UInt64(fields[2]) else { return false }
-        return ProcessIdentity.startTime(of: pid) == start
+        return ProcessIdentity(pid: pid, start: start).isRunning
     }
 }
 
@@ -189,11 +189,14 @@ struct ProcessIdentity {
     /// `PID-START`, as it appears in file names.
     var tag: String { "\(self.pid)-\(self.start)" }
 
-    /// The process of a `PID-START` tag, if it still runs (same pid and start time: not a reuse).
+    /// Whether this is still the same running process: pids are reused, start times are not.
+    var isRunning: Bool { Self.startTime(of: self.pid) == self.start }
+
+    /// The process of a `PID-START` tag, if it still runs.
     static func running(tag: Substring) -> Bool {
         let parts = tag.split(separator: "-")
         guard parts.count == 2, let pid = Int32(parts[0]), let start = UInt64(parts[1]) else { return false }
-        return Self.startTime(of: pid) == start
+        return ProcessIdentity(pid: pid, start: start).isRunning
     }
 
     static func startTime(of pid: Int32) -> UInt64? {
