@@ -1,6 +1,7 @@
 import ArgumentParser
 import FoundationEssentials
 import Glibc
+import SCEP
 import SCEPCrypto
 import SCEPServer
 
@@ -106,6 +107,9 @@ struct CALocation: ParsableArguments {
 func operatorCommand(_ body: () throws -> Void) throws {
     do { try body() } catch let error as ServerError {
         FileHandleWriter.standardError("scep-fcgi: \(error.message)\n")
+        throw ExitCode(1)
+    } catch let error as SCEPError {
+        FileHandleWriter.standardError("scep-fcgi: \(error)\n")
         throw ExitCode(1)
     } catch let error as OpenSSLError {
         FileHandleWriter.standardError("scep-fcgi: \(error)\n")

@@ -5,6 +5,7 @@ import concurrent.futures
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -292,6 +293,34 @@ def test_manual_reject_and_certmonger_polls_pending(manual_site):
     got = pyscep("enrol-pending", site.url, CHALLENGE, "pyscep-reject", workdir(site, "py-reject"))
     site.ca("reject", got["transaction_id"])
     assert pyscep("poll", site.url, got["workdir"], got["transaction_id"])["status"] == "FAILURE"
+
+
+def test_approved_certificate_survives_reconciliation_and_renews(manual_site):
+    """`ca approve` issues through the one issuance path: once the CLI has exited, the server's
+    reconciliation (here forced by SIGHUP) finds nothing to mark withheld, and the approved
+    certificate is delivered and renews like any other."""
+    site = manual_site
+    work = harness.make_request(site, workdir(site, "approve-renew"), subject="CN=approve-renew", transaction_id="approve-renew-tid")
+    assert post(site, work)["status"] == "pending"
+    approved = site.ca("approve", "approve-renew-tid").stdout.split()[1]
+    log = os.path.join(site.log_dir, "scep-fcgi.log")
+    reopened = open(log).read().count("reopened the audit log")
+    for proc in site.procs:
+        if proc.args[0] == harness.SCEP_FCGI:
+            os.kill(proc.pid, signal.SIGHUP)
+    harness.wait_for(lambda: open(log).read().count("reopened the audit log") > reopened, "SIGHUP reconciliation")
+    assert not [e for e in site.audit_lines() if e.get("serial") == approved and e["outcome"] == "withheld"]
+    assert not os.listdir(os.path.join(site.ca_dir, "unaudited"))
+    listed = [json.loads(line) for line in site.ca("list", "--json").stdout.splitlines()]
+    assert [c["status"] for c in listed if c["serial"] == approved] == ["valid"]
+    # The retransmission delivers it; the certificate then renews (no second approval).
+    delivered = post(site, work)
+    assert delivered["status"] == "success" and delivered["serial"] == approved
+    renewal = harness.make_request(site, workdir(site, "approve-renewed"), subject="CN=approve-renew", challenge=None, message_type=17,
+                                   signer_cert=os.path.join(work, "cert.pem"), signer_key=os.path.join(work, "key.pem"))
+    renewed = post(site, renewal)
+    assert renewed["status"] == "success", renewed
+    assert site.audit_lines()[-1]["renews"] == approved and site.audit_lines()[-1]["outcome"] == "issued"
 
 
 # -- rollover (RFC 8894 §3.5.2, §4.7) --------------------------------------------------------------

@@ -32,7 +32,7 @@ final class FailingStore: CertificateStore, Sendable {
     func markWithheld(serial: String) throws { try self.base.markWithheld(serial: serial) }
     func certificate(serial: String) throws -> StoredCertificate? { try self.base.certificate(serial: serial) }
     func entries() throws -> [(IndexEntry, CertificateStatus)] { try self.base.entries() }
-    func revoke(serial: String, reason: RevocationReason?, at: Date) throws -> IndexEntry { try self.base.revoke(serial: serial, reason: reason, at: at) }
+    func revoke(serial: String, reason: RevocationReason?, at: Date) throws -> StoreRevocation { try self.base.revoke(serial: serial, reason: reason, at: at) }
     func serials(subject: String) throws -> [String] { try self.base.serials(subject: subject) }
     func savePending(_ request: PendingRequest) throws { try self.base.savePending(request) }
     func pendingRequests() throws -> [PendingRequest] { try self.base.pendingRequests() }

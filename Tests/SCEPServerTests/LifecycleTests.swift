@@ -179,19 +179,29 @@ struct RetrievalTests {
 
         let certificate = try operations.approve(client.transactionID)
         #expect(h.audit.events.last?.outcome == .approved)
+        #expect(h.audit.events.last?.serial == certificate.serialNumberHex)
         #expect(try operations.store.pendingRequests().isEmpty)
+        // The approval went through the one issuance path: its crash-recovery note is gone once
+        // its audit line is written, so housekeeping never turns it into a withheld certificate.
+        let notes = (try? FileManager.default.contentsOfDirectory(atPath: h.directory.path + "/unaudited")) ?? []
+        #expect(notes.isEmpty)
+        #expect(try operations.store.certificate(serial: certificate.serialNumberHex)?.status == .valid)
         let p2 = try poll()
         let rep = try p2.open(h.post(p2.request))
         #expect(rep.status == .success && rep.certificates.first?.derEncoded == certificate.derEncoded)
         #expect(h.audit.events.last?.outcome == .delivered)
 
-        let other = try TestClient(harness: h, csrKey: try PrivateKey.generateRSA(bits: 2048))
+        let otherKey = try PrivateKey.generateRSA(bits: 2048)
+        let other = try TestClient(harness: h, csrKey: otherKey)
         _ = h.post(other.request)
         try operations.reject(other.transactionID)
-        let retry = try TestClient(harness: h, transactionID: other.transactionID)
+        let retry = try TestClient(harness: h, csrKey: otherKey, transactionID: other.transactionID)
+        let retried = try retry.open(h.post(retry.request))
+        #expect(retried.status == .failure && retried.failInfo == .badRequest)
+        #expect(h.audit.events.last?.reason == "transaction-rejected")
         let refused = try TestClient(harness: h, messageType: .certPoll, messageData: pollData, transactionID: other.transactionID)
         #expect(try refused.open(h.post(refused.request)).failInfo == .badRequest)
-        _ = retry
+        #expect(h.audit.events.last?.reason == "transaction-rejected")
 
         let unknown = try TestClient(harness: h, messageType: .certPoll, messageData: pollData, transactionID: "never-seen")
         #expect(try unknown.open(h.post(unknown.request)).failInfo == .badCertID)

@@ -69,6 +69,8 @@ public struct AuditEvent: Sendable, Equatable {
     public var renews: String?
     /// For `ca revoke`: the CRLReason name.
     public var revocationReason: String?
+    /// Intune's `requestContext` of a revocation request (`IntuneRevocation` lines).
+    public var requestContext: String?
     public var sha1: String?
     public var sha256: String?
     public var notBefore: Date?
@@ -110,6 +112,7 @@ public struct AuditEvent: Sendable, Equatable {
         json.add("serial", self.serial)
         json.add("renews", self.renews)
         json.add("revocationReason", self.revocationReason)
+        json.add("requestContext", self.requestContext)
         json.add("sha1", self.sha1)
         json.add("sha256", self.sha256)
         json.add("notBefore", self.notBefore.map(RFC3339.string))

@@ -50,24 +50,27 @@ public struct CAOperations: Sendable {
 
     // MARK: approval
 
-    /// Issues a pending request; the client's next CertPoll (or retransmission) receives it.
+    /// Issues a pending request through the one issuance path (``Issuance``); the client's next
+    /// CertPoll (or retransmission) receives it.
     public func approve(_ transactionID: String) throws -> Certificate {
         guard let pending = try self.store.pendingRequest(transactionID) else {
             throw ServerError(.store, "no pending request with transactionID \(transactionID) (scep-fcgi ca pending lists them)")
         }
         let csr = try CertificateSigningRequest(derEncoded: pending.csr)
-        let certificate = try self.policy.certificate(for: csr, issuer: try self.material().current)
-        try self.store.record(certificate, transactionID: transactionID)
         var event = self.event("ca-approve", .approved)
         event.transactionID = transactionID
-        event.subject = certificate.subject
+        event.subject = csr.subject
         event.subjectAltNames = pending.subjectAltNames.isEmpty ? nil : pending.subjectAltNames
-        event.describe(certificate)
-        try self.audit.record(event)
+        let record = RequestRecord(sink: self.audit, diagnostics: Diagnostics(), event: event)
         let key = TransactionKey(transactionID: transactionID, keyHash: pending.keyHash)
-        try self.store.update(key, .issued, serial: certificate.serialNumberHex)
+        let issued = try Issuance(store: self.store, policy: self.policy, diagnostics: Diagnostics()).issue(
+            IssuanceRequest(csr: csr), by: try self.material().current, transaction: key, record: record, outcome: .approved,
+            deliver: { _ in })
+        guard issued.transactionRecorded else {
+            throw ServerError(.store, "certificate \(issued.certificate.serialNumberHex) issued and audited, but transaction \(transactionID) not updated: approve again")
+        }
         try self.store.removePending(transactionID)
-        return certificate
+        return issued.certificate
     }
 
     /// Refuses a pending request; its CertPoll and retransmissions get FAILURE badRequest.
@@ -86,19 +89,24 @@ public struct CAOperations: Sendable {
 
     // MARK: revocation and CRL
 
+    /// The one revocation path (``Revocation``), its audit lines naming `operation` and this operator.
+    public func revocation(operation: String) throws -> Revocation {
+        Revocation(store: self.store, audit: self.audit, crls: self.crls, material: try self.material(), event: { self.event(operation, .revoked) })
+    }
+
     /// Revokes a certificate and publishes the CRL of the CA that issued it.
     public func revoke(serial: String, reason: RevocationReason?) throws -> (IndexEntry, CertificateRevocationList?) {
-        let entry = try self.store.revoke(serial: serial, reason: reason, at: Date())
-        var event = self.event("ca-revoke", .revoked)
-        event.serial = entry.serial
-        event.subject = entry.subject
-        event.revocationReason = (reason ?? .unspecified).name
-        try self.audit.record(event)
-        let material = try self.material()
-        let issuer = try self.store.certificate(serial: entry.serial).flatMap { material.authority(of: $0.certificate) }
-        let slot = issuer.map { CRLPublisher.Slot(of: $0, in: material) } ?? .current
-        let crl = try self.crls.publish(slot, material: material, store: self.store)
-        return (entry, crl)
+        let outcome = try self.revocation(operation: "ca-revoke").revoke([Revocation.Request(serial: serial, reason: reason)])
+        guard let result = outcome.results.first else { throw ServerError(.store, "no result") }
+        switch result.status {
+        case .revoked:
+            if let crlError = outcome.crlError { throw ServerError(.store, "revoked \(serial), but the CRL was not published: \(crlError)") }
+            guard let entry = result.entry else { throw ServerError(.store, "no entry for \(serial)") }
+            return (entry, outcome.crls.first?.1)
+        case .alreadyRevoked: throw ServerError(.store, "certificate \(result.entry?.serial ?? serial) is already revoked")
+        case .unknown: throw ServerError(.store, "no certificate with serial \(serial) in \(self.directory.indexPath)")
+        case .failed(let why): throw ServerError(.store, "revoke \(serial): \(why)")
+        }
     }
 
     /// Publishes the CRL of the current CA (and of the previous one during a rollover).

@@ -108,6 +108,11 @@ public struct IssuancePolicy: Sendable {
     /// Signs a certificate for `csr` with `issuer`: subject and SANs from the request, the
     /// profile's extensions, a random serial, this policy's validity.
     public func certificate(for csr: CertificateSigningRequest, issuer: KeyPair, now: Date = Date()) throws -> Certificate {
+        try self.certificate(for: IssuanceRequest(csr: csr), issuer: issuer, now: now)
+    }
+
+    func certificate(for request: IssuanceRequest, issuer: KeyPair, now: Date = Date()) throws -> Certificate {
+        let csr = request.csr
         guard let key = csr.publicKey else { throw OpenSSLError.parse("CSR public key") }
         let (notBefore, notAfter) = self.validity(now: now, caNotAfter: issuer.certificate.notAfter)
         return try CertificateBuilder.issue(

@@ -17,13 +17,20 @@ final class RequestRecord {
     /// `action` runs once this record is in the audit log (a stored certificate's note is cleared).
     func onWritten(_ action: @escaping () -> Void) { self.afterWrite.append(action) }
 
-    init(sink: any AuditSink, diagnostics: Diagnostics, request: SCEPHTTPRequest) {
+    convenience init(sink: any AuditSink, diagnostics: Diagnostics, request: SCEPHTTPRequest) {
+        var event = AuditEvent()
+        event.requestID = AuditEvent.newRequestID()
+        event.method = request.method
+        event.remoteAddr = request.remoteAddr
+        self.init(sink: sink, diagnostics: diagnostics, event: event)
+    }
+
+    /// A record that starts from `event` (a `scep-fcgi ca …` command's, with its operation and operator).
+    init(sink: any AuditSink, diagnostics: Diagnostics, event: AuditEvent) {
         self.sink = sink
         self.diagnostics = diagnostics
         self.started = .now
-        self.event.requestID = AuditEvent.newRequestID()
-        self.event.method = request.method
-        self.event.remoteAddr = request.remoteAddr
+        self.event = event
     }
 
     /// Writes the record; throws when it could not be written (the caller then delivers nothing

@@ -77,48 +77,23 @@ extension SCEPResponder {
 
         // Nobody would receive it: no certificate for a request whose client is gone.
         guard !x.request.clientGone() else { throw SCEPError(.clientGone, "before issuance") }
-        let certificate: Certificate
-        do { certificate = try self.policy.certificate(for: csr, issuer: x.material.current) } catch {
-            throw SCEPError(.issuanceFailed, "\(error)")
-        }
-        do { try self.store.record(certificate, transactionID: x.transactionID) } catch { throw SCEPError(.storeFailed, "\(error)") }
-        let store = self.store
-        record.onWritten { store.audited(serial: certificate.serialNumberHex) }  // issued, or withheld: in the log either way
-        record.event.describe(certificate)
-        do {
-            if let validated {
+        let issued = try self.issuance.issue(
+            IssuanceRequest(csr: csr), by: x.material.current, transaction: key, record: record, outcome: .issued,
+            notify: { certificate in
+                guard let validated else { return }
+                defer {
+                    let calls = validated.trace.calls
+                    if !calls.isEmpty { record.event.validatorCalls = calls }
+                }
                 do { try self.validator.issued(certificate, context: validated) } catch {
                     record.event.challengeError = (error as? AuditCodedError)?.auditCode
                     throw SCEPError(.notificationFailed, "\(error)")
                 }
-                let calls = validated.trace.calls
-                if !calls.isEmpty { record.event.validatorCalls = calls }
-            }
-            let reply = try x.success([certificate])
-            record.event.outcome = .issued
-            do { try record.finish() } catch {
-                throw SCEPError(.auditFailed, "\(error); certificate \(certificate.serialNumberHex) withheld")
-            }
-            // Only a delivered, audited certificate may answer a retransmission.
-            do {
-                try self.store.update(key, .issued, serial: certificate.serialNumberHex)
-                held = false
-            } catch {
-                self.diagnostics.log(.error, "transaction \(x.transactionID): replay record not written: \(error)")
-            }
-            return reply
-        } catch {
-            do { try self.store.markWithheld(serial: certificate.serialNumberHex) } catch {
-                self.diagnostics.log(.error, "certificate \(certificate.serialNumberHex) withheld but not marked: \(error)")
-            }
-            if let scepError = error as? SCEPError, scepError.code == .auditFailed {
-                // No audit line at all yet: housekeeping writes the withheld record when it can.
-                do { try self.store.markUnaudited(serial: certificate.serialNumberHex) } catch {
-                    self.diagnostics.log(.error, "certificate \(certificate.serialNumberHex) withheld, its audit record pending but not noted: \(error)")
-                }
-            }
-            throw error
-        }
+            },
+            deliver: { try x.success([$0]) })
+        // Only a delivered, audited certificate may answer a retransmission.
+        held = !issued.transactionRecorded
+        return issued.delivery
     }
 
     /// Puts the requested subject and names into the audit record, or, past the caps, only their

@@ -22,6 +22,8 @@ public final class SCEPResponder: Sendable {
     let metrics: Metrics?
     let monitoring: Configuration.Monitoring
     let health = HealthCheck()
+    /// The one issuance path, shared with `scep-fcgi ca approve` (``CAOperations``).
+    var issuance: Issuance { Issuance(store: self.store, policy: self.policy, diagnostics: self.diagnostics) }
     /// GetCACert, GetCACaps and GetNextCACert bodies, rebuilt only when the material changes:
     /// GetCACert is the hottest unauthenticated request.
     private let published = Locked<PublishedReplies?>(nil)

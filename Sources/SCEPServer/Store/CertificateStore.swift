@@ -134,6 +134,14 @@ public struct UnauditedCertificate: Sendable, Equatable {
     public let cause: Cause
 }
 
+/// What the store did with a revocation.
+public enum StoreRevocation: Sendable, Equatable {
+    case revoked(IndexEntry)
+    /// Revoked before; the entry keeps its first revocation time and reason.
+    case alreadyRevoked(IndexEntry)
+    case unknown
+}
+
 /// A certificate with its status.
 public struct StoredCertificate: Sendable {
     public let certificate: Certificate
@@ -184,8 +192,10 @@ public protocol CertificateStore: Sendable {
     func certificate(serial: String) throws -> StoredCertificate?
     /// Every certificate entry (status from the index, withheld markers applied).
     func entries() throws -> [(IndexEntry, CertificateStatus)]
-    /// Revokes a certificate (RFC 5280 §5.3.1 reason); returns its entry. Revoking twice is an error.
-    func revoke(serial: String, reason: RevocationReason?, at: Date) throws -> IndexEntry
+    /// Revokes a certificate (RFC 5280 §5.3.1 reason). Revoking twice changes nothing (the first
+    /// time and reason stand); an unknown serial is an answer, not an error. Throws only when the
+    /// store cannot answer or write.
+    func revoke(serial: String, reason: RevocationReason?, at: Date) throws -> StoreRevocation
     /// The serials of certificates issued to a subject (OpenSSL one-line form), oldest first.
     func serials(subject: String) throws -> [String]
 

@@ -163,17 +163,18 @@ public final class FileCertificateStore: CertificateStore, Sendable {
         try self.index.entries().filter { $0.subject == subject }.map(\.serial)
     }
 
-    public func revoke(serial: String, reason: RevocationReason?, at date: Date) throws -> IndexEntry {
-        guard let serial = SerialHex.normalize(serial) else { throw ServerError(.store, "\(serial) is not a hex serial number") }
+    public func revoke(serial: String, reason: RevocationReason?, at date: Date) throws -> StoreRevocation {
+        guard let serial = SerialHex.normalize(serial) else { return .unknown }
+        // Read first: a serial that is unknown or already revoked needs no rewrite of the index.
+        guard let entry = try self.index.entry(serial: serial) else { return .unknown }
+        if entry.status == .revoked { return .alreadyRevoked(entry) }
         return try self.index.rewrite { entries in
-            guard let i = entries.firstIndex(where: { $0.serial == serial }) else {
-                throw ServerError(.store, "no certificate with serial \(serial) in \(self.directory.indexPath)")
-            }
-            guard entries[i].status != .revoked else { throw ServerError(.store, "certificate \(serial) is already revoked") }
+            guard let i = entries.firstIndex(where: { $0.serial == serial }) else { return .unknown }
+            guard entries[i].status != .revoked else { return .alreadyRevoked(entries[i]) }
             entries[i].status = .revoked
             entries[i].revokedAt = date
             entries[i].reason = reason
-            return entries[i]
+            return .revoked(entries[i])
         }
     }
 
