@@ -12,6 +12,9 @@ public final class IntuneChallengeValidator: ChallengeValidator, @unchecked Send
     let client: IntuneClient
     public var mode: String { "intune" }
     public var acceptedResult: String? { "Success" }
+    /// validateRequest checks the CSR's subject and subjectAltNames against the profile
+    /// (`SubjectAltNameMismatch` otherwise), so a SID URI it accepted came from Intune.
+    public var vouchesForNames: Bool { true }
 
     /// - Parameter secret: the Entra client secret, read from `intune.client_secret_file`.
     public init(settings: IntuneSettings, secret: [UInt8], transport: any HTTPTransport) {

@@ -75,6 +75,11 @@ public struct SCEPError: Error, Hashable, CustomStringConvertible, Sendable {
         case csrCARequested = "csr-ca-requested"
         /// The CSR asks critically for an extension this server neither understands nor issues.
         case csrCriticalExtension = "csr-critical-extension"
+        /// A SID (strong certificate mapping) that nobody validated: a static challenge, manual
+        /// approval, or a renewal that adds or changes one.
+        case sidNotValidated = "sid-not-validated"
+        /// A SID that is not `S-1-` and decimal sub-authorities, or two different SIDs.
+        case sidInvalid = "sid-invalid"
         /// The web server closed the connection (its client gave up) before issuance.
         case clientGone = "client-gone"
     }
@@ -189,6 +194,8 @@ public struct SCEPError: Error, Hashable, CustomStringConvertible, Sendable {
         case .nameInvalid: return "a subjectAltName is not valid for its type"
         case .csrCARequested: return "this server does not issue CA certificates"
         case .csrCriticalExtension: return "PKCS#10 requests a critical extension this server does not issue"
+        case .sidNotValidated: return "a security identifier (SID) in the request was not validated; it cannot be issued"
+        case .sidInvalid: return "the security identifier (SID) in the request is not well formed"
         case .clientGone: return "the request was abandoned before it could be completed"
         default: return "internal error, see server logs"
         }

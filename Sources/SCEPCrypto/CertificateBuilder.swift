@@ -13,19 +13,24 @@ public struct IssuanceProfile: Sendable, Equatable {
     public var crlURLs: [String]
     /// Authority information access caIssuers URLs (RFC 5280 §4.2.2.1).
     public var caIssuersURLs: [String]
+    /// A SID for the SID security extension (strong certificate mapping, MS-WCCE 2.2.2.7.7.4),
+    /// written non-critical; nil writes none. The caller has checked who vouched for it.
+    public var securityIdentifier: String?
 
     public init(
         keyUsage: String = "critical,digitalSignature,keyEncipherment",
         extendedKeyUsage: [String] = ["clientAuth"],
         signatureDigest: DigestAlgorithm = .sha256,
         crlURLs: [String] = [],
-        caIssuersURLs: [String] = []
+        caIssuersURLs: [String] = [],
+        securityIdentifier: String? = nil
     ) {
         self.keyUsage = keyUsage
         self.extendedKeyUsage = extendedKeyUsage
         self.signatureDigest = signatureDigest
         self.crlURLs = crlURLs
         self.caIssuersURLs = caIssuersURLs
+        self.securityIdentifier = securityIdentifier
     }
 }
 
@@ -79,6 +84,9 @@ public enum CertificateBuilder {
         }
         try self.add(extensions, to: cert, issuer: issuer)
 
+        if let sid = profile.securityIdentifier {
+            try ExtensionValues.add(oid: SecurityIdentifier.extensionOID, value: SecurityIdentifier.extensionValue(sid), to: cert)
+        }
         if let names = csr.requestedSubjectAltNames() {
             defer { GENERAL_NAMES_free(names) }
             GeneralNames.filterAllowed(names)

@@ -161,7 +161,7 @@ public final class CertificateSigningRequest: @unchecked Sendable {
     ///     commas (Intune's `tag:microsoft.com,2022-09-14:sid:…` URI does).
     public static func make(
         subject: String, key: PrivateKey, challengePassword: String?, subjectAltNames: [String] = [],
-        digest: DigestAlgorithm = .sha256
+        digest: DigestAlgorithm = .sha256, nameValuePairs: [(String, String)] = [], extraExtensions: [(oid: String, value: [UInt8])] = []
     ) throws -> CertificateSigningRequest {
         guard let req = X509_REQ_new() else { throw OpenSSLError(.library, "X509_REQ_new") }
         let csr = CertificateSigningRequest(takingOwnershipOf: req)
@@ -175,6 +175,7 @@ public final class CertificateSigningRequest: @unchecked Sendable {
             guard X509_REQ_add1_attr_by_NID(req, NID_pkcs9_challengePassword, MBSTRING_UTF8, bytes, Int32(bytes.count)) == 1
             else { throw OpenSSLError(.encode, "add challengePassword") }
         }
+        try csr.addNameValuePairs(nameValuePairs)
         guard let stack = COpenSSL_sk_X509_EXTENSION_new_null() else { throw OpenSSLError(.library, "sk_new") }
         defer { COpenSSL_sk_X509_EXTENSION_pop_free(stack) }
         guard let keyUsage = X509V3_EXT_conf_nid(nil, nil, NID_key_usage, "critical,digitalSignature,keyEncipherment") else {
@@ -189,6 +190,7 @@ public final class CertificateSigningRequest: @unchecked Sendable {
             }
             _ = COpenSSL_sk_X509_EXTENSION_push(stack, ext)
         }
+        for extra in extraExtensions { _ = COpenSSL_sk_X509_EXTENSION_push(stack, try ExtensionValues.make(oid: extra.oid, value: extra.value)) }
         guard X509_REQ_add_extensions(req, stack) == 1 else { throw OpenSSLError(.encode, "add extensionRequest") }
         guard X509_REQ_sign(req, key.pointer, digest.md) > 0 else { throw OpenSSLError(.encode, "sign PKCS#10") }
         return csr

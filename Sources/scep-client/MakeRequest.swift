@@ -21,6 +21,9 @@ struct MakeRequest: ParsableCommand {
     @Option(help: "Private key of --signer-cert.") var signerKey: String?
     @Option(help: "A subjectAltName entry TYPE:value (DNS, email, IP, URI, RID, otherName); repeatable.")
     var san: [String] = []
+    @Option(help: "An enrollment name/value pair NAME=VALUE (e.g. ValidityPeriod=Days); repeatable, kept in order.")
+    var nameValue: [String] = []
+    @Option(help: "Ask for the SID security extension (1.3.6.1.4.1.311.25.2) with this SID.") var sidExtension: String?
     @Option(help: "messageType value.") var messageType: Int = 19
     @Option(help: "transactionID (default: random hex).") var transactionID: String?
     @Option(help: "senderNonce length in bytes.") var nonceLength: Int = 16
@@ -43,8 +46,14 @@ struct MakeRequest: ParsableCommand {
             guard let d = ClientFiles.digests[name] else { throw ValidationError("unknown --csr-digest") }
             return d
         } ?? (digest == .md5 ? .sha256 : digest)
+        let pairs = try self.nameValue.map { text -> (String, String) in
+            guard let equals = text.firstIndex(of: "=") else { throw ValidationError("--name-value takes NAME=VALUE") }
+            return (String(text[..<equals]), String(text[text.index(after: equals)...]))
+        }
         let csr = try CertificateSigningRequest.make(
-            subject: self.subject, key: key, challengePassword: challenge, subjectAltNames: self.san, digest: csrDigest)
+            subject: self.subject, key: key, challengePassword: challenge, subjectAltNames: self.san, digest: csrDigest,
+            nameValuePairs: pairs,
+            extraExtensions: self.sidExtension.map { [(SecurityIdentifier.extensionOID, SecurityIdentifier.extensionValue($0))] } ?? [])
         let (signer, signerKey) = try ClientFiles.identity(subject: self.subject, certificate: self.signerCert, key: self.signerKey)
         let transactionID = self.transactionID ?? ClientFiles.randomTransactionID()
         let request = try PKCSReqBuilder.build(

@@ -12,6 +12,9 @@ validateRequest decides from the CSR's challengePassword:
   http500-*       HTTP 500 InternalError      nonjson-*       HTTP 200 with an HTML body
   notifyfail-*    Success, but successNotification answers HTTP 500
   notifyslow-<ms>-*  Success, and successNotification answers after <ms>
+  sidprofile-<SID>   the profile carries {{OnPremisesSecurityIdentifier}} = <SID>: Success when the
+                  CSR's URI subjectAltNames are exactly tag:microsoft.com,2022-09-14:sid:<SID>,
+                  else SubjectAltNameMismatch (Intune checks the SANs against the profile)
   anything else   ChallengeDecryptionError
 Knobs (POST /_mock/config, JSON): discovery = ok|missing|403|500, scep_status = <int> (every
 ScepActions call answers it), unauthorized_once = true (next ScepActions call gets 401),
@@ -64,6 +67,18 @@ STATE = None
 def jwt_part(value):
     raw = value.encode() if isinstance(value, str) else json.dumps(value, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+SID_URI_PREFIX = "tag:microsoft.com,2022-09-14:sid:"
+
+
+def sid_uris(csr_b64):
+    csr = x509.load_der_x509_csr(base64.b64decode(csr_b64))
+    try:
+        names = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return [uri for uri in names.get_values_for_type(x509.UniformResourceIdentifier) if uri.lower().startswith(SID_URI_PREFIX)]
 
 
 def challenge_of(csr_b64):
@@ -234,6 +249,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if operation == "validateRequest":
             if challenge.startswith(("ok-", "notifyfail-", "notifyslow-")):
                 code = "Success"
+            elif challenge.startswith("sidprofile-"):
+                expected = SID_URI_PREFIX + challenge[len("sidprofile-"):]
+                code = "Success" if sid_uris(wrapper["certificateRequest"]) == [expected] else "SubjectAltNameMismatch"
             elif challenge.startswith("code-"):
                 code = challenge.split("-")[1]
             elif challenge.startswith("slow-"):

@@ -63,18 +63,22 @@ def test_post_any_content_type_and_algorithms(site):
 
 
 def test_intune_style_sans_are_issued(site):
-    work = harness.make_request(
-        site, workdir(site, "sans"), subject="CN=intune-device",
-        san=["DNS:device.example.com", "email:user@example.com", "IP:192.0.2.10",
-             "URI:tag:microsoft.com,2022-09-14:sid:S-1-5-21-1004336348-1177238915-682003330-512",
-             "otherName:1.3.6.1.4.1.311.20.2.3;UTF8:user@example.com"])
+    sid_uri = "URI:tag:microsoft.com,2022-09-14:sid:S-1-5-21-1004336348-1177238915-682003330-512"
+    sans = ["DNS:device.example.com", "email:user@example.com", "IP:192.0.2.10", "otherName:1.3.6.1.4.1.311.20.2.3;UTF8:user@example.com"]
+    work = harness.make_request(site, workdir(site, "sans"), subject="CN=intune-device", san=sans)
     status, _, body = site.request("POST", "operation=PKIOperation", open(os.path.join(work, "request.der"), "rb").read())
     assert harness.open_reply(work, body)["status"] == "success"
     text = subprocess.run(["openssl", "x509", "-in", os.path.join(work, "cert.pem"), "-noout", "-ext", "subjectAltName"],
                           capture_output=True, text=True).stdout
-    for expected in ["DNS:device.example.com", "email:user@example.com", "IP Address:192.0.2.10",
-                     "URI:tag:microsoft.com,2022-09-14:sid:S-1-5-21-1004336348-1177238915-682003330-512", "UPN:"]:
+    for expected in ["DNS:device.example.com", "email:user@example.com", "IP Address:192.0.2.10", "UPN:"]:
         assert expected in text
+    # The SID URI (here a domain's Administrators RID, 512) is strong mapping: a static challenge
+    # vouches for no SID, so it is refused (test_partner_ca.py covers the Intune side).
+    work = harness.make_request(site, workdir(site, "sans-sid"), subject="CN=intune-device", san=sans + [sid_uri])
+    status, _, body = site.request("POST", "operation=PKIOperation", open(os.path.join(work, "request.der"), "rb").read())
+    rep = harness.open_reply(work, body)
+    assert rep["status"] == "failure" and rep["failInfo"] == "badRequest"
+    assert [e["reason"] for e in site.audit_lines() if e.get("transactionID") == rep["transactionID"]] == ["sid-not-validated"]
 
 
 def test_failures_are_signed_certreps(site):

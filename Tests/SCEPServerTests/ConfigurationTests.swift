@@ -43,6 +43,20 @@ struct ConfigurationTests {
         #expect(config.audit.sync)
     }
 
+    @Test("strong mapping and validity keys: defaults, values, mistakes")
+    func partnerKeys() throws {
+        let defaults = try Configuration.load(file: try Self.temp("[ca]\ndir = /srv/ca\n"), environment: [:]).issue
+        #expect(defaults.sidExtension == .auto && !defaults.allowRequestedSID && defaults.honorRequestedValidity)
+        let set = try Configuration.load(
+            file: try Self.temp("[issue]\nsid_extension = never\nallow_requested_sid = true\nhonor_requested_validity = false\n"),
+            environment: [:]
+        ).issue
+        #expect(set.sidExtension == .never && set.allowRequestedSID && !set.honorRequestedValidity)
+        for bad in ["[issue]\nsid_extension = always\n", "[issue]\nallow_requested_sid = perhaps\n"] {
+            #expect(throws: ServerError(.configuration, "")) { try Configuration.load(file: try Self.temp(bad), environment: [:]) }
+        }
+    }
+
     @Test("SCEP_CONFIG names the file; environment alone is enough")
     func environmentOnly() throws {
         let file = try Self.temp("[ca]\ndir = /from/file\n")

@@ -72,7 +72,7 @@ final class Harness: @unchecked Sendable {
 
     init(
         failingStore: Bool = false, issue: Configuration.Issue = Configuration.Issue(), chain: Bool = false, monitoring: Configuration.Monitoring? = nil,
-        prepare: (CADirectory) throws -> Void = { _ in }
+        validator: (any ChallengeValidator)? = nil, prepare: (CADirectory) throws -> Void = { _ in }
     ) throws {
         self.root = FileManager.default.temporaryDirectory.appendingPathComponent("scep-harness-\(UUID().uuidString)")
         try FileManager.default.copyItem(at: Self.template.0, to: self.root)
@@ -96,7 +96,7 @@ final class Harness: @unchecked Sendable {
         let audit = self.audit
         self.responder = try SCEPResponder(
             material: CAMaterialSource(directory: directory, passphraseFile: nil, diagnostics: Diagnostics()), store: self.store,
-            validator: StaticChallengeValidator(password: Array(Self.challenge.utf8)),
+            validator: validator ?? StaticChallengeValidator(password: Array(Self.challenge.utf8)),
             audit: metrics.map { CountingAuditSink(audit, metrics: $0) } ?? audit,
             policy: IssuancePolicy(issue), crls: CRLPublisher(directory: directory, validityHours: 168), metrics: metrics,
             monitoring: monitoring ?? Configuration.Monitoring())
@@ -148,13 +148,14 @@ struct TestClient {
         keyTransport: KeyTransport = .rsaPKCS1v15, messageType: MessageType = .pkcsReq, nonceLength: Int = 16,
         csrKey: PrivateKey = TestClient.csrKey, subject: String = "CN=device-1,O=Example", recipient: Certificate? = nil,
         sans: [String] = ["DNS:device-1.example"], csrDigest: DigestAlgorithm = .sha256, transactionID: String? = nil,
-        signer: (Certificate, PrivateKey)? = nil
+        signer: (Certificate, PrivateKey)? = nil, nameValuePairs: [(String, String)] = [], csrExtensions: [(oid: String, value: [UInt8])] = []
     ) throws {
         (self.signer, self.signerKey) = try signer ?? (Self.signerCertificate(), Self.signerKey)
         self.transactionID = transactionID ?? "tid-" + UUID().uuidString
         self.senderNonce = try SecureRandom.bytes(nonceLength)
         let csr = try CertificateSigningRequest.make(
-            subject: subject, key: csrKey, challengePassword: challenge, subjectAltNames: sans, digest: csrDigest)
+            subject: subject, key: csrKey, challengePassword: challenge, subjectAltNames: sans, digest: csrDigest,
+            nameValuePairs: nameValuePairs, extraExtensions: csrExtensions)
         self.request = try PKCSReqBuilder.build(
             csr: csr, signerCertificate: self.signer, signerKey: self.signerKey, recipient: recipient ?? harness.ca.certificate,
             cipher: cipher, digest: digest, keyTransport: keyTransport, transactionID: self.transactionID,

@@ -69,6 +69,11 @@ public struct AuditEvent: Sendable, Equatable {
     public var renews: String?
     /// For `ca revoke`: the CRLReason name.
     public var revocationReason: String?
+    /// The SID issued for strong certificate mapping (the SID security extension).
+    public var sid: String?
+    /// The validity the request's name/value pairs asked for (`2 Years`) and what became of it.
+    public var requestedValidity: String?
+    public var validityRule: String?
     /// Intune's `requestContext` of a revocation request (`IntuneRevocation` lines).
     public var requestContext: String?
     public var sha1: String?
@@ -111,6 +116,9 @@ public struct AuditEvent: Sendable, Equatable {
         json.add("subjectAltNamesSHA256", self.subjectAltNamesSHA256)
         json.add("serial", self.serial)
         json.add("renews", self.renews)
+        json.add("sid", self.sid)
+        json.add("requestedValidity", self.requestedValidity)
+        json.add("validityRule", self.validityRule)
         json.add("revocationReason", self.revocationReason)
         json.add("requestContext", self.requestContext)
         json.add("sha1", self.sha1)

@@ -63,8 +63,10 @@ public struct CAOperations: Sendable {
         event.subjectAltNames = pending.subjectAltNames.isEmpty ? nil : pending.subjectAltNames
         let record = RequestRecord(sink: self.audit, diagnostics: Diagnostics(), event: event)
         let key = TransactionKey(transactionID: transactionID, keyHash: pending.keyHash)
+        // An operator approves a request, not the SID it names: the same rule as at enrollment.
+        let sid = try self.policy.mappedSID(try self.policy.requestedSID(of: csr), vouched: false, renewing: nil)
         let issued = try Issuance(store: self.store, policy: self.policy, diagnostics: Diagnostics()).issue(
-            IssuanceRequest(csr: csr), by: try self.material().current, transaction: key, record: record, outcome: .approved,
+            IssuanceRequest(csr: csr, securityIdentifier: self.policy.sidExtension(for: sid)), by: try self.material().current, transaction: key, record: record, outcome: .approved,
             deliver: { _ in })
         guard issued.transactionRecorded else {
             throw ServerError(.store, "certificate \(issued.certificate.serialNumberHex) issued and audited, but transaction \(transactionID) not updated: approve again")

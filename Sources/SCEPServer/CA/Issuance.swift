@@ -27,7 +27,7 @@ struct Issuance: Sendable {
     }
 
     /// Issues `request` with `authority`, in this order:
-    /// 1. sign (``IssuancePolicy/certificate(for:issuer:now:)``);
+    /// 1. sign (``IssuancePolicy/certificate(for:issuer:validity:)``), for the validity the policy allows;
     /// 2. store durably, with a crash-recovery note (``CertificateStore/record(_:transactionID:)``);
     /// 3. `notify` (Intune's successNotification): throwing stops the delivery;
     /// 4. `deliver` builds the reply (a signed CertRep), before the audit line, so that a line
@@ -44,8 +44,12 @@ struct Issuance: Sendable {
         _ request: IssuanceRequest, by authority: KeyPair, transaction key: TransactionKey, record: RequestRecord,
         outcome: AuditEvent.Outcome, notify: (Certificate) throws -> Void = { _ in }, deliver: (Certificate) throws -> Delivery
     ) throws -> Issued<Delivery> {
+        let validity = self.policy.validity(request.validity, now: Date(), caNotAfter: authority.certificate.notAfter)
+        record.event.requestedValidity = request.validity?.text
+        record.event.validityRule = validity.rule
+        record.event.sid = request.securityIdentifier
         let certificate: Certificate
-        do { certificate = try self.policy.certificate(for: request, issuer: authority) } catch {
+        do { certificate = try self.policy.certificate(for: request, issuer: authority, validity: validity) } catch {
             throw SCEPError(.issuanceFailed, "\(error)")
         }
         do { try self.store.record(certificate, transactionID: key.transactionID) } catch { throw SCEPError(.storeFailed, "\(error)") }
@@ -85,11 +89,18 @@ struct Issuance: Sendable {
     }
 }
 
-/// What is to be issued: the request, and who vouched for what it names.
+/// What is to be issued: the request, the SID someone vouched for, and the validity it asks for.
 struct IssuanceRequest {
     let csr: CertificateSigningRequest
+    /// The SID for the SID security extension (already decided: ``IssuancePolicy/mappedSID(_:vouched:renewing:)``
+    /// and `issue.sid_extension`); nil writes none.
+    let securityIdentifier: String?
+    /// The validity the request's name/value pairs ask for.
+    let validity: RequestedValidity?
 
-    init(csr: CertificateSigningRequest) {
+    init(csr: CertificateSigningRequest, securityIdentifier: String? = nil) {
         self.csr = csr
+        self.securityIdentifier = securityIdentifier
+        self.validity = RequestedValidity(csr)
     }
 }

@@ -87,6 +87,9 @@ public protocol ChallengeValidator: Sendable {
     func issuanceFailed(_ error: SCEPError, context: ChallengeContext)
     var acceptedResult: String? { get }
     func rejectionText(_ detail: String) -> String
+    /// Whether an accepted validation also vouches for the request's subjectAltNames (Intune
+    /// compares them with its profile), so a SID among them may be issued (strong mapping).
+    var vouchesForNames: Bool { get }
 }
 
 extension ChallengeValidator {
@@ -96,6 +99,8 @@ extension ChallengeValidator {
     public var acceptedResult: String? { nil }
     /// The failInfoText for a rejection carrying `detail`.
     public func rejectionText(_ detail: String) -> String { "challenge rejected: \(detail)" }
+    /// A shared password vouches for nothing a request names.
+    public var vouchesForNames: Bool { false }
 }
 
 /// One shared challenge password, compared in constant time.

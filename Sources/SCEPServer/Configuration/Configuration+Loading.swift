@@ -96,6 +96,14 @@ extension Configuration {
         Key(name: "issue.signer_clock_skew_minutes") {
             $0.issue.signerClockSkewMinutes = try integer($1, "issue.signer_clock_skew_minutes", 0...525600)
         },
+        Key(name: "issue.sid_extension") { config, value in
+            guard let mode = SIDExtension(rawValue: value.lowercased()) else {
+                throw ServerError(.configuration, "issue.sid_extension: \"\(value)\" is not one of \(SIDExtension.allCases.map(\.rawValue))")
+            }
+            config.issue.sidExtension = mode
+        },
+        Key(name: "issue.allow_requested_sid") { $0.issue.allowRequestedSID = try boolean($1, "issue.allow_requested_sid") },
+        Key(name: "issue.honor_requested_validity") { $0.issue.honorRequestedValidity = try boolean($1, "issue.honor_requested_validity") },
         Key(name: "ca.crl_validity_hours") { $0.ca.crlValidityHours = try integer($1, "ca.crl_validity_hours", 1...8760) },
         Key(name: "store.transaction_retention_days") {
             $0.store.transactionRetentionDays = try integer($1, "store.transaction_retention_days", 1...3650)

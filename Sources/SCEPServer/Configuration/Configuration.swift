@@ -121,7 +121,19 @@ public struct Configuration: Sendable, Equatable {
         public var maxSubjectAltNames: Int = 64
         public var maxSubjectBytes: Int = 1024
         public var signerClockSkewMinutes: Int = 1440
+        /// The SID security extension for strong certificate mapping (KB5014754).
+        public var sidExtension: SIDExtension = .auto
+        /// Issue a SID nobody validated (static challenge, manual approval): dangerous, see README.
+        public var allowRequestedSID: Bool = false
+        /// The validity an Intune profile puts in the CSR (enrollment name/value pairs), capped.
+        public var honorRequestedValidity: Bool = true
         public init() {}
+    }
+
+    public enum SIDExtension: String, Sendable, Equatable, CaseIterable {
+        /// Written when a validated request names a SID (Intune's URI subjectAltName), and kept on renewal.
+        case auto
+        case never
     }
 
     public struct Audit: Sendable, Equatable {

@@ -22,6 +22,12 @@ public struct IssuancePolicy: Sendable {
     public var signerClockSkewMinutes: Int
     /// Subject and subjectAltName rules and caps.
     var names: NamePolicy
+    /// Strong certificate mapping: whether a vouched-for SID gets the SID extension, and whether
+    /// a SID nobody vouched for may be issued (``mappedSID(_:vouched:renewing:)``).
+    var sidExtension: Configuration.SIDExtension
+    var allowRequestedSID: Bool
+    /// Whether the validity in a request's name/value pairs is used (capped by ``validityDays``).
+    var honorRequestedValidity: Bool
 
     public init(_ issue: Configuration.Issue, challengeMode: Configuration.ChallengeMode = .static, store: Configuration.Store = .init()) {
         self.validityDays = issue.validityDays
@@ -41,6 +47,9 @@ public struct IssuancePolicy: Sendable {
         self.transactionRetentionDays = store.transactionRetentionDays
         self.signerClockSkewMinutes = issue.signerClockSkewMinutes
         self.names = NamePolicy(maxNames: issue.maxSubjectAltNames, maxSubjectBytes: issue.maxSubjectBytes)
+        self.sidExtension = issue.sidExtension
+        self.allowRequestedSID = issue.allowRequestedSID
+        self.honorRequestedValidity = issue.honorRequestedValidity
     }
 
     /// The pkiMessage signer certificate and signingTime (RFC 8894 §2.3, §3.3.2.2 badTime).
@@ -99,32 +108,47 @@ public struct IssuancePolicy: Sendable {
     func acceptsCipher(_ cipher: ContentCipher) -> Bool { cipher != .des || self.allowDESRequests }
 
     /// keyUsage per key type: keyEncipherment only makes sense for RSA (RFC 5280 §4.2.1.3).
-    func profile(for key: PublicKey) -> IssuanceProfile {
+    func profile(for key: PublicKey, securityIdentifier: String? = nil) -> IssuanceProfile {
         IssuanceProfile(
             keyUsage: key.algorithm == .rsa ? "critical,digitalSignature,keyEncipherment" : "critical,digitalSignature",
-            extendedKeyUsage: self.extendedKeyUsage, signatureDigest: .sha256, crlURLs: self.crlURLs, caIssuersURLs: self.aiaURLs)
+            extendedKeyUsage: self.extendedKeyUsage, signatureDigest: .sha256, crlURLs: self.crlURLs, caIssuersURLs: self.aiaURLs,
+            securityIdentifier: securityIdentifier)
     }
 
     /// Signs a certificate for `csr` with `issuer`: subject and SANs from the request, the
     /// profile's extensions, a random serial, this policy's validity.
     public func certificate(for csr: CertificateSigningRequest, issuer: KeyPair, now: Date = Date()) throws -> Certificate {
-        try self.certificate(for: IssuanceRequest(csr: csr), issuer: issuer, now: now)
+        let request = IssuanceRequest(csr: csr)
+        return try self.certificate(for: request, issuer: issuer, validity: self.validity(request.validity, now: now, caNotAfter: issuer.certificate.notAfter))
     }
 
-    func certificate(for request: IssuanceRequest, issuer: KeyPair, now: Date = Date()) throws -> Certificate {
+    /// Signs a certificate for `request` (its SID extension, if any) valid for `validity`.
+    func certificate(for request: IssuanceRequest, issuer: KeyPair, validity: Validity) throws -> Certificate {
         let csr = request.csr
         guard let key = csr.publicKey else { throw OpenSSLError.parse("CSR public key") }
-        let (notBefore, notAfter) = self.validity(now: now, caNotAfter: issuer.certificate.notAfter)
         return try CertificateBuilder.issue(
-            csr: csr, issuer: issuer.certificate, issuerKey: issuer.key, serial: try SerialNumber.random(), notBefore: notBefore,
-            notAfter: notAfter, profile: self.profile(for: key))
+            csr: csr, issuer: issuer.certificate, issuerKey: issuer.key, serial: try SerialNumber.random(), notBefore: validity.notBefore,
+            notAfter: validity.notAfter, profile: self.profile(for: key, securityIdentifier: request.securityIdentifier))
     }
 
-    /// notBefore a few minutes back (devices with slow clocks), notAfter by the validity but never
-    /// past the CA's own notAfter.
-    func validity(now: Date, caNotAfter: Date) -> (Date, Date) {
+    /// A certificate's validity and, when the request asked for one, what became of it.
+    struct Validity: Equatable {
+        let notBefore: Date
+        let notAfter: Date
+        /// For the audit line (`validityRule`): `honored`, `capped`, `ignored-disabled` or
+        /// `ignored-` and the reason the pairs are malformed; nil when none was asked for.
+        let rule: String?
+    }
+
+    /// notBefore a few minutes back (devices with slow clocks); notAfter by the requested validity
+    /// when honoured, never past `issue.validity_days` nor the CA's own notAfter.
+    func validity(_ requested: RequestedValidity?, now: Date, caNotAfter: Date) -> Validity {
         let notBefore = now.addingTimeInterval(-Double(self.backdateMinutes) * 60)
-        let notAfter = min(now.addingTimeInterval(Double(self.validityDays) * 86400), caNotAfter)
-        return (notBefore, notAfter)
+        let cap = min(now.addingTimeInterval(Double(self.validityDays) * 86400), caNotAfter)
+        guard let requested else { return Validity(notBefore: notBefore, notAfter: cap, rule: nil) }
+        if case .malformed(let reason) = requested { return Validity(notBefore: notBefore, notAfter: cap, rule: "ignored-" + reason) }
+        guard self.honorRequestedValidity else { return Validity(notBefore: notBefore, notAfter: cap, rule: "ignored-disabled") }
+        guard let end = requested.end(from: now), end <= cap else { return Validity(notBefore: notBefore, notAfter: cap, rule: "capped") }
+        return Validity(notBefore: notBefore, notAfter: end, rule: "honored")
     }
 }

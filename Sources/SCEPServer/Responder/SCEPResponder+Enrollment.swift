@@ -14,6 +14,7 @@ extension SCEPResponder {
         // Names before anything costly (signature checks, the validator): RFC 5280 §4.2.1.6.
         try self.policy.names.check(subjectDER: csr.subjectNameDER, subjectValues: csr.subjectValues, names: csr.requestedNames)
         try self.policy.checkExtensions(of: csr)
+        let requestedSID = try self.policy.requestedSID(of: csr)
         guard self.policy.acceptsCSRDigest(csr.signatureDigest) else { throw SCEPError(.csrDigest, csr.signatureAlgorithmOID) }
         // Proof of possession (RFC 8894 §3.3.1 via PKCS#10): micromdm never checks it; we do.
         guard csr.verifySignature() else { throw SCEPError(.badCSRSignature) }
@@ -60,6 +61,9 @@ extension SCEPResponder {
             record.event.challengeMode = "renewal"
         }
 
+        // Strong certificate mapping: a SID only when the validator vouched for it, or kept on renewal.
+        let sid = try self.policy.mappedSID(requestedSID, vouched: validated != nil && self.validator.vouchesForNames, renewing: renewed?.certificate)
+
         // Manual approval: the request waits for `scep-fcgi ca approve`; the client polls (§3.3.3).
         // A renewal signed by a valid certificate of ours needs no second approval.
         if self.policy.manualApproval && renewed == nil {
@@ -78,7 +82,7 @@ extension SCEPResponder {
         // Nobody would receive it: no certificate for a request whose client is gone.
         guard !x.request.clientGone() else { throw SCEPError(.clientGone, "before issuance") }
         let issued = try self.issuance.issue(
-            IssuanceRequest(csr: csr), by: x.material.current, transaction: key, record: record, outcome: .issued,
+            IssuanceRequest(csr: csr, securityIdentifier: self.policy.sidExtension(for: sid)), by: x.material.current, transaction: key, record: record, outcome: .issued,
             notify: { certificate in
                 guard let validated else { return }
                 defer {

@@ -69,7 +69,7 @@ extension SCEPResponder {
             } else {
                 self.diagnostics.log(.info, "request \(record.event.requestID) transaction \(message.transactionID) rejected: \(scepError)")
             }
-            if let context, [.issuanceFailed, .storeFailed, .internalError, .clientGone].contains(scepError.code), record.event.serial == nil {
+            if let context, [.issuanceFailed, .storeFailed, .internalError, .clientGone, .sidNotValidated].contains(scepError.code), record.event.serial == nil {
                 self.validator.issuanceFailed(scepError, context: context)
                 record.event.validatorCalls = context.trace.calls
             }
