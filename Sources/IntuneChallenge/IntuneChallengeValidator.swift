@@ -44,7 +44,10 @@ public final class IntuneChallengeValidator: ChallengeValidator, @unchecked Send
                     certificateThumbprint: Self.hex(certificate.fingerprint(.sha1)),
                     certificateSerialNumber: certificate.serialNumberHex,
                     certificateExpirationDateUtc: Self.iso8601(certificate.notAfter),
-                    issuingCertificateAuthority: certificate.issuer, callerInfo: self.client.settings.providerName)))
+                    issuingCertificateAuthority: certificate.issuer, callerInfo: self.client.settings.providerName,
+                    // Comes back in Intune's revocation requests: stable for a CA, documented in the README.
+                    caConfiguration: Self.caConfiguration(self.client.settings, issuer: certificate.issuer),
+                    certificateAuthority: certificate.issuer)))
         let result = try self.client.call("successNotification", body: body, trace: context.trace)
         guard result.code == "Success" else {
             throw IntuneError(.notificationRejected, "successNotification answered \(Self.boundedCode(result.code))")
@@ -64,6 +67,10 @@ public final class IntuneChallengeValidator: ChallengeValidator, @unchecked Send
         // Best effort: the client gets FAILURE whatever Intune answers; the trace records the call.
         _ = try? self.client.call("failureNotification", body: body, trace: context.trace)
     }
+
+    /// What successNotification sends as `caConfiguration`: `intune.ca_configuration`, else the
+    /// issuing CA's subject. The revocation sync recognises its requests by it.
+    public static func caConfiguration(_ settings: IntuneSettings, issuer: String) -> String { settings.caConfiguration ?? issuer }
 
     /// Tokens and discovery only, for `scep-fcgi check --intune`.
     public func probe() throws -> [String] {
@@ -88,6 +95,13 @@ public final class IntuneChallengeValidator: ChallengeValidator, @unchecked Send
         lines.append("Graph token: ok (scope \(settings.graphScope))")
         let uri = try self.client.locator.validationService(deadline: deadline)
         lines.append("\(IntuneSettings.validationServiceName): \(uri)")
+        // The revocation channel (scep-fcgi intune sync-revocations): same discovery, same list.
+        do {
+            let revocation = try self.client.locator.service(IntuneSettings.revocationServiceName, deadline: deadline)
+            lines.append("\(IntuneSettings.revocationServiceName): \(revocation)")
+        } catch let error as IntuneError where error.code == .serviceNotFound {
+            lines.append("\(IntuneSettings.revocationServiceName): not listed; scep-fcgi intune sync-revocations cannot run")
+        }
         return lines
     }
 
@@ -108,6 +122,7 @@ public final class IntuneChallengeValidator: ChallengeValidator, @unchecked Send
         struct Notification: Encodable {
             let transactionId, certificateRequest, certificateThumbprint, certificateSerialNumber: String
             let certificateExpirationDateUtc, issuingCertificateAuthority, callerInfo: String
+            let caConfiguration, certificateAuthority: String
         }
         let notification: Notification
     }

@@ -24,8 +24,16 @@ struct ResultBody: Decodable {
     enum CodingKeys: String, CodingKey { case code, errorDescription }
 }
 
-/// Calls `{validation service}/ScepActions/{operation}`: token, discovery, retries, all inside one
-/// deadline (`intune.timeout_seconds`), shorter than the web server's FastCGI read timeout.
+/// A JSON answer of an Intune service (ScepActions, or the PKI connector's revocation calls).
+struct ServiceResponse {
+    let status: Int
+    let body: [UInt8]
+}
+
+/// Calls the Intune services found by discovery: `{validation service}/ScepActions/{operation}`
+/// and `{PKI connector}/CertificateAuthorityRequests/{operation}`. Token, discovery, retries,
+/// all inside one deadline (`intune.timeout_seconds`), shorter than the web server's FastCGI
+/// read timeout.
 final class IntuneClient: @unchecked Sendable {
     let settings: IntuneSettings
     let tokens: EntraTokenProvider
@@ -43,12 +51,43 @@ final class IntuneClient: @unchecked Sendable {
         self.locator = ServiceLocator(settings: settings, tokens: self.tokens, transport: transport)
     }
 
+    /// An Intune service call: which service, which path under it, which API version.
+    struct Endpoint {
+        let service: String
+        let path: String
+        let apiVersion: String
+        /// The operation's name in traces and the audit line.
+        let operation: String
+
+        static func scepAction(_ operation: String) -> Endpoint {
+            Endpoint(
+                service: IntuneSettings.validationServiceName, path: "ScepActions/\(operation)", apiVersion: IntuneSettings.apiVersion,
+                operation: operation)
+        }
+
+        static func revocation(_ operation: String) -> Endpoint {
+            Endpoint(
+                service: IntuneSettings.revocationServiceName, path: "CertificateAuthorityRequests/\(operation)",
+                apiVersion: IntuneSettings.revocationAPIVersion, operation: operation)
+        }
+    }
+
     /// POSTs `body` (the JSON object) to ScepActions/`operation`, recording each attempt in `trace`.
+    func call(_ operation: String, body: [UInt8], trace: ValidatorTrace) throws -> ScepActionResult {
+        let response = try self.post(.scepAction(operation), body: body, trace: trace)
+        let json = try? JSONDecoder().decode(ResultBody.self, from: Data(response.body))
+        guard let code = json?.code, !code.isEmpty else {
+            throw IntuneError(.badResponse, "Intune \(operation) answered HTTP \(response.status) without a JSON code")
+        }
+        return ScepActionResult(code: code, errorDescription: json?.errorDescription ?? "")
+    }
+
+    /// POSTs `body` to `endpoint` and returns its 2xx answer.
     ///
     /// Retries: transport failures, timeouts, 5xx and 429 with exponential backoff while the deadline
     /// allows; a 401 drops the token and retries once; a 404, 5xx or transport failure also drops
-    /// the discovered URL. Other statuses fail at once.
-    func call(_ operation: String, body: [UInt8], trace: ValidatorTrace) throws -> ScepActionResult {
+    /// the discovered URLs. Other statuses fail at once.
+    func post(_ endpoint: Endpoint, body: [UInt8], trace: ValidatorTrace) throws -> ServiceResponse {
         let deadline = Deadline(seconds: self.settings.timeoutSeconds)
         var attempt = 0
         var retriedUnauthorized = false
@@ -61,7 +100,7 @@ final class IntuneClient: @unchecked Sendable {
                 usleep(UInt32(pause * 1_000_000))
             }
             do {
-                return try self.attempt(operation, body: body, deadline: deadline, trace: trace)
+                return try self.attempt(endpoint, body: body, deadline: deadline, trace: trace)
             } catch let error as IntuneError where error.code == .unauthorized && !retriedUnauthorized {
                 retriedUnauthorized = true
                 attempt -= 1  // the fresh-token retry does not count against the budget of attempts
@@ -70,19 +109,20 @@ final class IntuneClient: @unchecked Sendable {
                 lastError = error
             }
         }
-        throw lastError ?? IntuneError(.timeout, "no time left for \(operation)")
+        throw lastError ?? IntuneError(.timeout, "no time left for \(endpoint.operation)")
     }
 
-    private func attempt(_ operation: String, body: [UInt8], deadline: Deadline, trace: ValidatorTrace) throws -> ScepActionResult {
-        let service = try self.locator.validationService(deadline: deadline, trace: trace)
+    private func attempt(_ endpoint: Endpoint, body: [UInt8], deadline: Deadline, trace: ValidatorTrace) throws -> ServiceResponse {
+        let operation = endpoint.operation
+        let service = try self.locator.service(endpoint.service, deadline: deadline, trace: trace)
         let token = try self.tokens.token(scope: self.settings.intuneScope, deadline: deadline, trace: trace)
         // client-request-id: a new GUID per HTTP call (the reference libraries' "activityId").
         let requestID = UUID().uuidString.lowercased()
         let request = HTTPRequest(
-            method: "POST", url: "\(service)/ScepActions/\(operation)",
+            method: "POST", url: "\(service)/\(endpoint.path)",
             headers: [
                 ("Authorization", "Bearer \(token)"), ("Content-Type", "application/json"),
-                ("client-request-id", requestID), ("api-version", IntuneSettings.apiVersion),
+                ("client-request-id", requestID), ("api-version", endpoint.apiVersion),
                 // "UserAgent" without a hyphen is what the Java reference sends; a normal
                 // User-Agent goes too (libcurl's CURLOPT_USERAGENT).
                 ("UserAgent", self.settings.providerName), ("Accept", "application/json"),
@@ -95,15 +135,11 @@ final class IntuneClient: @unchecked Sendable {
             self.locator.invalidate()
             throw IntuneError.transport(error, "Intune \(operation)")
         }
-        let json = try? JSONDecoder().decode(ResultBody.self, from: Data(response.body))
-        let code = json?.code
+        let code = (try? JSONDecoder().decode(ResultBody.self, from: Data(response.body)))?.code
         trace.record(ValidatorCall(operation: operation, requestID: requestID, status: response.status, code: code, durationMs: milliseconds(since: started)))
         switch response.status {
         case 200..<300:
-            guard let code, !code.isEmpty else {
-                throw IntuneError(.badResponse, "Intune \(operation) answered HTTP \(response.status) without a JSON code")
-            }
-            return ScepActionResult(code: code, errorDescription: json?.errorDescription ?? "")
+            return ServiceResponse(status: response.status, body: response.body)
         case 401, 403:
             self.tokens.invalidate(scope: self.settings.intuneScope, token: token)
             throw IntuneError(

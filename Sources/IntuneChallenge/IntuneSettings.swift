@@ -14,6 +14,8 @@ public struct IntuneSettings: Sendable, Equatable {
     public let appID: String
     public let providerName: String
     public let timeoutSeconds: Double
+    /// `intune.ca_configuration`; nil: the issuing CA's subject.
+    public let caConfiguration: String?
 
     public init(_ config: Configuration.Intune) {
         self.tenant = config.tenant
@@ -24,6 +26,7 @@ public struct IntuneSettings: Sendable, Equatable {
         self.appID = config.appID
         self.providerName = config.providerName
         self.timeoutSeconds = config.timeoutSeconds
+        self.caConfiguration = config.caConfiguration
     }
 
     /// Entra v2 token endpoint: `{authority}{tenant}/oauth2/v2.0/token`.
@@ -39,6 +42,9 @@ public struct IntuneSettings: Sendable, Equatable {
     static let validationServiceName = "ScepRequestValidationFEService"
     /// The ScepActions API version, sent as a header (intune-api.md §3.1).
     static let apiVersion = "2018-02-20"
+    /// The revocation channel (intune-api.md, Revocation API): its service and API version.
+    static let revocationServiceName = "PkiConnectorFEService"
+    static let revocationAPIVersion = "5019-05-05"
 
     static func slashed(_ url: String) -> String { withoutTrailingSlashes(url) + "/" }
 

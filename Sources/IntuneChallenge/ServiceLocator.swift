@@ -5,14 +5,16 @@ import SCEPServer
 import SCEPLocking
 import Glibc
 
-/// Finds the ScepRequestValidationFEService URL in Microsoft Graph's endpoint list of the Intune
-/// service principal (intune-api.md §2.1, §2.3) and caches it until a call shows it is stale.
+/// Finds Intune's service URLs (ScepRequestValidationFEService, PkiConnectorFEService) in Microsoft
+/// Graph's endpoint list of the Intune service principal (intune-api.md §2.1, §2.3) and caches the
+/// list until a call shows it is stale.
 final class ServiceLocator: @unchecked Sendable {
     private let settings: IntuneSettings
     private let tokens: EntraTokenProvider
     private let transport: any HTTPTransport
     struct State {
-        var cached: String?
+        /// Service name (lower case) → URL without trailing slash, from one discovery.
+        var cached: [String: String]?
         /// The discovery in progress; its group is left when it ends.
         var inFlight: DispatchGroup?
         var lookups = 0
@@ -28,11 +30,28 @@ final class ServiceLocator: @unchecked Sendable {
         self.transport = transport
     }
 
-    /// The validation service base URL (no trailing slash): cached, or discovered now, once,
-    /// however many requests ask meanwhile (they wait for that one discovery, within their deadline).
+    /// The validation service base URL (no trailing slash).
     func validationService(deadline: Deadline, trace: ValidatorTrace? = nil) throws -> String {
+        try self.service(IntuneSettings.validationServiceName, deadline: deadline, trace: trace)
+    }
+
+    /// The base URL (no trailing slash) of the service `name`: cached, or discovered now, once,
+    /// however many requests ask meanwhile (they wait for that one discovery, within their deadline).
+    func service(_ name: String, deadline: Deadline, trace: ValidatorTrace? = nil) throws -> String {
+        let services = try self.services(deadline: deadline, trace: trace)
+        guard let uri = services[name.lowercased()] else {
+            // Not listed (yet): the next call discovers again rather than trusting this list
+            // forever (the Java reference never refreshes a non-empty map; a tenant fixed by
+            // Microsoft would then need a restart).
+            self.invalidate()
+            throw IntuneError(.serviceNotFound, "\(name) is not in the Graph discovery list (\(services.count) services listed)")
+        }
+        return uri
+    }
+
+    private func services(deadline: Deadline, trace: ValidatorTrace?) throws -> [String: String] {
         while true {
-            let (cached, flight, mine): (String?, DispatchGroup?, Bool) = self.state.withLock { state in
+            let (cached, flight, mine): ([String: String]?, DispatchGroup?, Bool) = self.state.withLock { state in
                 if let cached = state.cached { return (cached, nil, false) }
                 if let flight = state.inFlight { return (nil, flight, false) }
                 let group = DispatchGroup()
@@ -52,19 +71,19 @@ final class ServiceLocator: @unchecked Sendable {
                 self.state.withLock { $0.inFlight = nil }
                 flight.leave()
             }
-            let uri = try self.discover(deadline: deadline, trace: trace)
+            let services = try self.discover(deadline: deadline, trace: trace)
             self.state.withLock { state in
-                state.cached = uri
+                state.cached = services
                 state.lookups += 1
             }
-            return uri
+            return services
         }
     }
 
     /// Forget the URL after a transport error, 404 or 5xx from it (as the C# reference does).
     func invalidate() { self.state.withLock { $0.cached = nil } }
 
-    private func discover(deadline: Deadline, trace: ValidatorTrace?) throws -> String {
+    private func discover(deadline: Deadline, trace: ValidatorTrace?) throws -> [String: String] {
         var retriedUnauthorized = false
         while true {
             let token = try self.tokens.token(scope: self.settings.graphScope, deadline: deadline, trace: trace)
@@ -82,7 +101,7 @@ final class ServiceLocator: @unchecked Sendable {
                 ValidatorCall(operation: "discovery", requestID: requestID, status: response.status, code: nil, durationMs: milliseconds(since: started)))
             switch response.status {
             case 200..<300:
-                return try Self.validationURI(in: response.body)
+                return try Self.services(in: response.body)
             case 401 where !retriedUnauthorized:
                 self.tokens.invalidate(scope: self.settings.graphScope, token: token)
                 retriedUnauthorized = true
@@ -108,21 +127,21 @@ final class ServiceLocator: @unchecked Sendable {
         let value: [Endpoint]
     }
 
-    static func validationURI(in body: [UInt8]) throws -> String {
+    /// Every listed service with an http(s) URI, by lower-cased name; the first entry of a name
+    /// wins (Java reference).
+    static func services(in body: [UInt8]) throws -> [String: String] {
         guard let entries = (try? JSONDecoder().decode(EndpointList.self, from: Data(body)))?.value else {
             throw IntuneError(.badResponse, "Graph discovery response has no value array")
         }
-        let wanted = IntuneSettings.validationServiceName.lowercased()
+        var services: [String: String] = [:]
         for entry in entries {
             // providerName on Microsoft Graph; serviceName on the retired Azure AD Graph.
-            let name = entry.providerName ?? entry.serviceName ?? ""
-            if name.lowercased() == wanted, let uri = entry.uri, uri.hasPrefix("http") {
-                return IntuneSettings.withoutTrailingSlashes(uri)
+            let name = (entry.providerName ?? entry.serviceName ?? "").lowercased()
+            if !name.isEmpty, services[name] == nil, let uri = entry.uri, uri.hasPrefix("http") {
+                services[name] = IntuneSettings.withoutTrailingSlashes(uri)
             }
         }
-        throw IntuneError(
-            .serviceNotFound,
-            "\(IntuneSettings.validationServiceName) is not in the Graph discovery list (\(entries.count) services listed)")
+        return services
     }
 
     /// `{"error":{"code":…}}` (Graph) or `{"odata.error":{"code":…}}` (Azure AD Graph).

@@ -68,11 +68,27 @@ enum Wiring {
 
     /// The Intune validator with its libcurl transport; the client secret is read here, once.
     static func intuneValidator(_ intune: Configuration.Intune) throws -> IntuneChallengeValidator {
-        let secret = try SecretFile.read(intune.clientSecretFile ?? "", key: "intune.client_secret_file")
-        let transport = CurlHTTPTransport(
+        IntuneChallengeValidator(settings: IntuneSettings(intune), secret: try self.intuneSecret(intune), transport: self.intuneTransport(intune))
+    }
+
+    /// The Intune revocation sync for the CA of `material`: it answers requests whose
+    /// caConfiguration is ours, or that name one of our CAs as issuer.
+    static func intuneRevocationSync(_ config: Configuration, material: CAMaterial) throws -> IntuneRevocationSync {
+        let settings = IntuneSettings(config.intune)
+        let subjects = (material.authorities + [material.next].compactMap { $0 }).map(\.certificate.subject)
+        let identity = IntuneRevocationSync.Identity(
+            caConfigurations: [config.intune.caConfiguration].compactMap { $0 } + subjects, issuerNames: subjects)
+        return IntuneRevocationSync(settings: settings, secret: try self.intuneSecret(config.intune), transport: self.intuneTransport(config.intune), identity: identity)
+    }
+
+    static func intuneSecret(_ intune: Configuration.Intune) throws -> [UInt8] {
+        try SecretFile.read(intune.clientSecretFile ?? "", key: "intune.client_secret_file")
+    }
+
+    static func intuneTransport(_ intune: Configuration.Intune) -> CurlHTTPTransport {
+        CurlHTTPTransport(
             connectTimeout: min(5, intune.timeoutSeconds), totalTimeout: intune.timeoutSeconds, caBundle: intune.caBundle,
             proxy: intune.proxy, userAgent: intune.providerName)
-        return IntuneChallengeValidator(settings: IntuneSettings(intune), secret: secret, transport: transport)
     }
 
     /// Adapts the transport-neutral core to CGI/FastCGI parameters.

@@ -16,6 +16,14 @@ validateRequest decides from the CSR's challengePassword:
                   CSR's URI subjectAltNames are exactly tag:microsoft.com,2022-09-14:sid:<SID>,
                   else SubjectAltNameMismatch (Intune checks the SANs against the profile)
   anything else   ChallengeDecryptionError
+The PKI connector (PkiConnectorFEService, api-version 5019-05-05) serves Intune's revocation queue:
+  POST .../CertificateAuthorityRequests/downloadRevocationRequests  the first maxRequests queued
+       requests, and only then the issuerName filter (a loose, case-insensitive substring match on
+       caConfiguration), as the service does (Intune-Resource-Access #133)
+  POST .../CertificateAuthorityRequests/uploadRevocationResults     answers requests: each answered
+       one leaves the queue, except with a retryable errorCode (4100-4102); an empty list is a 400
+POST /_mock/revocations {"requests": [{requestContext, serialNumber, issuerName, caConfiguration}]}
+queues requests; knobs revocation_status = <int> (both calls answer it), revocation_delay_ms = <ms>.
 Knobs (POST /_mock/config, JSON): discovery = ok|missing|403|500, scep_status = <int> (every
 ScepActions call answers it), unauthorized_once = true (next ScepActions call gets 401),
 intune_roles = [...] (the `roles` claim of new Intune tokens; [] omits it, as without consent),
@@ -37,6 +45,8 @@ from cryptography import x509
 
 INTUNE_APP = "0000000a-0000-0000-c000-000000000000"
 SERVICE_PATH = "/RACerts/ScepRequestValidationFEService/Gateway/StatelessScepRequestValidationService"
+PKI_PATH = "/RACerts/StatelessPkiConnectorService/Gateway/StatelessPkiConnectorService"
+RETRYABLE = {"4100", "4101", "4102"}
 INTUNE_AUDIENCE = "https://api.manage.microsoft.com/"
 INTUNE_SCOPES = {"https://api.manage.microsoft.com//.default", "https://api.manage.microsoft.com/.default"}
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
@@ -52,7 +62,11 @@ class State:
     def reset(self):
         with self.lock:
             self.config = {"discovery": "ok", "scep_status": None, "unauthorized_once": False,
-                           "intune_roles": ["scep_challenge_provider"], "token_delay_ms": 0, "token_expires_in": 3599}
+                           "intune_roles": ["scep_challenge_provider"], "token_delay_ms": 0, "token_expires_in": 3599,
+                           "revocation_status": None, "revocation_delay_ms": 0}
+            self.revocation_queue = []
+            self.revocation_uploads = []
+            self.revocation_downloads = []
             self.token_log = []
             self.requests = []
             self.token_requests = {"intune": 0, "graph": 0}
@@ -118,7 +132,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.path == "/_mock/state":
             with STATE.lock:
                 return self.reply(200, {"requests": STATE.requests, "token_requests": STATE.token_requests, "token_log": STATE.token_log,
-                                        "discoveries": STATE.discoveries, "max_in_flight": STATE.max_in_flight})
+                                        "discoveries": STATE.discoveries, "max_in_flight": STATE.max_in_flight,
+                                        "revocation_queue": STATE.revocation_queue, "revocation_uploads": STATE.revocation_uploads,
+                                        "revocation_downloads": STATE.revocation_downloads})
         if self.path == f"/v1.0/servicePrincipals/appId={INTUNE_APP}/endpoints":
             return self.discovery()
         self.reply(404, {"error": {"code": "NotFound", "message": "no such path"}})
@@ -134,6 +150,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.reply(200, {"ok": True})
         if self.path.endswith("/oauth2/v2.0/token"):
             return self.token(self.path.split("/")[1], body)
+        if self.path == "/_mock/revocations":
+            with STATE.lock:
+                STATE.revocation_queue.extend(json.loads(body)["requests"])
+            return self.reply(200, {"ok": True})
+        if self.path.startswith(PKI_PATH + "/CertificateAuthorityRequests/"):
+            return self.revocation(self.path.rsplit("/", 1)[1], body)
         if self.path.startswith(SERVICE_PATH + "/ScepActions/"):
             return self.scep_action(self.path.rsplit("/", 1)[1], body)
         self.reply(404, {"error": {"code": "NotFound", "message": "no such path"}})
@@ -208,6 +230,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.reply(200, {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#servicePrincipals('x')/endpoints",
                          "value": services})
 
+    # -- Intune PKI connector (revocation) -------------------------------------------------------
+
+    def revocation(self, operation, body):
+        status, payload = revocation_call(operation, {k.lower(): v for k, v in self.headers.items()}, body, self.bearer())
+        self.reply(status, payload)
+
     # -- Intune ScepActions ----------------------------------------------------------------------
 
     def scep_action(self, operation, body):
@@ -271,6 +299,44 @@ class Handler(http.server.BaseHTTPRequestHandler):
         description = "" if code == "Success" else f"mock: {code}"
         return 200, {"@odata.context": "https://fef.msuc05.manage.microsoft.com/RACerts/StatelessScepRequestValidationService/00000000-0000-0000-0000-000000000000/$metadata#microsoft.management.services.scepRequestValidationService.api.scepActionResult",
                      "code": code, "errorDescription": description}, "application/json"
+
+
+def revocation_call(operation, headers, body, audience):
+    """The PKI connector's two calls: (status, payload)."""
+    if audience != INTUNE_AUDIENCE:
+        return 401, {"error": {"code": "Unauthorized", "message": "Authentication failed."}}
+    if headers.get("api-version") != "5019-05-05" or not headers.get("client-request-id"):
+        return 400, {"error": {"code": "BadRequest", "message": "api-version 5019-05-05 and client-request-id are required"}}
+    with STATE.lock:
+        forced, delay = STATE.config["revocation_status"], STATE.config["revocation_delay_ms"]
+    time.sleep(delay / 1000)
+    if forced:
+        return forced, {"error": {"code": "Forced", "message": f"forced {forced}"}}
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return 400, {"error": {"code": "BadRequest", "message": "body is not JSON"}}
+    with STATE.lock:
+        if operation == "downloadRevocationRequests":
+            parameters = payload.get("downloadParameters") or {}
+            count = parameters.get("maxRequests")
+            if not isinstance(count, int) or not 1 <= count <= 500:
+                return 400, {"error": {"code": "BadRequest", "message": "maxRequests must be 1..500"}}
+            page = STATE.revocation_queue[:count]
+            issuer = parameters.get("issuerName")
+            if issuer:
+                page = [r for r in page if issuer.lower() in (r.get("caConfiguration") or "").lower()]
+            STATE.revocation_downloads.append({"parameters": parameters, "returned": len(page), "headers": headers})
+            return 200, {"@odata.context": "…/$metadata#Collection(microsoft.management.services.api.caRevocationRequest)", "value": page}
+        if operation == "uploadRevocationResults":
+            results = payload.get("results")
+            if not isinstance(results, list) or not results:
+                return 400, {"error": {"code": "BadRequest", "message": "results must be a non-empty list"}}
+            STATE.revocation_uploads.append(results)
+            done = {r["requestContext"] for r in results if str(r.get("errorCode")) not in RETRYABLE}
+            STATE.revocation_queue = [r for r in STATE.revocation_queue if r["requestContext"] not in done]
+            return 200, {"@odata.context": "…/$metadata#Edm.Boolean", "value": True}
+    return 404, {"error": {"code": "NotFound", "message": operation}}
 
 
 class Server(http.server.ThreadingHTTPServer):

@@ -68,8 +68,14 @@ def test_package_installs_user_directories_and_files(installed):
         assert os.path.exists(path), path
     assert "/etc/scep-fcgi/scep-fcgi.conf" in open("/var/lib/dpkg/info/scep-fcgi.conffiles").read()
     # Installed, the units' `Documentation=man:scep-fcgi(1)` resolves too: a full verify.
-    verify = run(["systemd-analyze", "verify", "/lib/systemd/system/scep-fcgi.service", "/lib/systemd/system/scep-fcgi.socket"])
+    units = ["scep-fcgi.service", "scep-fcgi.socket", "scep-fcgi-revocations.service", "scep-fcgi-revocations.timer"]
+    verify = run(["systemd-analyze", "verify", *[f"/lib/systemd/system/{u}" for u in units]])
     assert verify.returncode == 0, verify.stdout + verify.stderr
+    # The revocation timer runs the sync command of the installed binary, every 15 minutes.
+    assert unit("scep-fcgi-revocations.timer")["Timer"]["OnUnitActiveSec"] == "15min"
+    command = unit("scep-fcgi-revocations.service")["Service"]["ExecStart"].split()
+    assert command[:3] == ["/usr/bin/scep-fcgi", "intune", "sync-revocations"]
+    assert run([*command[:3], "--help"]).returncode == 0
 
 
 MONITORING = "\n[metrics]\npath = /scep-metrics\n[health]\npath = /scep-health\n"

@@ -132,3 +132,124 @@ def test_profile_validity_honoured_and_capped(static, pairs, days, rule):
     # notBefore is backdated five minutes.
     assert abs(validity_days(load(work)) - days - 5 / 1440) < 2 / 1440, validity_days(load(work))
     assert event["validityRule"] == rule
+
+
+# -- Intune revocation (PkiConnectorFEService) ------------------------------------------------------
+
+def sync(site):
+    return harness.run([harness.SCEP_FCGI, "intune", "sync-revocations", "--config", site.config])
+
+
+def crl_serials(der, ca_pem, where):
+    path = os.path.join(where, "check.crl")
+    with open(path, "wb") as f:
+        f.write(der)
+    out = harness.run(["openssl", "crl", "-inform", "DER", "-in", path, "-CAfile", ca_pem, "-noout", "-text"])
+    assert "verify OK" in out.stdout + out.stderr, out.stdout + out.stderr
+    return {line.split(":", 1)[1].strip().upper() for line in out.stdout.splitlines() if "Serial Number:" in line}
+
+
+def get_crl(site, serial):
+    """GetCRL (RFC 8894 §3.3.4) through nginx with our scep-client."""
+    work = tempfile.mkdtemp(dir=site.root)
+    out = harness.run([harness.SCEP_CLIENT, "query", "--kind", "getcrl", "--ca", site.ca_pem, "--serial", serial, "--out-dir", work])
+    assert out.returncode == 0, out.stderr
+    status, _, body = site.request("POST", "operation=PKIOperation", open(os.path.join(work, "request.der"), "rb").read())
+    reply = os.path.join(work, "reply.der")
+    with open(reply, "wb") as f:
+        f.write(body)
+    crl = os.path.join(work, "crl.der")
+    out = harness.run([harness.SCEP_CLIENT, "certrep", "--reply", reply, "--request-dir", work, "--crl-out", crl])
+    assert out.returncode == 0, out.stderr
+    return crl_serials(open(crl, "rb").read(), site.ca_pem, work)
+
+
+def test_intune_revocation_sync_revokes_reports_and_publishes(intune):
+    site, mock = intune
+    mock.reset()
+    device, device_work, _ = enroll(site, "ok-wiped-device", subject="CN=wiped-device")
+    earlier, _, _ = enroll(site, "ok-earlier-device", subject="CN=earlier-device")
+    site.ca("revoke", earlier["serial"], "--reason", "keyCompromise")
+    notifications = [r["body"]["notification"] for r in mock.state()["requests"] if r["op"] == "successNotification"]
+    ours = notifications[0]["caConfiguration"]
+    # Stable and documented: the issuing CA's subject unless intune.ca_configuration says otherwise.
+    assert ours == notifications[0]["issuingCertificateAuthority"] == notifications[0]["certificateAuthority"]
+    assert "Integration nginx CA" in ours
+    queued = [
+        # Intune echoes the serial as reported; lower case with a leading zero byte must match too.
+        {"requestContext": "ctx-wiped", "serialNumber": "00" + device["serial"].lower(), "issuerName": ours, "caConfiguration": ours},
+        {"requestContext": "ctx-unknown", "serialNumber": "0DEADBEEF0DEADBEEF", "issuerName": ours, "caConfiguration": ours},
+        {"requestContext": "ctx-already", "serialNumber": earlier["serial"], "issuerName": ours, "caConfiguration": ours},
+        {"requestContext": "ctx-by-issuer", "serialNumber": "0BADC0DE", "issuerName": ours.replace(",", ", "), "caConfiguration": None},
+        {"requestContext": "ctx-foreign", "serialNumber": device["serial"], "issuerName": "CN=Other CA",
+         "caConfiguration": "other-ca.example.com\\Other CA"},
+    ]
+    mock.call("POST", "/_mock/revocations", {"requests": queued})
+    lines_before = len(site.audit_lines())
+    out = sync(site)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "revoked 1, already revoked 1, unknown 2, failed 0, uploaded 4; left for other CAs 1" in out.stdout, out.stdout
+    state = mock.state()
+    [upload] = state["revocation_uploads"]
+    results = {r["requestContext"]: (r["succeeded"], r["errorCode"]) for r in upload}
+    assert results == {"ctx-wiped": (True, "0"), "ctx-unknown": (False, "4004"), "ctx-already": (True, "0"),
+                       "ctx-by-issuer": (False, "4004")}
+    # The foreign request stays queued for its CA; the second download brought nothing new.
+    assert [r["requestContext"] for r in state["revocation_queue"]] == ["ctx-foreign"]
+    assert len(state["revocation_downloads"]) == 2
+    d = state["revocation_downloads"][0]
+    assert d["parameters"] == {"maxRequests": 500, "issuerName": None} and d["headers"]["api-version"] == "5019-05-05"
+    # One audit line per request of ours, through the one revocation path.
+    lines = [e for e in site.audit_lines()[lines_before:] if e.get("operation") == "IntuneRevocation"]
+    by_context = {e["requestContext"]: e for e in lines}
+    assert set(by_context) == {"ctx-wiped", "ctx-unknown", "ctx-already", "ctx-by-issuer"}
+    assert by_context["ctx-wiped"]["outcome"] == "revoked" and by_context["ctx-wiped"]["serial"] == device["serial"]
+    assert by_context["ctx-wiped"]["revocationReason"] == "cessationOfOperation"
+    assert by_context["ctx-already"]["reason"] == "already-revoked" and by_context["ctx-already"]["revocationReason"] == "keyCompromise"
+    assert by_context["ctx-unknown"]["outcome"] == "rejected" and by_context["ctx-unknown"]["reason"] == "unknown-certificate"
+    # Revoked: in the CRL nginx serves, and in GetCRL.
+    status, _, der = site.get("/crl/ca.crl")
+    assert status == 200 and device["serial"] in crl_serials(der, site.ca_pem, device_work)
+    assert {device["serial"], earlier["serial"]} <= get_crl(site, device["serial"])
+    # Idempotent: a second run finds only the foreign request and uploads nothing.
+    again = sync(site)
+    assert again.returncode == 0 and "uploaded 0" in again.stdout, again.stdout
+    assert len(mock.state()["revocation_uploads"]) == 1
+
+
+def test_revocation_queue_full_of_other_cas_does_not_loop(intune):
+    site, mock = intune
+    mock.reset()
+    foreign = [{"requestContext": f"other-{i}", "serialNumber": f"{i:04X}", "issuerName": "CN=Other CA", "caConfiguration": "other\\CA"}
+               for i in range(600)]
+    mock.call("POST", "/_mock/revocations", {"requests": foreign})
+    out = sync(site)
+    assert out.returncode == 0 and "downloaded 500 in 2 page(s)" in out.stdout and "uploaded 0" in out.stdout, out.stdout
+    state = mock.state()
+    assert len(state["revocation_downloads"]) == 2 and not state["revocation_uploads"] and len(state["revocation_queue"]) == 600
+
+
+def test_revocation_sync_service_failure_and_one_run_at_a_time(intune):
+    site, mock = intune
+    mock.reset()
+    device, _, _ = enroll(site, "ok-locked-device", subject="CN=locked-device")
+    ours = [r for r in mock.state()["requests"] if r["op"] == "successNotification"][-1]["body"]["notification"]["caConfiguration"]
+    mock.call("POST", "/_mock/revocations", {"requests": [
+        {"requestContext": "ctx-locked", "serialNumber": device["serial"], "issuerName": ours, "caConfiguration": ours}]})
+    mock.configure(revocation_status=503)
+    failed = sync(site)
+    assert failed.returncode == 1 and "intune-http-error" in failed.stderr, failed.stdout + failed.stderr
+    assert [e["status"] for e in json_lines(site.ca("list", "--json").stdout) if e["serial"] == device["serial"]] == ["valid"]
+    # Two runs at once (a slow service): one works, the other does nothing.
+    mock.configure(revocation_status=None, revocation_delay_ms=700)
+    runs = [subprocess.Popen([harness.SCEP_FCGI, "intune", "sync-revocations", "--config", site.config], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=60) for p in runs]
+    assert sorted(p.returncode for p in runs) == [0, 0], outputs
+    assert sum("another sync-revocations is running" in o for o, _ in outputs) == 1, outputs
+    assert len(mock.state()["revocation_uploads"]) == 1
+
+
+def json_lines(text):
+    import json
+    return [json.loads(line) for line in text.splitlines() if line.strip()]

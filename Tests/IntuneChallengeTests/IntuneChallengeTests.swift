@@ -252,11 +252,17 @@ struct IntuneChallengeTests {
         } catch let error as IntuneError {
             #expect(error.code == .discoveryDenied && error.message.contains("Application.Read.All"))
         }
-        #expect(throws: IntuneError(.serviceNotFound, "")) {
-            try ServiceLocator.validationURI(in: Array(#"{"value":[{"providerName":"PkiConnectorFEService","uri":"https://x"}]}"#.utf8))
+        let pkiOnly = try ServiceLocator.services(in: Array(#"{"value":[{"providerName":"PkiConnectorFEService","uri":"https://x/"}]}"#.utf8))
+        #expect(pkiOnly == ["pkiconnectorfeservice": "https://x"])
+        #expect(throws: IntuneError(.badResponse, "")) { try ServiceLocator.services(in: Array("<html/>".utf8)) }
+        #expect(try ServiceLocator.services(in: Array(#"{"value":[{"serviceName":"ScepRequestValidationFEService","uri":"https://legacy/"}]}"#.utf8)) == ["sceprequestvalidationfeservice": "https://legacy"])
+        let missing = StubHTTPTransport { request, index in
+            request.url.contains("/endpoints")
+                ? json(200, ["value": [["providerName": "PkiConnectorFEService", "uri": "https://x"]]]) : try healthy()(request, index)
         }
-        #expect(throws: IntuneError(.badResponse, "")) { try ServiceLocator.validationURI(in: Array("<html/>".utf8)) }
-        #expect(try ServiceLocator.validationURI(in: Array(#"{"value":[{"serviceName":"ScepRequestValidationFEService","uri":"https://legacy/"}]}"#.utf8)) == "https://legacy")
+        #expect(throws: IntuneError(.serviceNotFound, "")) {
+            _ = try IntuneChallengeValidator(settings: settings(), secret: [1], transport: missing).probe()
+        }
     }
 
     @Test("a 2xx without a JSON code is intune-bad-response")

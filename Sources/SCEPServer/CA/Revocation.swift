@@ -36,6 +36,12 @@ public struct Revocation: Sendable {
         public let status: Status
         /// The store's entry (nil for unknown serials and store failures).
         public let entry: IndexEntry?
+
+        public init(request: Request, status: Status, entry: IndexEntry?) {
+            self.request = request
+            self.status = status
+            self.entry = entry
+        }
     }
 
     /// Every result, in the order asked, and the CRLs published afterwards.
@@ -45,6 +51,12 @@ public struct Revocation: Sendable {
         /// Why a CRL could not be published now (servers republish it at their next housekeeping,
         /// since the store holds a revocation newer than the CRL).
         public let crlError: String?
+
+        public init(results: [Result], crls: [(CRLPublisher.Slot, CertificateRevocationList)], crlError: String?) {
+            self.results = results
+            self.crls = crls
+            self.crlError = crlError
+        }
     }
 
     let store: any CertificateStore

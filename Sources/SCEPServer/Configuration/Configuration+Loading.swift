@@ -54,6 +54,7 @@ extension Configuration {
         Key(name: "intune.provider_name") { $0.intune.providerName = $1 },
         Key(name: "intune.ca_bundle") { $0.intune.caBundle = $1.isEmpty ? nil : $1 },
         Key(name: "intune.proxy") { $0.intune.proxy = $1.isEmpty ? nil : $1 },
+        Key(name: "intune.ca_configuration") { $0.intune.caConfiguration = $1.isEmpty ? nil : $1 },
         Key(name: "intune.timeout_seconds") { config, value in
             // An enrollment makes two Intune operations (validate, notify), each with this budget;
             // both must fit in the web server's FastCGI read timeout (60 s in our configs).

@@ -96,6 +96,9 @@ public struct Configuration: Sendable, Equatable {
         public var caBundle: String? = nil
         public var proxy: String? = nil
         public var timeoutSeconds: Double = 20
+        /// What successNotification sends as `caConfiguration`, which Intune's revocation requests
+        /// carry back; nil: the issuing CA's subject (RFC 2253).
+        public var caConfiguration: String? = nil
 
         public init() {}
     }

@@ -42,6 +42,22 @@ public final class Metrics: Sendable {
         for call in event.validatorCalls ?? [] { self.observe(call, at: event.ts) }
     }
 
+    /// One `intune sync-revocations` run that reached its end.
+    public func countRevocationSync(downloaded: Int, revoked: Int, alreadyRevoked: Int, notFound: Int, failed: Int, at time: Date) {
+        self.file.add(Layout.revocationsDownloaded, UInt64(downloaded))
+        for (index, count) in [revoked, alreadyRevoked, notFound, failed].enumerated() where count > 0 {
+            self.file.add(Layout.revocationResults + index, UInt64(count))
+        }
+        self.file.store(Layout.lastRevocationSync, UInt64(max(0, time.timeIntervalSince1970)))
+    }
+
+    /// Totals of the Intune revocation sync, for the exposition.
+    func revocationSync() -> (downloaded: UInt64, results: [(String, UInt64)], last: Date?) {
+        let results = Layout.revocationResultNames.enumerated().map { ($1, self.file.load(Layout.revocationResults + $0)) }
+        let last = self.file.load(Layout.lastRevocationSync)
+        return (self.file.load(Layout.revocationsDownloaded), results, last == 0 ? nil : Date(timeIntervalSince1970: Double(last)))
+    }
+
     /// An audit record that could not be written (it is in no count above).
     func countAuditFailure() { self.file.add(Layout.auditFailures) }
 
@@ -71,7 +87,11 @@ public final class Metrics: Sendable {
     /// The closed label sets and where each series lives in the file.
     enum Layout {
         static let operations = Operation.allCases.map(\.rawValue) + ["none"]
-        static let caOperations = ["ca-approve", "ca-reject", "ca-revoke", "ca-crl", "ca-rollover", "ca-rollover-activate", "ca-ra", "other"]
+        static let caOperations = [
+            "ca-approve", "ca-reject", "ca-revoke", "ca-crl", "ca-rollover", "ca-rollover-activate", "ca-ra", "IntuneRevocation", "other",
+        ]
+        /// Results of Intune revocation requests, as uploaded.
+        static let revocationResultNames = ["revoked", "already-revoked", "not-found", "failed"]
         static let outcomes = AuditEvent.Outcome.allCases
         static let reasons = SCEPError.Code.allCases.map(\.rawValue) + ["operator-rejected", "other"]
         static let intuneCalls = ["token", "discovery", "validateRequest", "successNotification", "failureNotification", "other"]
@@ -88,7 +108,10 @@ public final class Metrics: Sendable {
         static let intune = failures + reasons.count
         static let lastIntuneCall = intune + intuneCalls.count * intuneSlots
         static let auditFailures = lastIntuneCall + 1
-        static let slotCount = auditFailures + 1
+        static let revocationsDownloaded = auditFailures + 1
+        static let revocationResults = revocationsDownloaded + 1
+        static let lastRevocationSync = revocationResults + revocationResultNames.count
+        static let slotCount = lastRevocationSync + 1
 
         private static let outcomeIndex = Dictionary(uniqueKeysWithValues: outcomes.enumerated().map { ($1, $0) })
         private static let reasonIndex = Dictionary(uniqueKeysWithValues: reasons.enumerated().map { ($1, $0) })
@@ -112,7 +135,7 @@ public final class Metrics: Sendable {
 
         /// FNV-1a of every label set and bucket, in order: any change to the layout changes it.
         static let fingerprint: UInt64 = {
-            let text = [operations, caOperations, outcomes.map(\.rawValue), reasons, intuneCalls, buckets.map { "\($0)" }]
+            let text = [operations, caOperations, outcomes.map(\.rawValue), reasons, intuneCalls, buckets.map { "\($0)" }, revocationResultNames]
                 .map { $0.joined(separator: ",") }.joined(separator: ";")
             var hash: UInt64 = 0xcbf2_9ce4_8422_2325
             for byte in text.utf8 {

@@ -1,0 +1,66 @@
+import ArgumentParser
+import CurlHTTP
+import FoundationEssentials
+import Glibc
+import IntuneChallenge
+import SCEPCrypto
+import SCEPServer
+
+struct IntuneCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "intune", abstract: "Microsoft Intune jobs beside enrollment.", subcommands: [SyncRevocationsCommand.self])
+
+    struct SyncRevocationsCommand: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "sync-revocations",
+            abstract: "Revoke what Intune asks this CA to revoke (retired and wiped devices), publish the CRL, report back.",
+            discussion: """
+                Run by scep-fcgi-revocations.timer (every 15 minutes). Uses the [intune] app of the \
+                configuration; it needs the same Intune permission as validation (scep_challenge_provider). \
+                One run at a time per CA directory; a second one started meanwhile does nothing.
+                """)
+
+        @OptionGroup var options: ConfigOption
+
+        func run() throws {
+            let config: Configuration
+            do { config = try Configuration.load(file: self.options.config, environment: ProcessInfo.processInfo.environment) } catch let error as ServerError {
+                throw ValidationError(error.message)
+            }
+            guard !config.intune.tenant.isEmpty, !config.intune.clientID.isEmpty, config.intune.clientSecretFile != nil else {
+                throw ValidationError("intune.tenant, intune.client_id and intune.client_secret_file must be set")
+            }
+            try OpenSSL.bootstrap()
+            try CurlHTTPTransport.bootstrap()
+            try operatorCommand {
+                guard let lock = try RunLock(path: config.ca.dir + "/.intune-revocations.lock") else {
+                    print("another sync-revocations is running for \(config.ca.dir); nothing done")
+                    return
+                }
+                defer { lock.release() }
+                let operations = try CAOperations(
+                    directory: CADirectory(config.ca.dir), passphraseFile: config.ca.keyPassphraseFile,
+                    audit: try Wiring.commandAuditSink(config, path: config.audit.path.isEmpty ? config.ca.dir + "/ca-operations.jsonl" : config.audit.path),
+                    policy: IssuancePolicy(config.issue, challengeMode: config.challenge.mode, store: config.store),
+                    crlValidityHours: config.ca.crlValidityHours)
+                let revocation = try operations.revocation(operation: "IntuneRevocation")
+                let sync = try Wiring.intuneRevocationSync(config, material: try operations.material())
+                let metrics = config.monitoring.enabled ? try? Metrics(path: Wiring.countersPath(config), create: false) : nil
+                let report: IntuneRevocationSync.Report
+                do { report = try sync.run(revoke: { revocation.revoke($0) }) } catch let error as IntuneError {
+                    throw ServerError(.configuration, "Intune revocation sync failed: \(error.message) [\(error.auditCode)]")
+                }
+                metrics?.countRevocationSync(
+                    downloaded: report.downloaded, revoked: report.revoked, alreadyRevoked: report.alreadyRevoked, notFound: report.unknown,
+                    failed: report.failed, at: Date())
+                print(
+                    "downloaded \(report.downloaded) in \(report.pages) page(s): revoked \(report.revoked), already revoked \(report.alreadyRevoked), "
+                        + "unknown \(report.unknown), failed \(report.failed), uploaded \(report.uploaded); left for other CAs \(report.othersLeft)")
+                if let crlError = report.crlError {
+                    FileHandleWriter.standardError("scep-fcgi: the CRL was not published now (the server publishes it at its next housekeeping): \(crlError)\n")
+                }
+                if report.failed > 0 { throw ExitCode(1) }
+            }
+        }
+    }
+}
