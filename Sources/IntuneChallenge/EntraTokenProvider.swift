@@ -29,7 +29,7 @@ final class EntraTokenProvider: @unchecked Sendable {
     }
 
     private let settings: IntuneSettings
-    private let secret: [UInt8]
+    private let credential: EntraCredential
     private let transport: any HTTPTransport
     private let diagnostics: Diagnostics
     /// Held only to read or update the cache, never across a fetch.
@@ -40,9 +40,9 @@ final class EntraTokenProvider: @unchecked Sendable {
     /// Renew this long before `expires_in` runs out (intune-api.md §1.4 recommendation).
     static let refreshMargin: Double = 300
 
-    init(settings: IntuneSettings, secret: [UInt8], transport: any HTTPTransport, diagnostics: Diagnostics = Diagnostics()) {
+    init(settings: IntuneSettings, credential: EntraCredential, transport: any HTTPTransport, diagnostics: Diagnostics = Diagnostics()) {
         self.settings = settings
-        self.secret = secret
+        self.credential = credential
         self.transport = transport
         self.diagnostics = diagnostics
     }
@@ -139,7 +139,7 @@ final class EntraTokenProvider: @unchecked Sendable {
             headers: [
                 ("Content-Type", "application/x-www-form-urlencoded"), ("Accept", "application/json"), ("client-request-id", requestID),
             ],
-            body: self.form(scope: scope))
+            body: try self.form(scope: scope))
         // The body is the only copy of the encoded secret (no String of it is ever made): wiped
         // once the call is over, when nothing else references the buffer.
         defer { if request.body != nil { OpenSSL.cleanse(&request.body!) } }
@@ -168,14 +168,13 @@ final class EntraTokenProvider: @unchecked Sendable {
         return (token, json?.expiresIn?.value ?? 3599)
     }
 
-    /// The client-credentials form, the secret percent-encoded straight into the one buffer.
-    private func form(scope: String) -> [UInt8] {
+    /// The client-credentials form, with the credential's proof (the secret percent-encoded
+    /// straight into the one buffer, or a fresh client assertion).
+    private func form(scope: String) throws -> [UInt8] {
         var form = Array(
             [("grant_type", "client_credentials"), ("client_id", self.settings.clientID), ("scope", scope)]
                 .map { "\(FormEncoding.encode($0.0))=\(FormEncoding.encode($0.1))" }.joined(separator: "&").utf8)
-        form.reserveCapacity(form.count + 15 + self.secret.count * 3)
-        form.append(contentsOf: "&client_secret=".utf8)
-        FormEncoding.append(bytes: self.secret, to: &form)
+        try self.credential.appendProof(to: &form, clientID: self.settings.clientID, tokenURL: self.settings.tokenURL)
         return form
     }
 

@@ -16,10 +16,21 @@ public final class IntuneChallengeValidator: ChallengeValidator, @unchecked Send
     /// (`SubjectAltNameMismatch` otherwise), so a SID URI it accepted came from Intune.
     public var vouchesForNames: Bool { true }
 
-    /// - Parameter secret: the Entra client secret, read from `intune.client_secret_file`.
-    public init(settings: IntuneSettings, secret: [UInt8], transport: any HTTPTransport) {
-        self.client = IntuneClient(settings: settings, secret: secret, transport: transport)
+    let credential: EntraCredential
+
+    public init(settings: IntuneSettings, credential: EntraCredential, transport: any HTTPTransport) {
+        self.client = IntuneClient(settings: settings, credential: credential, transport: transport)
+        self.credential = credential
     }
+
+    /// With a client secret already read (tests).
+    public convenience init(settings: IntuneSettings, secret: [UInt8], transport: any HTTPTransport) {
+        self.init(settings: settings, credential: .secret(secret), transport: transport)
+    }
+
+    /// When the certificate credential expires (nil with a secret, or when it cannot be read):
+    /// for the metrics, so an expiring credential is seen before Entra refuses it.
+    public var credentialExpiry: Date? { self.credential.certificateExpiry }
 
     public func rejectionText(_ detail: String) -> String { "Intune rejected the challenge: \(detail)" }
 
@@ -76,8 +87,9 @@ public final class IntuneChallengeValidator: ChallengeValidator, @unchecked Send
     public func probe() throws -> [String] {
         let deadline = Deadline(seconds: self.client.settings.timeoutSeconds)
         let settings = self.client.settings
+        var lines = ["Entra credential: \(try self.credential.describe().text)"]
         let token = try self.client.tokens.token(scope: settings.intuneScope, deadline: deadline)
-        var lines = ["Intune token: ok (scope \(settings.intuneScope), from \(settings.tokenURL))"]
+        lines.append("Intune token: ok (scope \(settings.intuneScope), from \(settings.tokenURL))")
         // Entra lists the application permissions granted with admin consent in the token's
         // `roles` claim; without scep_challenge_provider every validateRequest gets 401/403.
         switch AccessTokenClaims.roles(of: token) {
@@ -103,6 +115,24 @@ public final class IntuneChallengeValidator: ChallengeValidator, @unchecked Send
             lines.append("\(IntuneSettings.revocationServiceName): not listed; scep-fcgi intune sync-revocations cannot run")
         }
         return lines
+    }
+
+    /// `check --intune --probe`: validateRequest for a throwaway CSR with a junk challenge. Intune
+    /// must refuse it with a result code: that answer proves the credential, the consent, the
+    /// network path and the API version, and nothing is issued or notified. An HTTP error, no
+    /// answer, or `Success` for a junk challenge is a problem.
+    public func selfTest() throws -> String {
+        let key = try PrivateKey.generateRSA(bits: 2048)
+        let junk = "scep-fcgi-probe-" + UUID().uuidString.lowercased()
+        let csr = try CertificateSigningRequest.make(subject: "CN=scep-fcgi probe", key: key, challengePassword: junk)
+        let context = ChallengeContext(transactionID: "scep-fcgi-probe-" + UUID().uuidString.lowercased(), csr: csr, challenge: junk, remoteAddr: "check")
+        let decision = try self.validate(context)
+        let requestID = context.trace.calls.last { $0.operation == "validateRequest" }?.requestID ?? "-"
+        guard case .rejected(_, let code) = decision else {
+            throw IntuneError(.badResponse, "validateRequest answered Success for a junk challenge (client-request-id \(requestID)): is this Intune?")
+        }
+        return "validateRequest: refused a junk challenge with \(code ?? "a code") as it should (client-request-id \(requestID)): "
+            + "credential, consent, network path and API version work"
     }
 
     /// The Intune application permission a SCEP challenge provider needs (intune-api.md §1.1).

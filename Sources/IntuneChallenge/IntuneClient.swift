@@ -44,10 +44,10 @@ final class IntuneClient: @unchecked Sendable {
     static let maxAttempts = 4
     static let firstBackoff = 0.2
 
-    init(settings: IntuneSettings, secret: [UInt8], transport: any HTTPTransport) {
+    init(settings: IntuneSettings, credential: EntraCredential, transport: any HTTPTransport) {
         self.settings = settings
         self.transport = transport
-        self.tokens = EntraTokenProvider(settings: settings, secret: secret, transport: transport)
+        self.tokens = EntraTokenProvider(settings: settings, credential: credential, transport: transport)
         self.locator = ServiceLocator(settings: settings, tokens: self.tokens, transport: transport)
     }
 

@@ -9,6 +9,9 @@ public struct IntuneError: Error, AuditCodedError, Hashable, CustomStringConvert
     public enum Code: String, Sendable {
         /// Entra refused the client credentials (bad secret, unknown app or tenant): AADSTS code in the message.
         case credentialsRejected = "intune-credentials-rejected"
+        /// The credential files cannot be used (missing, unreadable, a key that is not the
+        /// certificate's): nothing was sent.
+        case credentialUnreadable = "intune-credential-unreadable"
         /// The token endpoint failed otherwise (5xx, bad answer).
         case tokenUnavailable = "intune-token-unavailable"
         /// Graph refused service discovery (403: Application.Read.All missing or not consented).

@@ -108,10 +108,14 @@ public final class IntuneRevocationSync: @unchecked Sendable {
     /// The CRLReason Intune revocations get: the device left management (RFC 5280 §5.3.1).
     public static let reason = RevocationReason.cessationOfOperation
 
-    /// - Parameter secret: the Entra client secret, read from `intune.client_secret_file`.
-    public init(settings: IntuneSettings, secret: [UInt8], transport: any HTTPTransport, identity: Identity) {
-        self.client = IntuneClient(settings: settings, secret: secret, transport: transport)
+    public init(settings: IntuneSettings, credential: EntraCredential, transport: any HTTPTransport, identity: Identity) {
+        self.client = IntuneClient(settings: settings, credential: credential, transport: transport)
         self.identity = identity
+    }
+
+    /// With a client secret already read (tests).
+    public convenience init(settings: IntuneSettings, secret: [UInt8], transport: any HTTPTransport, identity: Identity) {
+        self.init(settings: settings, credential: .secret(secret), transport: transport, identity: identity)
     }
 
     /// One run: download, revoke ours with `revoke`, upload their results, until nothing new comes.

@@ -83,23 +83,30 @@ public final class PrivateKey: @unchecked Sendable {
         return certificate.withDecodedKey { X509_check_private_key($0.pointer, self.pointer) == 1 }
     }
 
+    /// A signature of `message` with SHA-256: RSASSA-PKCS1-v1_5 for an RSA key (JWS `RS256`,
+    /// RFC 7518 §3.3), ECDSA for an EC key.
+    public func signSHA256(_ message: [UInt8]) throws -> [UInt8] {
+        guard let signing = EVP_MD_CTX_new() else { throw OpenSSLError(.library, "EVP_MD_CTX_new") }
+        defer { EVP_MD_CTX_free(signing) }
+        guard EVP_DigestSignInit_ex(signing, nil, "SHA256", nil, nil, self.pointer, nil) == 1 else { throw OpenSSLError(.encode, "sign init") }
+        var length = 0
+        guard EVP_DigestSign(signing, nil, &length, message, message.count) == 1, length > 0 else { throw OpenSSLError(.encode, "sign") }
+        var signature = [UInt8](repeating: 0, count: length)
+        guard EVP_DigestSign(signing, &signature, &length, message, message.count) == 1 else { throw OpenSSLError(.encode, "sign") }
+        return Array(signature.prefix(length))
+    }
+
     /// Signs a fixed message with SHA-256 and verifies the signature with `certificate`'s public
     /// key: proof that the key can sign now (an HSM key may stop, a file key cannot), for health checks.
     public func signsVerifiably(for certificate: Certificate) -> Bool {
         defer { ERR_clear_error() }
         let message = Array("scep-fcgi health check".utf8)
-        guard let signing = EVP_MD_CTX_new() else { return false }
-        defer { EVP_MD_CTX_free(signing) }
-        guard EVP_DigestSignInit_ex(signing, nil, "SHA256", nil, nil, self.pointer, nil) == 1 else { return false }
-        var length = 0
-        guard EVP_DigestSign(signing, nil, &length, message, message.count) == 1, length > 0 else { return false }
-        var signature = [UInt8](repeating: 0, count: length)
-        guard EVP_DigestSign(signing, &signature, &length, message, message.count) == 1 else { return false }
+        guard let signature = try? self.signSHA256(message) else { return false }
         return certificate.withDecodedKey { keyed in
             guard let key = X509_get0_pubkey(keyed.pointer), let verifying = EVP_MD_CTX_new() else { return false }
             defer { EVP_MD_CTX_free(verifying) }
             return EVP_DigestVerifyInit_ex(verifying, nil, "SHA256", nil, nil, key, nil) == 1
-                && EVP_DigestVerify(verifying, signature, length, message, message.count) == 1
+                && EVP_DigestVerify(verifying, signature, signature.count, message, message.count) == 1
         }
     }
 }

@@ -13,8 +13,15 @@ struct CheckCommand: ParsableCommand {
 
     @OptionGroup var options: ConfigOption
 
-    @Flag(name: .long, help: "Also get both Entra tokens and discover Intune's validation service.")
+    @Flag(name: .long, help: "Also get both Entra tokens and discover Intune's validation and revocation services.")
     var intune = false
+
+    @Flag(name: .long, help: "With --intune: also send validateRequest for a throwaway CSR with a junk challenge and expect Intune's refusal.")
+    var probe = false
+
+    func validate() throws {
+        if self.probe && !self.intune { throw ValidationError("--probe goes with --intune") }
+    }
 
     func run() throws {
         let config: Configuration
@@ -40,7 +47,7 @@ struct CheckCommand: ParsableCommand {
         }
         if !config.audit.path.isEmpty, let problem = Self.auditPathProblem(config.audit.path) { problems.append(problem) }
         if self.intune && problems.isEmpty {
-            problems += Self.probeIntune(config)
+            problems += Self.probeIntune(config, selfTest: self.probe)
         }
         if problems.isEmpty {
             for warning in Self.warnings(config) { print("warning: \(warning)") }
@@ -51,12 +58,15 @@ struct CheckCommand: ParsableCommand {
         throw ExitCode(1)
     }
 
-    /// Gets both tokens and discovers the validation endpoint; prints what it found.
-    static func probeIntune(_ config: Configuration) -> [String] {
+    /// Gets both tokens and discovers the Intune services; prints what it found. With `selfTest`,
+    /// a validateRequest Intune must refuse (``IntuneChallengeValidator/selfTest()``).
+    static func probeIntune(_ config: Configuration, selfTest: Bool) -> [String] {
         guard config.challenge.mode == .intune else { return ["--intune: challenge.mode is not intune"] }
         do {
             try CurlHTTPTransport.bootstrap()
-            for line in try Wiring.intuneValidator(config.intune).probe() { print("intune: \(line)") }
+            let validator = try Wiring.intuneValidator(config.intune)
+            for line in try validator.probe() { print("intune: \(line)") }
+            if selfTest { print("intune: \(try validator.selfTest())") }
             return []
         } catch let error as IntuneError {
             return ["intune: \(error.message) [\(error.auditCode)]"]

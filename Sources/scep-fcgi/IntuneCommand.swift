@@ -27,9 +27,10 @@ struct IntuneCommand: ParsableCommand {
             do { config = try Configuration.load(file: self.options.config, environment: ProcessInfo.processInfo.environment) } catch let error as ServerError {
                 throw ValidationError(error.message)
             }
-            guard !config.intune.tenant.isEmpty, !config.intune.clientID.isEmpty, config.intune.clientSecretFile != nil else {
-                throw ValidationError("intune.tenant, intune.client_id and intune.client_secret_file must be set")
+            guard !config.intune.tenant.isEmpty, !config.intune.clientID.isEmpty else {
+                throw ValidationError("intune.tenant and intune.client_id must be set")
             }
+            if let problem = config.intune.credentialProblems().first { throw ValidationError(problem) }
             try OpenSSL.bootstrap()
             try CurlHTTPTransport.bootstrap()
             try operatorCommand {

@@ -66,9 +66,10 @@ enum Wiring {
         return CountingAuditSink(audit, metrics: metrics)
     }
 
-    /// The Intune validator with its libcurl transport; the client secret is read here, once.
+    /// The Intune validator with its libcurl transport; the credential files are read at each
+    /// token request (rotation without a restart).
     static func intuneValidator(_ intune: Configuration.Intune) throws -> IntuneChallengeValidator {
-        IntuneChallengeValidator(settings: IntuneSettings(intune), secret: try self.intuneSecret(intune), transport: self.intuneTransport(intune))
+        IntuneChallengeValidator(settings: IntuneSettings(intune), credential: EntraCredential(intune), transport: self.intuneTransport(intune))
     }
 
     /// The Intune revocation sync for the CA of `material`: it answers requests whose
@@ -78,11 +79,8 @@ enum Wiring {
         let subjects = (material.authorities + [material.next].compactMap { $0 }).map(\.certificate.subject)
         let identity = IntuneRevocationSync.Identity(
             caConfigurations: [config.intune.caConfiguration].compactMap { $0 } + subjects, issuerNames: subjects)
-        return IntuneRevocationSync(settings: settings, secret: try self.intuneSecret(config.intune), transport: self.intuneTransport(config.intune), identity: identity)
-    }
-
-    static func intuneSecret(_ intune: Configuration.Intune) throws -> [UInt8] {
-        try SecretFile.read(intune.clientSecretFile ?? "", key: "intune.client_secret_file")
+        return IntuneRevocationSync(
+            settings: settings, credential: EntraCredential(config.intune), transport: self.intuneTransport(config.intune), identity: identity)
     }
 
     static func intuneTransport(_ intune: Configuration.Intune) -> CurlHTTPTransport {

@@ -24,6 +24,11 @@ The PKI connector (PkiConnectorFEService, api-version 5019-05-05) serves Intune'
        one leaves the queue, except with a retryable errorCode (4100-4102); an empty list is a 400
 POST /_mock/revocations {"requests": [{requestContext, serialNumber, issuerName, caConfiguration}]}
 queues requests; knobs revocation_status = <int> (both calls answer it), revocation_delay_ms = <ms>.
+The token endpoint takes a client secret or, for the certificate credential, a client assertion
+(RFC 7523): a JWT signed RS256 or PS256 by the key of a certificate registered with the knob
+client_certificates = [PEM, ...], found by its x5t#S256 header; aud must be this token URL, iss =
+sub = the client ID, jti fresh, nbf/exp now and at most 10 minutes apart. Refusals use Entra's codes
+(AADSTS700027 signature or unknown key, AADSTS700024 time, AADSTS50027 malformed or wrong claims).
 Knobs (POST /_mock/config, JSON): discovery = ok|missing|403|500, scep_status = <int> (every
 ScepActions call answers it), unauthorized_once = true (next ScepActions call gets 401),
 intune_roles = [...] (the `roles` claim of new Intune tokens; [] omits it, as without consent),
@@ -40,8 +45,12 @@ import threading
 import time
 import urllib.parse
 import base64
+import hashlib
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding
 
 INTUNE_APP = "0000000a-0000-0000-c000-000000000000"
 SERVICE_PATH = "/RACerts/ScepRequestValidationFEService/Gateway/StatelessScepRequestValidationService"
@@ -63,7 +72,10 @@ class State:
         with self.lock:
             self.config = {"discovery": "ok", "scep_status": None, "unauthorized_once": False,
                            "intune_roles": ["scep_challenge_provider"], "token_delay_ms": 0, "token_expires_in": 3599,
-                           "revocation_status": None, "revocation_delay_ms": 0}
+                           "revocation_status": None, "revocation_delay_ms": 0,
+                           "client_certificates": []}
+            self.assertions = []
+            self.jtis = set()
             self.revocation_queue = []
             self.revocation_uploads = []
             self.revocation_downloads = []
@@ -134,7 +146,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self.reply(200, {"requests": STATE.requests, "token_requests": STATE.token_requests, "token_log": STATE.token_log,
                                         "discoveries": STATE.discoveries, "max_in_flight": STATE.max_in_flight,
                                         "revocation_queue": STATE.revocation_queue, "revocation_uploads": STATE.revocation_uploads,
-                                        "revocation_downloads": STATE.revocation_downloads})
+                                        "revocation_downloads": STATE.revocation_downloads, "assertions": STATE.assertions})
         if self.path == f"/v1.0/servicePrincipals/appId={INTUNE_APP}/endpoints":
             return self.discovery()
         self.reply(404, {"error": {"code": "NotFound", "message": "no such path"}})
@@ -176,7 +188,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return error(400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type.")
         if form.get("client_id") != STATE.client_id:
             return error(400, "unauthorized_client", 700016, "Application not found in the directory.")
-        if form.get("client_secret") != STATE.secret:
+        if "client_assertion" in form or "client_assertion_type" in form:
+            token_url = f"https://127.0.0.1:{self.server.server_address[1]}/{tenant}/oauth2/v2.0/token"
+            refusal = check_assertion(form, token_url)
+            if refusal:
+                return error(*refusal)
+        elif form.get("client_secret") != STATE.secret:
             return error(401, "invalid_client", 7000215, "Invalid client secret provided.")
         scope = form.get("scope", "")
         if scope in INTUNE_SCOPES:
@@ -299,6 +316,55 @@ class Handler(http.server.BaseHTTPRequestHandler):
         description = "" if code == "Success" else f"mock: {code}"
         return 200, {"@odata.context": "https://fef.msuc05.manage.microsoft.com/RACerts/StatelessScepRequestValidationService/00000000-0000-0000-0000-000000000000/$metadata#microsoft.management.services.scepRequestValidationService.api.scepActionResult",
                      "code": code, "errorDescription": description}, "application/json"
+
+
+def b64url_decode(text):
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def check_assertion(form, token_url):
+    """Entra's checks of a client assertion: None, or (status, error, AADSTS code, text)."""
+    if form.get("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer":
+        return 400, "invalid_request", 50027, "client_assertion_type must be jwt-bearer."
+    assertion = form.get("client_assertion", "")
+    with STATE.lock:
+        STATE.assertions.append(assertion)
+        registered = list(STATE.config["client_certificates"])
+    parts = assertion.split(".")
+    try:
+        header, claims = json.loads(b64url_decode(parts[0])), json.loads(b64url_decode(parts[1]))
+        signature = b64url_decode(parts[2])
+    except (ValueError, IndexError):
+        return 401, "invalid_client", 50027, "Invalid JWT token. The token is malformed."
+    if len(parts) != 3 or header.get("alg") not in ("RS256", "PS256"):
+        return 401, "invalid_client", 50027, "Invalid JWT token. Unsupported algorithm."
+    certificate = None
+    for pem in registered:
+        cert = x509.load_pem_x509_certificate(pem.encode())
+        der = cert.public_bytes(serialization.Encoding.DER)
+        if header.get("x5t#S256") == base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode() or \
+                header.get("x5t") == base64.urlsafe_b64encode(hashlib.sha1(der).digest()).rstrip(b"=").decode():
+            certificate = cert
+    if certificate is None:
+        return 401, "invalid_client", 700027, "Client assertion failed signature validation. The key was not found."
+    pad = padding.PKCS1v15() if header["alg"] == "RS256" else padding.PSS(padding.MGF1(hashes.SHA256()), padding.PSS.DIGEST_LENGTH)
+    try:
+        certificate.public_key().verify(signature, f"{parts[0]}.{parts[1]}".encode(), pad, hashes.SHA256())
+    except InvalidSignature:
+        return 401, "invalid_client", 700027, "Client assertion failed signature validation."
+    now = time.time()
+    nbf, exp = claims.get("nbf"), claims.get("exp")
+    if not isinstance(nbf, int) or not isinstance(exp, int) or nbf > now + 300 or exp < now or exp - nbf > 600:
+        return 401, "invalid_client", 700024, "Client assertion is not within its valid time range."
+    if claims.get("aud") != token_url:
+        return 401, "invalid_client", 50027, f"Invalid JWT token. The audience must be {token_url}."
+    if claims.get("iss") != STATE.client_id or claims.get("sub") != STATE.client_id:
+        return 401, "invalid_client", 50027, "Invalid JWT token. iss and sub must be the client ID."
+    with STATE.lock:
+        if not claims.get("jti") or claims["jti"] in STATE.jtis:
+            return 401, "invalid_client", 50027, "Invalid JWT token. The jti was used before."
+        STATE.jtis.add(claims["jti"])
+    return None
 
 
 def revocation_call(operation, headers, body, audience):

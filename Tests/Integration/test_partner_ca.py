@@ -3,14 +3,17 @@ running server: strong certificate mapping (the SID extension, and who may name 
 profile's validity carried in the CSR."""
 import datetime
 import os
+import shutil
 import subprocess
 import tempfile
+import time
 
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import ObjectIdentifier
 
 import harness
+import test_intune
 from test_intune import start_intune_site
 
 SID = "S-1-5-21-3623811015-3361044348-30300820-1013"
@@ -253,3 +256,150 @@ def test_revocation_sync_service_failure_and_one_run_at_a_time(intune):
 def json_lines(text):
     import json
     return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+# -- Entra certificate credential (client assertion) ------------------------------------------------
+
+def client_certificate(root, name):
+    cert, key = os.path.join(root, name + ".pem"), os.path.join(root, name + ".key")
+    out = harness.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-days", "2",
+                       "-keyout", key, "-out", cert])
+    assert out.returncode == 0, out.stderr
+    os.chmod(key, 0o600)
+    return cert, key
+
+
+def jwt_parts(assertion):
+    import base64
+    import json
+    decode = lambda part: base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+    header, claims, _ = assertion.split(".")
+    return json.loads(decode(header)), json.loads(decode(claims))
+
+
+def post_token(mock, form):
+    """A token request straight to the mock's Entra endpoint."""
+    import http.client
+    import json
+    import ssl
+    import urllib.parse
+    conn = http.client.HTTPSConnection("127.0.0.1", mock.port, context=ssl.create_default_context(cafile=mock.ca), timeout=10)
+    conn.request("POST", f"/{test_intune.TENANT}/oauth2/v2.0/token", body=urllib.parse.urlencode(form),
+                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+    response = conn.getresponse()
+    body = json.loads(response.read())
+    conn.close()
+    return response.status, body
+
+
+def signed_assertion(key_file, cert_file, **claims):
+    """A client assertion made here with cryptography, to show the mock refuses what Entra refuses."""
+    import base64
+    import hashlib
+    import json
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+    b64 = lambda data: base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    cert = x509.load_pem_x509_certificate(open(cert_file, "rb").read())
+    key = serialization.load_pem_private_key(open(key_file, "rb").read(), password=None)
+    header = {"alg": "RS256", "typ": "JWT", "x5t#S256": b64(hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).digest())}
+    signing_input = b64(json.dumps(header).encode()) + "." + b64(json.dumps(claims).encode())
+    return signing_input + "." + b64(key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256()))
+
+
+def test_certificate_credential_assertion_rotation_check_and_metrics():
+    root = tempfile.mkdtemp(prefix="scep-it-credential-")
+    os.chmod(root, 0o755)
+    mock = test_intune.Mock(root)
+    cert_a, key_a = client_certificate(root, "entra-app-a")
+    mock.configure(client_certificates=[open(cert_a).read()])
+    # The live files scep-fcgi is configured with; rotation replaces them.
+    cert_file, key_file = os.path.join(root, "entra-app.pem"), os.path.join(root, "entra-app.key")
+    shutil.copy(cert_a, cert_file)
+    shutil.copy(key_a, key_file)
+    os.chmod(key_file, 0o600)
+    section = test_intune.intune_section(mock, client_secret_file=None, client_certificate_file=cert_file, client_key_file=key_file)
+    site = harness.Site("nginx", challenge_section=section, extra="[metrics]\npath = /scep-metrics\n").start()
+    try:
+        rep, _, event = enroll(site, "ok-certificate-credential", subject="CN=cert-credential")
+        assert rep["status"] == "success", (rep, event)
+        token_url = f"{mock.base}{test_intune.TENANT}/oauth2/v2.0/token"
+        [first] = mock.state()["assertions"][-1:]
+        header, claims = jwt_parts(first)
+        assert header["alg"] == "RS256" and header["x5t#S256"] == thumbprint_s256(cert_a)
+        assert claims["aud"] == token_url and claims["iss"] == claims["sub"] == test_intune.CLIENT_ID and claims["jti"]
+        assert 0 < claims["exp"] - claims["nbf"] <= 600
+        # What Entra refuses, the mock refuses: a tampered signature, a wrong audience, an expired assertion.
+        head, body, signature = first.split(".")
+        tampered = head + "." + body + "." + ("A" if signature[0] != "A" else "B") + signature[1:]
+        base = {"grant_type": "client_credentials", "client_id": test_intune.CLIENT_ID, "scope": "https://graph.microsoft.com/.default",
+                "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}
+        status, answer = post_token(mock, {**base, "client_assertion": tampered})
+        assert status == 401 and answer["error_codes"] == [700027]
+        now = int(time.time())
+        good = dict(aud=token_url, iss=test_intune.CLIENT_ID, sub=test_intune.CLIENT_ID, nbf=now - 60, exp=now + 300)
+        for changed, code in [(dict(aud="https://login.example/other/oauth2/v2.0/token"), 50027), (dict(nbf=now - 900, exp=now - 600), 700024)]:
+            assertion = signed_assertion(key_a, cert_a, jti=f"test-{code}", **{**good, **changed})
+            status, answer = post_token(mock, {**base, "client_assertion": assertion})
+            assert status == 401 and answer["error_codes"] == [code], answer
+        status, answer = post_token(mock, {**base, "client_assertion": signed_assertion(key_a, cert_a, jti="test-ok", **good)})
+        assert status == 200 and answer["access_token"]
+        # check --intune names the credential; the metrics expose its expiry.
+        check = harness.run([harness.SCEP_FCGI, "check", "--intune", "--config", site.config])
+        assert check.returncode == 0 and "Entra credential: certificate" in check.stdout and "expires" in check.stdout, check.stdout
+        not_after = x509.load_pem_x509_certificate(open(cert_a, "rb").read()).not_valid_after_utc.timestamp()
+        metrics = site.get("/scep-metrics")[2].decode()
+        [value] = [float(line.split()[1]) for line in metrics.splitlines()
+                   if line.startswith("scep_intune_client_certificate_expiry_timestamp_seconds ")]
+        assert value == not_after
+        # Rotation without a restart: new files, Entra knows only the new certificate, and the
+        # next token (forced by a 401 from Intune) is asserted with it.
+        cert_b, key_b = client_certificate(root, "entra-app-b")
+        shutil.copy(key_b, key_file + ".new")
+        os.chmod(key_file + ".new", 0o600)
+        os.rename(key_file + ".new", key_file)
+        shutil.copy(cert_b, cert_file + ".new")
+        os.rename(cert_file + ".new", cert_file)
+        mock.configure(client_certificates=[open(cert_b).read()], unauthorized_once=True)
+        rep, _, event = enroll(site, "ok-after-rotation", subject="CN=cert-credential-rotated")
+        assert rep["status"] == "success", event
+        header, _ = jwt_parts(mock.state()["assertions"][-1])
+        assert header["x5t#S256"] == thumbprint_s256(cert_b)
+        # A certificate Entra does not know: the enrollment fails closed, naming the refusal.
+        mock.configure(client_certificates=[open(cert_a).read()], unauthorized_once=True)
+        rep, _, event = enroll(site, "ok-unknown-certificate", subject="CN=cert-credential-refused")
+        assert rep["status"] == "failure" and event["challengeError"] == "intune-credentials-rejected", event
+        assert any(c["op"] == "token" and c.get("code") == "AADSTS700027" for c in event["validatorCalls"])
+    finally:
+        site.stop()
+        mock.stop()
+
+
+def thumbprint_s256(cert_file):
+    import base64
+    import hashlib
+    from cryptography.hazmat.primitives import serialization
+    der = x509.load_pem_x509_certificate(open(cert_file, "rb").read()).public_bytes(serialization.Encoding.DER)
+    return base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()
+
+
+def test_check_intune_probe_sends_a_junk_validation_and_issues_nothing(intune):
+    site, mock = intune
+    mock.reset()
+    before = set(site.issued_serials())
+    audit_before = len(site.audit_lines())
+    out = harness.run([harness.SCEP_FCGI, "check", "--intune", "--probe", "--config", site.config])
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Entra credential: client secret" in out.stdout
+    assert "ScepRequestValidationFEService: https://127.0.0.1" in out.stdout and "PkiConnectorFEService: https://127.0.0.1" in out.stdout
+    assert "refused a junk challenge with ChallengeDecryptionError" in out.stdout
+    [validate] = [r for r in mock.state()["requests"] if r["op"] == "validateRequest"]
+    assert validate["body"]["request"]["transactionId"].startswith("scep-fcgi-probe-")
+    assert [r["op"] for r in mock.state()["requests"]] == ["validateRequest"]  # no notification of any kind
+    assert set(site.issued_serials()) == before and len(site.audit_lines()) == audit_before
+    # Without the Intune permission the probe says so.
+    mock.configure(scep_status=403)
+    out = harness.run([harness.SCEP_FCGI, "check", "--intune", "--probe", "--config", site.config])
+    mock.configure(scep_status=None)
+    assert out.returncode == 1 and "intune-unauthorized" in out.stdout, out.stdout
+    assert harness.run([harness.SCEP_FCGI, "check", "--probe", "--config", site.config]).returncode != 0

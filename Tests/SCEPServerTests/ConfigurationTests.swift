@@ -174,10 +174,18 @@ struct ConfigurationTests {
         #expect(config.effectiveWorkers >= 64)
         config.ca.dir = "/x"
         config.audit.path = "/y"
-        #expect(config.problems() == ["intune.client_secret_file is not set (challenge.mode = intune)"])
+        #expect(config.problems() == ["intune.client_secret_file (or intune.client_certificate_file and intune.client_key_file) is not set (challenge.mode = intune)"])
         config.intune.authority = "login.microsoftonline.com"
         config.intune.clientSecretFile = try Self.temp("secret")
         #expect(config.problems() == ["intune.authority: \"login.microsoftonline.com\" is not an http(s) URL"])
+        // The certificate credential instead of the secret: both files, and never both credentials.
+        config.intune.authority = "https://login.microsoftonline.com/"
+        config.intune.clientCertificateFile = try Self.temp("cert")
+        #expect(config.problems().first?.contains("not both") == true)
+        config.intune.clientSecretFile = nil
+        #expect(config.problems() == ["intune.client_certificate_file and intune.client_key_file go together"])
+        config.intune.clientKeyFile = try Self.temp("key")
+        #expect(config.problems().isEmpty)
         #expect(throws: ServerError(.configuration, "")) {
             try Configuration.load(file: nil, environment: ["SCEP_INTUNE_TIMEOUT_SECONDS": "90"])
         }

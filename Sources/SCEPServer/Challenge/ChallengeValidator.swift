@@ -90,6 +90,8 @@ public protocol ChallengeValidator: Sendable {
     /// Whether an accepted validation also vouches for the request's subjectAltNames (Intune
     /// compares them with its profile), so a SID among them may be issued (strong mapping).
     var vouchesForNames: Bool { get }
+    /// When the validator's own credential expires (Intune's certificate credential), for the metrics.
+    var credentialExpiry: Date? { get }
 }
 
 extension ChallengeValidator {
@@ -101,6 +103,7 @@ extension ChallengeValidator {
     public func rejectionText(_ detail: String) -> String { "challenge rejected: \(detail)" }
     /// A shared password vouches for nothing a request names.
     public var vouchesForNames: Bool { false }
+    public var credentialExpiry: Date? { nil }
 }
 
 /// One shared challenge password, compared in constant time.

@@ -54,6 +54,8 @@ extension Configuration {
         Key(name: "intune.provider_name") { $0.intune.providerName = $1 },
         Key(name: "intune.ca_bundle") { $0.intune.caBundle = $1.isEmpty ? nil : $1 },
         Key(name: "intune.proxy") { $0.intune.proxy = $1.isEmpty ? nil : $1 },
+        Key(name: "intune.client_certificate_file") { $0.intune.clientCertificateFile = $1.isEmpty ? nil : $1 },
+        Key(name: "intune.client_key_file") { $0.intune.clientKeyFile = $1.isEmpty ? nil : $1 },
         Key(name: "intune.ca_configuration") { $0.intune.caConfiguration = $1.isEmpty ? nil : $1 },
         Key(name: "intune.timeout_seconds") { config, value in
             // An enrollment makes two Intune operations (validate, notify), each with this budget;
@@ -358,11 +360,7 @@ extension Configuration {
                 out.append("intune.tenant: \"\(self.intune.tenant)\" is neither a tenant GUID nor a domain like contoso.onmicrosoft.com")
             }
             if self.intune.clientID.isEmpty { out.append("intune.client_id is not set (challenge.mode = intune)") }
-            if let file = self.intune.clientSecretFile {
-                if let problem = SecretFile.problem(file, key: "intune.client_secret_file") { out.append(problem) }
-            } else {
-                out.append("intune.client_secret_file is not set (challenge.mode = intune)")
-            }
+            out += self.intune.credentialProblems()
             for (key, value) in [("intune.authority", self.intune.authority), ("intune.graph", self.intune.graph),
                 ("intune.resource", self.intune.resource)]
             where !(value.hasPrefix("https://") || value.hasPrefix("http://")) {

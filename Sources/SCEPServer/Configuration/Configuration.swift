@@ -1,3 +1,4 @@
+import FoundationEssentials
 import SCEPCrypto
 
 /// The whole configuration of scep-fcgi, validated once at startup.
@@ -88,6 +89,10 @@ public struct Configuration: Sendable, Equatable {
         public var tenant: String = ""
         public var clientID: String = ""
         public var clientSecretFile: String? = nil
+        /// The certificate credential instead of the secret: a certificate uploaded to the app
+        /// registration and its private key (a client assertion is signed with it).
+        public var clientCertificateFile: String? = nil
+        public var clientKeyFile: String? = nil
         public var authority: String = "https://login.microsoftonline.com/"
         public var graph: String = "https://graph.microsoft.com/"
         public var resource: String = "https://api.manage.microsoft.com/"
@@ -101,6 +106,26 @@ public struct Configuration: Sendable, Equatable {
         public var caConfiguration: String? = nil
 
         public init() {}
+
+        /// Exactly one credential: the secret file, or the certificate and key files.
+        public func credentialProblems() -> [String] {
+            let certificate = self.clientCertificateFile != nil || self.clientKeyFile != nil
+            switch (self.clientSecretFile, certificate) {
+            case (nil, false):
+                return ["intune.client_secret_file (or intune.client_certificate_file and intune.client_key_file) is not set (challenge.mode = intune)"]
+            case (.some, true):
+                return ["intune: give either intune.client_secret_file or intune.client_certificate_file with intune.client_key_file, not both"]
+            case (.some(let file), false):
+                return [SecretFile.problem(file, key: "intune.client_secret_file")].compactMap { $0 }
+            case (nil, true):
+                guard let certificateFile = self.clientCertificateFile, let keyFile = self.clientKeyFile else {
+                    return ["intune.client_certificate_file and intune.client_key_file go together"]
+                }
+                var out = [SecretFile.problem(keyFile, key: "intune.client_key_file")].compactMap { $0 }
+                if !FileManager.default.isReadableFile(atPath: certificateFile) { out.append("intune.client_certificate_file: \(certificateFile) cannot be read") }
+                return out
+            }
+        }
     }
 
     public struct Issue: Sendable, Equatable {

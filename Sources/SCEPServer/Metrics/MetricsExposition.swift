@@ -10,7 +10,9 @@ extension Metrics {
     /// so `rate()` has a series from the first scrape on.
     static let requestOutcomes: [AuditEvent.Outcome] = [.issued, .delivered, .pending, .withheld, .rejected, .failed, .served]
 
-    func exposition(material: CAMaterial, crls: CRLPublisher?, pendingRequests: Int?, intune: Bool, now: Date = Date()) -> String {
+    func exposition(
+        material: CAMaterial, crls: CRLPublisher?, pendingRequests: Int?, intune: Bool, credentialExpiry: Date? = nil, now: Date = Date()
+    ) -> String {
         var out = PrometheusText()
         out.family("scep_build_info", .gauge, "scep-fcgi version (always 1).")
         out.sample("scep_build_info", [("version", SCEPFCGIVersion.current)], 1)
@@ -56,6 +58,11 @@ extension Metrics {
             guard let certificate = pair?.certificate else { continue }
             out.sample("scep_certificate_expiry_timestamp_seconds", [("role", role), ("serial", certificate.serialNumberHex)],
                 certificate.notAfter.timeIntervalSince1970)
+        }
+        if let credentialExpiry {
+            out.family("scep_intune_client_certificate_expiry_timestamp_seconds", .gauge,
+                "notAfter of the certificate credential scep-fcgi authenticates to Entra with (Unix time).")
+            out.sample("scep_intune_client_certificate_expiry_timestamp_seconds", [], credentialExpiry.timeIntervalSince1970)
         }
         if let crls {
             let published = CRLPublisher.Slot.all(in: material).compactMap { slot in crls.published(slot).map { (slot, $0) } }

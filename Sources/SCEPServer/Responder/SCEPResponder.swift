@@ -105,7 +105,8 @@ public final class SCEPResponder: Sendable {
         if isMetrics {
             guard let metrics = self.metrics else { return SCEPHTTPResponse.text(503, "metrics unavailable") }
             let body = metrics.exposition(
-                material: material, crls: self.crls, pendingRequests: try? self.store.pendingRequests().count, intune: intune)
+                material: material, crls: self.crls, pendingRequests: try? self.store.pendingRequests().count, intune: intune,
+                credentialExpiry: self.validator.credentialExpiry)
             return SCEPHTTPResponse(status: 200, contentType: Metrics.contentType, body: Array(body.utf8))
         }
         let result = self.health.run(material: material, audit: self.audit, store: self.store, metrics: self.metrics, intune: intune)
