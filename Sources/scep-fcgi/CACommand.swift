@@ -90,16 +90,22 @@ struct CALocation: ParsableArguments {
     func operations() throws -> CAOperations {
         try OpenSSL.bootstrap()
         let config = try self.configuration()
-        let auditPath = self.auditLog ?? (self.config != nil && !config.audit.path.isEmpty ? config.audit.path : config.ca.dir + "/ca-operations.jsonl")
         do {
-            return try CAOperations(
-                directory: CADirectory(config.ca.dir), passphraseFile: config.ca.keyPassphraseFile,
-                audit: try Wiring.commandAuditSink(config, path: auditPath),
-                policy: IssuancePolicy(config.issue, challengeMode: config.challenge.mode, store: config.store),
-                crlValidityHours: config.ca.crlValidityHours)
+            return try Self.operations(config, auditLog: self.auditLog, fromFile: self.config != nil)
         } catch let error as ServerError {
             throw ValidationError(error.message)
         }
+    }
+
+    /// The CA operations of `config`, auditing to `auditLog`, else to `audit.path` of a
+    /// configuration file, else to `ca.dir/ca-operations.jsonl` (also for `intune sync-revocations`).
+    static func operations(_ config: Configuration, auditLog: String? = nil, fromFile: Bool) throws -> CAOperations {
+        let auditPath = auditLog ?? (fromFile && !config.audit.path.isEmpty ? config.audit.path : config.ca.dir + "/ca-operations.jsonl")
+        return try CAOperations(
+            directory: CADirectory(config.ca.dir), passphraseFile: config.ca.keyPassphraseFile,
+            audit: try Wiring.commandAuditSink(config, path: auditPath),
+            policy: IssuancePolicy(config.issue, challengeMode: config.challenge.mode, store: config.store),
+            crlValidityHours: config.ca.crlValidityHours)
     }
 }
 

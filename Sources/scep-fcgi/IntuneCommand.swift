@@ -39,11 +39,7 @@ struct IntuneCommand: ParsableCommand {
                     return
                 }
                 defer { lock.release() }
-                let operations = try CAOperations(
-                    directory: CADirectory(config.ca.dir), passphraseFile: config.ca.keyPassphraseFile,
-                    audit: try Wiring.commandAuditSink(config, path: config.audit.path.isEmpty ? config.ca.dir + "/ca-operations.jsonl" : config.audit.path),
-                    policy: IssuancePolicy(config.issue, challengeMode: config.challenge.mode, store: config.store),
-                    crlValidityHours: config.ca.crlValidityHours)
+                let operations = try CALocation.operations(config, fromFile: true)
                 let revocation = try operations.revocation(operation: "IntuneRevocation")
                 let sync = try Wiring.intuneRevocationSync(config, material: try operations.material())
                 let metrics = config.monitoring.enabled ? try? Metrics(path: Wiring.countersPath(config), create: false) : nil
@@ -53,7 +49,7 @@ struct IntuneCommand: ParsableCommand {
                 }
                 metrics?.countRevocationSync(
                     downloaded: report.downloaded, revoked: report.revoked, alreadyRevoked: report.alreadyRevoked, notFound: report.unknown,
-                    failed: report.failed, at: Date())
+                    failed: report.failed, succeededAt: report.failed == 0 ? Date() : nil)
                 print(
                     "downloaded \(report.downloaded) in \(report.pages) page(s): revoked \(report.revoked), already revoked \(report.alreadyRevoked), "
                         + "unknown \(report.unknown), failed \(report.failed), uploaded \(report.uploaded); left for other CAs \(report.othersLeft)")

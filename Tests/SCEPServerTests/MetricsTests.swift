@@ -81,6 +81,25 @@ struct MetricsTests {
         #expect(metrics.lastIntuneCall()?.failed == false)
     }
 
+    @Test("Intune revocation sync: downloads, results by kind, the last run without a failure, the credential's expiry")
+    func revocationSync() throws {
+        let metrics = try Metrics(path: Self.temporaryPath(), create: true)
+        let h = try Harness()
+        #expect(!metrics.exposition(material: h.material, crls: nil, pendingRequests: nil, intune: true).contains("scep_intune_revocations"))
+        let done = Date(timeIntervalSince1970: 1_800_000_000)
+        metrics.countRevocationSync(downloaded: 7, revoked: 2, alreadyRevoked: 1, notFound: 3, failed: 0, succeededAt: done)
+        metrics.countRevocationSync(downloaded: 1, revoked: 0, alreadyRevoked: 0, notFound: 0, failed: 1, succeededAt: nil)
+        let text = metrics.exposition(
+            material: h.material, crls: nil, pendingRequests: nil, intune: true, credentialExpiry: Date(timeIntervalSince1970: 1_900_000_000))
+        #expect(Self.value(text, "scep_intune_revocations_downloaded_total") == 8)
+        #expect(Self.value(text, #"scep_intune_revocations_total{result="revoked"}"#) == 2)
+        #expect(Self.value(text, #"scep_intune_revocations_total{result="already-revoked"}"#) == 1)
+        #expect(Self.value(text, #"scep_intune_revocations_total{result="not-found"}"#) == 3)
+        #expect(Self.value(text, #"scep_intune_revocations_total{result="failed"}"#) == 1)
+        #expect(Self.value(text, "scep_intune_revocation_sync_last_success_timestamp_seconds") == 1_800_000_000)
+        #expect(Self.value(text, "scep_intune_client_certificate_expiry_timestamp_seconds") == 1_900_000_000)
+    }
+
     @Test("counted only once written: a failed audit write counts as such, not as a request")
     func countingSink() throws {
         let metrics = try Metrics(path: Self.temporaryPath(), create: true)

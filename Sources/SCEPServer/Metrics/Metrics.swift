@@ -42,13 +42,13 @@ public final class Metrics: Sendable {
         for call in event.validatorCalls ?? [] { self.observe(call, at: event.ts) }
     }
 
-    /// One `intune sync-revocations` run that reached its end.
-    public func countRevocationSync(downloaded: Int, revoked: Int, alreadyRevoked: Int, notFound: Int, failed: Int, at time: Date) {
+    /// One `intune sync-revocations` run that reached its end; `succeededAt` when nothing failed.
+    public func countRevocationSync(downloaded: Int, revoked: Int, alreadyRevoked: Int, notFound: Int, failed: Int, succeededAt time: Date?) {
         self.file.add(Layout.revocationsDownloaded, UInt64(downloaded))
         for (index, count) in [revoked, alreadyRevoked, notFound, failed].enumerated() where count > 0 {
             self.file.add(Layout.revocationResults + index, UInt64(count))
         }
-        self.file.store(Layout.lastRevocationSync, UInt64(max(0, time.timeIntervalSince1970)))
+        if let time { self.file.store(Layout.lastRevocationSync, UInt64(max(0, time.timeIntervalSince1970))) }
     }
 
     /// Totals of the Intune revocation sync, for the exposition.

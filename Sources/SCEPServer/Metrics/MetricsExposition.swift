@@ -113,13 +113,15 @@ extension Metrics {
             out.sample("scep_intune_last_call_success", [], last.failed ? 0 : 1)
         }
         let sync = self.revocationSync()
-        if let last = sync.last {
+        if sync.last != nil || sync.downloaded > 0 {
             out.family("scep_intune_revocations_downloaded_total", .counter, "Intune revocation requests downloaded (ours and other CAs').")
             out.sample("scep_intune_revocations_downloaded_total", [], Double(sync.downloaded))
             out.family("scep_intune_revocations_total", .counter, "Intune revocation requests for this CA, by the result uploaded.")
             for (result, count) in sync.results { out.sample("scep_intune_revocations_total", [("result", result)], Double(count)) }
-            out.family("scep_intune_revocation_sync_last_success_timestamp_seconds", .gauge, "When intune sync-revocations last completed (Unix time).")
-            out.sample("scep_intune_revocation_sync_last_success_timestamp_seconds", [], last.timeIntervalSince1970)
+            if let last = sync.last {
+                out.family("scep_intune_revocation_sync_last_success_timestamp_seconds", .gauge, "When intune sync-revocations last completed without a failure (Unix time).")
+                out.sample("scep_intune_revocation_sync_last_success_timestamp_seconds", [], last.timeIntervalSince1970)
+            }
         }
     }
 }
