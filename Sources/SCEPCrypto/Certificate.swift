@@ -119,6 +119,15 @@ public final class Certificate: @unchecked Sendable {
         return GeneralNames.describe(names)
     }
 
+    /// The signature algorithm, dotted (e.g. 1.2.840.10045.4.3.3, ecdsa-with-SHA384).
+    public var signatureAlgorithmOID: String {
+        var algorithm: UnsafePointer<X509_ALGOR>? = nil
+        X509_get0_signature(nil, &algorithm, self.pointer)
+        var object: OpaquePointer? = nil
+        if let algorithm { X509_ALGOR_get0(&object, nil, nil, algorithm) }
+        return ObjectIdentifiers.dotted(object)
+    }
+
     /// Digest of the DER encoding: the "thumbprint" Windows, Intune and `openssl x509 -fingerprint` show.
     public func fingerprint(_ digest: DigestAlgorithm) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))

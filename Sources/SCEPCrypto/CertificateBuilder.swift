@@ -109,12 +109,15 @@ public enum CertificateBuilder {
 
     /// A self-signed certificate: a CA (`isCA`) or a SCEP client's signer certificate.
     ///
-    /// A CA gets keyUsage digitalSignature and keyEncipherment besides keyCertSign and cRLSign,
-    /// because without an RA it also signs and decrypts SCEP messages (RFC 8894 §2.1.2).
+    /// An RSA CA gets keyUsage digitalSignature and keyEncipherment besides keyCertSign and
+    /// cRLSign, because without an RA it also signs and decrypts SCEP messages (RFC 8894 §2.1.2).
+    /// An EC CA cannot decrypt (SCEP's key transport is RSA): no keyEncipherment, and an RSA RA
+    /// receives the requests. The signature uses the key's digest unless `digest` says otherwise.
     public static func selfSigned(
         subject: String, key: PrivateKey, serial: [UInt8], notBefore: Date, notAfter: Date, isCA: Bool,
-        digest: DigestAlgorithm = .sha256
+        digest: DigestAlgorithm? = nil
     ) throws -> Certificate {
+        let digest = digest ?? key.signatureDigest
         let cert = try self.skeleton(serial: serial, notBefore: notBefore, notAfter: notAfter)
         let name = try DistinguishedName.make(subject)
         defer { X509_NAME_free(name) }
@@ -125,7 +128,7 @@ public enum CertificateBuilder {
             isCA
             ? [
                 (NID_basic_constraints, "critical,CA:TRUE"),
-                (NID_key_usage, "critical,keyCertSign,cRLSign,digitalSignature,keyEncipherment"),
+                (NID_key_usage, key.algorithm == .rsa ? "critical,keyCertSign,cRLSign,digitalSignature,keyEncipherment" : "critical,keyCertSign,cRLSign,digitalSignature"),
                 (NID_subject_key_identifier, "hash"),
                 (NID_authority_key_identifier, "keyid:always"),
             ]

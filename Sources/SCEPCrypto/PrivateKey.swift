@@ -7,6 +7,12 @@ public enum KeyAlgorithm: String, Sendable {
     case other = "other"
 }
 
+/// The EC curves a CA key may use (names as OpenSSL and RFC 5480 give them).
+public enum ECCurve: String, Sendable, CaseIterable {
+    case p256 = "P-256"
+    case p384 = "P-384"
+}
+
 /// An owned `EVP_PKEY`, private half included.
 ///
 /// Ownership: this object frees the key in `deinit`. OpenSSL 3 keys are safe to use for signing
@@ -31,6 +37,20 @@ public final class PrivateKey: @unchecked Sendable {
         else { throw OpenSSLError(.key, "generate RSA-\(bits) key") }
         return PrivateKey(takingOwnershipOf: key)
     }
+
+    /// Generates an EC key on `curve` (RFC 5480 named curves).
+    public static func generateEC(curve: ECCurve) throws -> PrivateKey {
+        guard let ctx = EVP_PKEY_CTX_new_from_name(nil, "EC", nil) else { throw OpenSSLError(.key, "EVP_PKEY_CTX_new_from_name EC") }
+        defer { EVP_PKEY_CTX_free(ctx) }
+        var key: OpaquePointer? = nil
+        guard EVP_PKEY_keygen_init(ctx) == 1, EVP_PKEY_CTX_set_group_name(ctx, curve.rawValue) == 1, EVP_PKEY_generate(ctx, &key) == 1, let key
+        else { throw OpenSSLError(.key, "generate EC \(curve.rawValue) key") }
+        return PrivateKey(takingOwnershipOf: key)
+    }
+
+    /// The digest this key signs with: SHA-384 for P-384 (RFC 5480 §4 pairs the curve with the
+    /// hash of matching strength), SHA-256 for P-256 and for RSA.
+    public var signatureDigest: DigestAlgorithm { self.algorithm == .ec && self.bits >= 384 ? .sha384 : .sha256 }
 
     /// Reads a PEM private key (PKCS#8, traditional RSA, encrypted or not).
     ///

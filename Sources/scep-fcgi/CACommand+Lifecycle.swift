@@ -133,13 +133,13 @@ extension CACommand {
             abstract: "Create the next CA under DIR/next/ (GetNextCACert), or --activate it (the old CA moves to DIR/previous/).")
         @OptionGroup var location: CALocation
         @Option(name: .long, help: "Subject of the next CA, RFC 4514.") var subject: String?
-        @Option(name: .long, help: "RSA key size: 2048, 3072 or 4096.") var keyBits: Int = 3072
+        @OptionGroup var key: CAKeyOptions
         @Option(name: .long, help: "Validity in days.") var days: Int = 3650
         @Flag(name: .long, help: "Make next/ the current CA.") var activate = false
 
         func validate() throws {
             guard self.activate != (self.subject != nil) else { throw ValidationError("give --subject to prepare a rollover, or --activate") }
-            try KeyOptions.check(keyBits: self.keyBits, days: self.days)
+            try KeyOptions.check(keyBits: self.key.keyBits, days: self.days)
         }
 
         func run() throws {
@@ -149,7 +149,7 @@ extension CACommand {
                     let certificate = try operations.activateRollover()
                     print("activated \(certificate.subject) (serial \(certificate.serialNumberHex)); the previous CA is in \(operations.directory.previousPath)")
                 } else {
-                    let certificate = try operations.prepareRollover(subject: self.subject!, keyBits: self.keyBits, days: self.days)
+                    let certificate = try operations.prepareRollover(subject: self.subject!, key: try self.key.spec(), days: self.days)
                     print("created \(operations.directory.nextPath)/ca.pem: \(certificate.subject)")
                     print("sha256 fingerprint: \(HexEncoding.string(certificate.fingerprint(.sha256), uppercase: true, separator: ":"))")
                 }

@@ -23,8 +23,7 @@ struct CACommand: ParsableCommand {
         @Option(name: .long, help: "CA subject, RFC 4514 order, e.g. \"CN=Example SCEP CA,O=Example\".")
         var subject: String
 
-        @Option(name: .long, help: "RSA key size: 2048, 3072 or 4096.")
-        var keyBits: Int = 3072
+        @OptionGroup var key: CAKeyOptions
 
         @Option(name: .long, help: "Validity in days.")
         var days: Int = 3650
@@ -32,7 +31,7 @@ struct CACommand: ParsableCommand {
         @Option(name: .long, help: "Encrypt ca.key with the passphrase in this file (AES-256).")
         var passphraseFile: String?
 
-        func validate() throws { try KeyOptions.check(keyBits: self.keyBits, days: self.days) }
+        func validate() throws { try KeyOptions.check(keyBits: self.key.keyBits, days: self.days) }
 
         func run() throws {
             try OpenSSL.bootstrap()
@@ -40,13 +39,45 @@ struct CACommand: ParsableCommand {
             defer { if passphrase != nil { OpenSSL.cleanse(&passphrase!) } }
             do {
                 let certificate = try CADirectory(self.dir).initialize(
-                    subject: self.subject, keyBits: self.keyBits, days: self.days, passphrase: passphrase)
+                    subject: self.subject, key: try self.key.spec(), days: self.days, passphrase: passphrase)
                 print("created \(self.dir)/ca.pem and \(self.dir)/ca.key")
+                if !(try self.key.spec()).isRSA {
+                    print("an EC CA cannot receive SCEP requests itself: create its RSA RA next (scep-fcgi ca ra --dir \(self.dir) --subject …, see README: An EC issuing CA)")
+                }
                 print("subject: \(certificate.subject)")
                 print("sha256 fingerprint: \(HexEncoding.string(certificate.fingerprint(.sha256), uppercase: true, separator: ":"))")
             } catch let error as ServerError {
                 throw ValidationError(error.message)
             }
+        }
+    }
+}
+
+/// The key of a new CA (`ca init`, `ca rollover`): RSA by default, or EC P-256/P-384.
+struct CAKeyOptions: ParsableArguments {
+    @Option(name: .long, help: "rsa (default) or ec. An EC CA signs certificates and CRLs; an RSA RA (ca ra) receives the requests.")
+    var keyType: String = "rsa"
+
+    @Option(name: .long, help: "RSA key size: 2048, 3072 or 4096.")
+    var keyBits: Int = 3072
+
+    @Option(name: .long, help: "EC curve with --key-type ec: P-256 or P-384.")
+    var curve: String?
+
+    func validate() throws { _ = try self.spec() }
+
+    func spec() throws -> CAKeySpec {
+        switch self.keyType.lowercased() {
+        case "rsa":
+            guard self.curve == nil else { throw ValidationError("--curve goes with --key-type ec") }
+            return .rsa(bits: self.keyBits)
+        case "ec":
+            guard let curve = ECCurve.allCases.first(where: { $0.rawValue.lowercased() == (self.curve ?? "P-256").lowercased() }) else {
+                throw ValidationError("--curve must be P-256 or P-384")
+            }
+            return .ec(curve)
+        default:
+            throw ValidationError("--key-type must be rsa or ec")
         }
     }
 }

@@ -96,7 +96,7 @@ def run(cmd, **kw):
 class Site:
     """One CA, one audit log, one scep-fcgi deployment behind one web server."""
 
-    def __init__(self, kind, challenge_section=None, extra=""):
+    def __init__(self, kind, challenge_section=None, extra="", init_args=(), ra_subject=None, ra_args=()):
         self.kind = kind
         # World-traversable: nginx and Apache children and mod_fcgid processes run as nobody.
         self.root = tempfile.mkdtemp(prefix=f"scep-it-{kind}-")
@@ -108,8 +108,11 @@ class Site:
         self.procs = []
         self.challenge_file = os.path.join(self.root, "challenge")
         out = run([SCEP_FCGI, "ca", "init", "--dir", self.ca_dir, "--subject",
-                   f"CN=Integration {kind} CA,O=scep-fcgi tests", "--key-bits", "2048", "--days", "30"])
+                   f"CN=Integration {kind} CA,O=scep-fcgi tests", "--days", "30", *(init_args or ["--key-bits", "2048"])])
         assert out.returncode == 0, out.stderr
+        if ra_subject:  # an EC CA needs its RSA RA before it can serve
+            out = run([SCEP_FCGI, "ca", "ra", "--dir", self.ca_dir, "--subject", ra_subject, "--key-bits", "2048", "--days", "30", *ra_args])
+            assert out.returncode == 0, out.stderr
         with open(self.challenge_file, "w") as f:
             f.write(CHALLENGE + "\n")
         os.chmod(self.challenge_file, 0o600)

@@ -66,7 +66,12 @@ def test_check_ok_and_each_problem_on_its_own_line():
          "-keyout", f"{root}/ca/ca.key", "-out", f"{root}/ca/ca.pem", "-days", "30"])
     os.chmod(f"{root}/ca/ca.key", 0o600)
     ec = run([SCEP_FCGI, "check", "--config", config(root)])
-    assert ec.returncode == 1 and "key is EC, SCEP needs RSA" in ec.stdout
+    # An EC CA is fine, but cannot receive requests without an RSA RA (README: An EC issuing CA).
+    assert ec.returncode == 1 and "an EC CA needs an RSA RA" in ec.stdout and "scep-fcgi ca ra" in ec.stdout
+    run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-224", "-nodes", "-subj", "/CN=Weak EC CA",
+         "-keyout", f"{root}/ca/ca.key", "-out", f"{root}/ca/ca.pem", "-days", "30"])
+    weak = run([SCEP_FCGI, "check", "--config", config(root)])
+    assert weak.returncode == 1 and "key is EC-224, a CA needs RSA or EC P-256/P-384" in weak.stdout, weak.stdout
 
     # Missing files and an unknown key.
     missing = run([SCEP_FCGI, "check", "--config", config(root, **{"ca.dir": f"{root}/nowhere"})])

@@ -296,7 +296,7 @@ struct KeyRoleTests {
         let h = try Harness()
         let (_, _, oldCert) = try enrollOnce(h)
         let operations = try h.operations()
-        let next = try operations.prepareRollover(subject: "CN=Harness CA 2,O=scep-fcgi tests", keyBits: 2048, days: 60)
+        let next = try operations.prepareRollover(subject: "CN=Harness CA 2,O=scep-fcgi tests", key: .rsa(bits: 2048), days: 60)
         Thread.sleep(forTimeInterval: 1.1)  // the responder looks for new material at most once a second
         #expect(String(decoding: h.get("operation=GetCACaps").body, as: UTF8.self).contains("GetNextCACert"))
         let reply = h.get("operation=GetNextCACert")

@@ -36,15 +36,20 @@ public struct CADirectory: Sendable {
     public var transactionsPath: String { self.path + "/transactions" }
     public var pendingPath: String { self.path + "/pending" }
 
-    /// Creates a new CA: RSA key, self-signed certificate, empty store. Refuses to overwrite.
+    /// Creates a new RSA CA (see ``initialize(subject:key:days:passphrase:)``).
     public func initialize(subject: String, keyBits: Int, days: Int, passphrase: [UInt8]?) throws -> Certificate {
+        try self.initialize(subject: subject, key: .rsa(bits: keyBits), days: days, passphrase: passphrase)
+    }
+
+    /// Creates a new CA: key, self-signed certificate, empty store. Refuses to overwrite.
+    public func initialize(subject: String, key keySpec: CAKeySpec, days: Int, passphrase: [UInt8]?) throws -> Certificate {
         let fm = FileManager.default
         for existing in [self.certificatePath, self.keyPath] where fm.fileExists(atPath: existing) {
             throw ServerError(.caMaterial, "\(existing) already exists; refusing to overwrite a CA")
         }
         // Everything that can fail on the input (the subject, the key size) happens before the
         // first file is written; a later failure removes what this call created.
-        let (certificate, key) = try Self.makeCA(subject: subject, keyBits: keyBits, days: days)
+        let (certificate, key) = try Self.makeCA(subject: subject, key: keySpec, days: days)
         let createdRoot = !fm.fileExists(atPath: self.path)
         var created: [String] = []
         do {
@@ -79,8 +84,8 @@ public struct CADirectory: Sendable {
         return certificate
     }
 
-    static func makeCA(subject: String, keyBits: Int, days: Int) throws -> (Certificate, PrivateKey) {
-        let key = try PrivateKey.generateRSA(bits: keyBits)
+    static func makeCA(subject: String, key keySpec: CAKeySpec, days: Int) throws -> (Certificate, PrivateKey) {
+        let key = try keySpec.generate()
         let now = Date()
         let certificate = try CertificateBuilder.selfSigned(
             subject: subject, key: key, serial: try SerialNumber.random(), notBefore: now.addingTimeInterval(-300),
@@ -99,7 +104,7 @@ public struct CADirectory: Sendable {
     }
 
     /// Loads with the passphrase read from `passphraseFile` (wiped after use).
-    public func loadMaterial(passphraseFile: String?) -> Result<CAMaterial, CAProblems> {
+    public func loadMaterial(passphraseFile: String?, servable: Bool = true) -> Result<CAMaterial, CAProblems> {
         var passphrase: [UInt8]? = nil
         if let passphraseFile {
             do { passphrase = try SecretFile.read(passphraseFile, key: "ca.key_passphrase_file", allowEmpty: true) } catch {
@@ -107,13 +112,16 @@ public struct CADirectory: Sendable {
             }
         }
         defer { if passphrase != nil { OpenSSL.cleanse(&passphrase!) } }
-        return self.load(passphrase: passphrase)
+        return self.load(passphrase: passphrase, servable: servable)
     }
 
     /// Loads and checks the CA material. Every problem is collected, one line each.
-    public func load(passphrase: [UInt8]?) -> Result<CAMaterial, CAProblems> {
+    ///
+    /// - Parameter servable: the material must be able to receive requests (an EC CA has its RSA
+    ///   RA); false for `ca ra`, which creates that RA.
+    public func load(passphrase: [UInt8]?, servable: Bool = true) -> Result<CAMaterial, CAProblems> {
         var problems: [String] = []
-        let current = self.loadPair(self.certificatePath, self.keyPath, passphrase, &problems, required: true)
+        let current = self.loadPair(self.certificatePath, self.keyPath, passphrase, &problems, required: true, authority: true)
         var chain: [Certificate] = []
         if FileManager.default.fileExists(atPath: self.chainPath) {
             if let pem = FileManager.default.contents(atPath: self.chainPath), let parsed = try? Certificate.certificates(pemEncoded: Array(pem)) {
@@ -127,12 +135,19 @@ public struct CADirectory: Sendable {
         }
         let ra = self.loadPair(self.raCertificatePath, self.raKeyPath, passphrase, &problems, required: false)
         let raEncryption = self.loadPair(self.raEncryptionCertificatePath, self.raEncryptionKeyPath, passphrase, &problems, required: false)
-        let previous = self.loadPair(self.previousPath + "/ca.pem", self.previousPath + "/ca.key", passphrase, &problems, required: false)
-        let next = self.loadPair(self.nextPath + "/ca.pem", self.nextPath + "/ca.key", passphrase, &problems, required: false)
+        let previous = self.loadPair(self.previousPath + "/ca.pem", self.previousPath + "/ca.key", passphrase, &problems, required: false, authority: true)
+        let next = self.loadPair(self.nextPath + "/ca.pem", self.nextPath + "/ca.key", passphrase, &problems, required: false, authority: true)
         if let current {
             if let ra { problems += Self.raProblems(ra, self.raCertificatePath, ca: current, chain: chain, usage: raEncryption == nil ? [.sign, .encrypt] : [.sign]) }
             if raEncryption != nil && ra == nil { problems.append("\(self.raEncryptionCertificatePath) needs \(self.raCertificatePath) (the signing RA)") }
             if let raEncryption { problems += Self.raProblems(raEncryption, self.raEncryptionCertificatePath, ca: current, chain: chain, usage: [.encrypt]) }
+            // RFC 8894 §3.1: requests are enveloped with RSA key transport. An EC CA signs
+            // certificates and CRLs; an RSA RA receives the requests and signs the replies.
+            if servable && current.key.algorithm != .rsa && ra == nil {
+                problems.append(
+                    "\(self.keyPath): an \(current.key.algorithm.rawValue) CA needs an RSA RA to receive SCEP requests: "
+                        + "scep-fcgi ca ra --dir \(self.path) --subject \"CN=… SCEP RA\"")
+            }
         }
         if !FileManager.default.fileExists(atPath: self.issuedPath) {
             problems.append("\(self.issuedPath): missing (scep-fcgi ca init creates it)")
@@ -166,7 +181,10 @@ public struct CADirectory: Sendable {
     }
 
     /// One certificate + key; problems are appended. Absent optional pairs are nil without a problem.
-    private func loadPair(_ certificatePath: String, _ keyPath: String, _ passphrase: [UInt8]?, _ problems: inout [String], required: Bool) -> KeyPair? {
+    /// `authority`: a CA's key, which may be EC (P-256, P-384); an RA's must be RSA.
+    private func loadPair(
+        _ certificatePath: String, _ keyPath: String, _ passphrase: [UInt8]?, _ problems: inout [String], required: Bool, authority: Bool = false
+    ) -> KeyPair? {
         let fm = FileManager.default
         if !required && !fm.fileExists(atPath: certificatePath) && !fm.fileExists(atPath: keyPath) { return nil }
         var certificate: Certificate? = nil
@@ -196,8 +214,11 @@ public struct CADirectory: Sendable {
             }
         }
         if let key {
-            // RFC 8894 §3.1: envelopes use RSA key transport, so decrypting keys must be RSA.
-            if key.algorithm != .rsa { problems.append("\(keyPath): key is \(key.algorithm.rawValue), SCEP needs RSA") }
+            // RFC 8894 §3.1: envelopes use RSA key transport, so decrypting keys must be RSA; a CA
+            // that only signs may be EC on a named curve of at least 256 bits.
+            if key.algorithm != .rsa && !(authority && key.algorithm == .ec && key.bits >= 256) {
+                problems.append("\(keyPath): key is \(key.algorithm.rawValue)-\(key.bits), \(authority ? "a CA needs RSA or EC P-256/P-384" : "SCEP needs RSA")")
+            }
             if let certificate, !key.matches(certificate) {
                 problems.append("\(keyPath) does not match the certificate in \(certificatePath)")
             }
@@ -205,6 +226,21 @@ public struct CADirectory: Sendable {
         guard let certificate, let key else { return nil }
         return KeyPair(certificate: certificate, key: key)
     }
+}
+
+/// The key of a new CA: RSA (the default) or EC on a named curve (RFC 5480).
+public enum CAKeySpec: Sendable, Equatable {
+    case rsa(bits: Int)
+    case ec(ECCurve)
+
+    func generate() throws -> PrivateKey {
+        switch self {
+        case .rsa(let bits): return try PrivateKey.generateRSA(bits: bits)
+        case .ec(let curve): return try PrivateKey.generateEC(curve: curve)
+        }
+    }
+
+    public var isRSA: Bool { if case .rsa = self { return true } else { return false } }
 }
 
 /// Everything wrong with a CA directory, one line each.

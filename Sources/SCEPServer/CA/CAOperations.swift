@@ -23,8 +23,8 @@ public struct CAOperations: Sendable {
         self.crls = CRLPublisher(directory: directory, validityHours: crlValidityHours)
     }
 
-    public func material() throws -> CAMaterial {
-        switch self.directory.loadMaterial(passphraseFile: self.passphraseFile) {
+    public func material(servable: Bool = true) throws -> CAMaterial {
+        switch self.directory.loadMaterial(passphraseFile: self.passphraseFile, servable: servable) {
         case .success(let material): return material
         case .failure(let problems): throw ServerError(.caMaterial, problems.lines.joined(separator: "; "))
         }
@@ -129,14 +129,18 @@ public struct CAOperations: Sendable {
     // MARK: rollover (RFC 8894 §3.5.2 GetNextCACert, §4.7)
 
     /// Creates the next CA under `next/`; GetNextCACert serves it from now on.
-    public func prepareRollover(subject: String, keyBits: Int, days: Int) throws -> Certificate {
+    /// The next CA may change key type: RSA to EC needs an RA (reissued by the new CA at activation).
+    public func prepareRollover(subject: String, key keySpec: CAKeySpec, days: Int) throws -> Certificate {
         let nextDirectory = self.directory.nextPath
         guard access(nextDirectory + "/ca.pem", F_OK) != 0 else {
             throw ServerError(.caMaterial, "\(nextDirectory)/ca.pem already exists: activate it (--activate) or remove \(nextDirectory)")
         }
-        _ = try self.material()  // the directory must be loadable before it is changed
+        let material = try self.material()  // the directory must be loadable before it is changed
+        guard keySpec.isRSA || material.ra != nil else {
+            throw ServerError(.caMaterial, "an EC CA needs an RSA RA to receive SCEP requests: create one first (scep-fcgi ca ra)")
+        }
         guard mkdir(nextDirectory, 0o755) == 0 || errno == EEXIST else { throw ServerError(.caMaterial, "create \(nextDirectory): \(errnoText())") }
-        let (certificate, key) = try CADirectory.makeCA(subject: subject, keyBits: keyBits, days: days)
+        let (certificate, key) = try CADirectory.makeCA(subject: subject, key: keySpec, days: days)
         try self.writePair(KeyPair(certificate: certificate, key: key), certificate: nextDirectory + "/ca.pem", key: nextDirectory + "/ca.key")
         try self.auditCreated("ca-rollover", certificate)
         return certificate
@@ -194,7 +198,7 @@ public struct CAOperations: Sendable {
     /// `separateEncryption` a signing RA plus `ra-encrypt.pem`/`.key` (keyEncipherment only), as
     /// NDES has (RFC 8894 §3.5.2).
     public func createRA(subject: String, keyBits: Int, days: Int, separateEncryption: Bool) throws -> [Certificate] {
-        let ca = try self.material().current
+        let ca = try self.material(servable: false).current
         for path in [self.directory.raCertificatePath, self.directory.raKeyPath, self.directory.raEncryptionCertificatePath]
         where access(path, F_OK) == 0 {
             throw ServerError(.caMaterial, "\(path) already exists; remove the RA files first to replace the RA")
@@ -240,7 +244,7 @@ public struct CAOperations: Sendable {
         let notAfter = min(now.addingTimeInterval(Double(days) * 86400), ca.certificate.notAfter)
         return try CertificateBuilder.issue(
             csr: csr, issuer: ca.certificate, issuerKey: ca.key, serial: try SerialNumber.random(), notBefore: now.addingTimeInterval(-300),
-            notAfter: notAfter, profile: IssuanceProfile(keyUsage: keyUsage, extendedKeyUsage: []))
+            notAfter: notAfter, profile: IssuanceProfile(keyUsage: keyUsage, extendedKeyUsage: [], signatureDigest: ca.key.signatureDigest))
     }
 
     /// Key (0600, encrypted when a passphrase is configured) then certificate, each created whole.

@@ -60,8 +60,10 @@ public struct CAMaterial: Sendable {
 
     public var signer: KeyPair { self.ra ?? self.current }
 
+    /// The keys a request may be enveloped to: RSA only (RFC 8894 §3.1 key transport), so an EC
+    /// CA is never among them.
     public var decrypters: [KeyPair] {
-        [self.raEncryption, self.ra, self.current, self.previous, self.next].compactMap { $0 }
+        [self.raEncryption, self.ra, self.current, self.previous, self.next].compactMap { $0 }.filter { $0.key.algorithm == .rsa }
     }
 
     public var authorities: [KeyPair] { [self.current, self.previous].compactMap { $0 } }

@@ -108,11 +108,12 @@ public struct IssuancePolicy: Sendable {
     func acceptsCipher(_ cipher: ContentCipher) -> Bool { cipher != .des || self.allowDESRequests }
 
     /// keyUsage per key type: keyEncipherment only makes sense for RSA (RFC 5280 §4.2.1.3).
-    func profile(for key: PublicKey, securityIdentifier: String? = nil) -> IssuanceProfile {
+    /// The signature uses the issuing key's digest (SHA-384 for a P-384 CA, else SHA-256).
+    func profile(for key: PublicKey, issuer: KeyPair, securityIdentifier: String? = nil) -> IssuanceProfile {
         IssuanceProfile(
             keyUsage: key.algorithm == .rsa ? "critical,digitalSignature,keyEncipherment" : "critical,digitalSignature",
-            extendedKeyUsage: self.extendedKeyUsage, signatureDigest: .sha256, crlURLs: self.crlURLs, caIssuersURLs: self.aiaURLs,
-            securityIdentifier: securityIdentifier)
+            extendedKeyUsage: self.extendedKeyUsage, signatureDigest: issuer.key.signatureDigest, crlURLs: self.crlURLs,
+            caIssuersURLs: self.aiaURLs, securityIdentifier: securityIdentifier)
     }
 
     /// Signs a certificate for `csr` with `issuer`: subject and SANs from the request, the
@@ -128,7 +129,7 @@ public struct IssuancePolicy: Sendable {
         guard let key = csr.publicKey else { throw OpenSSLError.parse("CSR public key") }
         return try CertificateBuilder.issue(
             csr: csr, issuer: issuer.certificate, issuerKey: issuer.key, serial: try SerialNumber.random(), notBefore: validity.notBefore,
-            notAfter: validity.notAfter, profile: self.profile(for: key, securityIdentifier: request.securityIdentifier))
+            notAfter: validity.notAfter, profile: self.profile(for: key, issuer: issuer, securityIdentifier: request.securityIdentifier))
     }
 
     /// A certificate's validity and, when the request asked for one, what became of it.

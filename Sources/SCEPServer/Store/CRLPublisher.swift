@@ -79,7 +79,7 @@ public struct CRLPublisher: Sendable {
         let number = self.nextNumber(slot)
         let crl = try CertificateRevocationList.build(
             issuer: authority.certificate, key: authority.key, number: number, thisUpdate: now,
-            nextUpdate: now.addingTimeInterval(Double(self.validityHours) * 3600), entries: entries)
+            nextUpdate: now.addingTimeInterval(Double(self.validityHours) * 3600), entries: entries, digest: authority.key.signatureDigest)
         try AtomicFile.replace(self.numberPath(slot), contents: Array((String(number + 1, radix: 16, uppercase: true) + "\n").utf8), mode: 0o644, sync: true)
         try AtomicFile.replace(self.derPath(slot), contents: crl.derEncoded, mode: 0o644, sync: true)
         try AtomicFile.replace(self.pemPath(slot), contents: Array(crl.pemEncoded.utf8), mode: 0o644, sync: true)

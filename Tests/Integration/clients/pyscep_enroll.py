@@ -8,6 +8,7 @@ import os
 import sys
 
 import oscrypto_openssl3  # noqa: F401  must precede PyScep
+import pyscep_ec_ca  # noqa: F401  RA certificates issued by an EC CA (docs/workarounds.md)
 from scep import Client
 from scep.Client import PKIStatus
 

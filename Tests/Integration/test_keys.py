@@ -1,0 +1,139 @@
+"""Keys a security team accepts: an EC issuing CA behind an RSA RA, through nginx with the real
+clients (scepclient, certmonger, PyScep), checked with openssl."""
+import os
+import subprocess
+import tempfile
+
+import pytest
+
+import harness
+from harness import CHALLENGE, CLIENTS, run
+
+RA = "CN=Integration EC RA,O=scep-fcgi tests"
+
+
+def ec_site(curve, separate_encryption=False):
+    return harness.Site("nginx", init_args=["--key-type", "ec", "--curve", curve], ra_subject=RA,
+                        ra_args=["--separate-encryption"] if separate_encryption else [],
+                        extra="[issue]\ncrl_url = http://127.0.0.1/crl/ca.crl\n").start()
+
+
+@pytest.fixture(scope="module")
+def p256():
+    """One RSA RA that signs and decrypts: scepclient (pointed at it) and certmonger."""
+    site = ec_site("P-256")
+    yield site
+    site.stop()
+
+
+@pytest.fixture(scope="module")
+def p256_ndes():
+    """NDES's layout (`ca ra --separate-encryption`): a keyEncipherment-only RA, which PyScep needs
+    (it encrypts to such a certificate, else to the CA)."""
+    site = ec_site("P-256", separate_encryption=True)
+    yield site
+    site.stop()
+
+
+def workdir(site, name):
+    d = tempfile.mkdtemp(prefix=name + "-", dir=site.root)
+    os.chmod(d, 0o755)
+    return d
+
+
+def scepclient(site, work, cn):
+    """micromdm's scepclient envelopes to every GetCACert certificate unless told which one: with an
+    EC CA it must be pointed at the RSA RA (docs/workarounds.md)."""
+    fingerprint = run(["openssl", "x509", "-in", os.path.join(site.ca_dir, "ra.pem"), "-noout", "-fingerprint", "-sha256"])
+    fingerprint = fingerprint.stdout.strip().split("=", 1)[1]
+    out = subprocess.run(["scepclient", "-server-url", site.url, "-challenge", CHALLENGE, "-cn", cn, "-ca-fingerprint", fingerprint,
+                          "-private-key", "client.key", "-certificate", "client.pem"], cwd=work, capture_output=True, text=True, timeout=60)
+    return out.stdout + out.stderr
+
+
+def text(cert):
+    return run(["openssl", "x509", "-in", cert, "-noout", "-text"]).stdout
+
+
+def enroll_with(client, site, name):
+    """One enrollment with a real client; returns the certificate file."""
+    work = workdir(site, name)
+    if client == "scepclient":
+        out = scepclient(site, work, name)
+        assert "pkiStatus=SUCCESS" in out, out
+        return os.path.join(work, "client.pem")
+    if client == "certmonger":
+        cm = subprocess.run([os.path.join(CLIENTS, "certmonger_enroll.sh"), site.url, CHALLENGE, name, work, site.ca_pem],
+                            capture_output=True, text=True, timeout=240)
+        assert cm.returncode == 0, cm.stdout + cm.stderr
+        return os.path.join(work, "cert.pem")
+    py = subprocess.run(["python3", "-W", "ignore", os.path.join(CLIENTS, "pyscep_enroll.py"), site.url, CHALLENGE, name, work],
+                        capture_output=True, text=True, timeout=120)
+    assert py.returncode == 0, py.stdout + py.stderr
+    return os.path.join(work, "cert.pem")
+
+
+def test_all_three_clients_enroll_with_an_ec_ca_and_an_rsa_ra(p256, p256_ndes):
+    for site in (p256, p256_ndes):
+        ca = text(site.ca_pem)
+        assert "ASN1 OID: prime256v1" in ca and "ecdsa-with-SHA256" in ca
+        assert "Key Encipherment" not in ca and "Certificate Sign" in ca
+        status, ctype, _ = site.request("GET", "operation=GetCACert")
+        assert status == 200 and ctype == "application/x-x509-ca-ra-cert"
+    certs = [(p256, enroll_with("scepclient", p256, "ec-scepclient")), (p256, enroll_with("certmonger", p256, "ec-certmonger")),
+             (p256_ndes, enroll_with("pyscep", p256_ndes, "ec-pyscep")), (p256_ndes, enroll_with("certmonger", p256_ndes, "ec-certmonger-ndes"))]
+    for site, cert in certs:
+        assert harness.openssl_verify(site.ca_pem, cert), cert
+        assert "Signature Algorithm: ecdsa-with-SHA256" in text(cert)
+    # Requests reach an RSA key of the RA (RFC 8894 §3.1 key transport); CertReps come from the RA.
+    for site in (p256, p256_ndes):
+        issued = [e for e in site.audit_lines() if e.get("outcome") == "issued"]
+        assert len(issued) == 2 and all(e["keyTransport"].startswith("rsa") for e in issued)
+
+
+def test_ec_ca_crl_is_ecdsa_and_verifies(p256):
+    site = p256
+    work = harness.make_request(site, workdir(site, "ec-revoke"), subject="CN=ec-revoke", ca=os.path.join(site.ca_dir, "ra.pem"))
+    status, _, body = site.request("POST", "operation=PKIOperation", open(os.path.join(work, "request.der"), "rb").read())
+    rep = harness.open_reply(work, body)
+    assert rep["status"] == "success"
+    site.ca("revoke", rep["serial"])
+    status, _, der = site.get("/crl/ca.crl")
+    assert status == 200
+    path = os.path.join(work, "ca.crl")
+    open(path, "wb").write(der)
+    out = run(["openssl", "crl", "-inform", "DER", "-in", path, "-CAfile", site.ca_pem, "-noout", "-text"])
+    assert "verify OK" in out.stdout + out.stderr and "ecdsa-with-SHA256" in out.stdout
+    assert rep["serial"] in out.stdout.replace(":", "").upper()
+
+
+def test_p384_ca_signs_with_sha384():
+    site = ec_site("P-384")
+    try:
+        work = workdir(site, "p384")
+        out = scepclient(site, work, "p384-device")
+        assert "pkiStatus=SUCCESS" in out, out
+        cert = os.path.join(work, "client.pem")
+        assert harness.openssl_verify(site.ca_pem, cert) and "ecdsa-with-SHA384" in text(cert)
+    finally:
+        site.stop()
+
+
+def test_an_ec_ca_without_an_ra_is_refused_with_the_fix():
+    root = tempfile.mkdtemp(prefix="scep-it-ec-no-ra-")
+    ca = os.path.join(root, "ca")
+    out = run([harness.SCEP_FCGI, "ca", "init", "--dir", ca, "--subject", "CN=Lonely EC CA", "--key-type", "ec", "--days", "30"])
+    assert out.returncode == 0 and "create its RSA RA next" in out.stdout, out.stdout + out.stderr
+    challenge = os.path.join(root, "challenge")
+    open(challenge, "w").write("x\n")
+    os.chmod(challenge, 0o600)
+    config = os.path.join(root, "scep-fcgi.conf")
+    open(config, "w").write(f"[ca]\ndir = {ca}\n[challenge]\nstatic_password_file = {challenge}\n[audit]\npath = {root}/audit.jsonl\n"
+                            f"[server]\nsocket = {root}/s.sock\n")
+    check = run([harness.SCEP_FCGI, "check", "--config", config])
+    assert check.returncode == 1 and "needs an RSA RA" in check.stdout and "scep-fcgi ca ra" in check.stdout, check.stdout
+    assert run([harness.SCEP_FCGI, "ca", "ra", "--dir", ca, "--subject", "CN=Lonely RA"]).returncode == 0
+    check = run([harness.SCEP_FCGI, "check", "--config", config])
+    assert check.returncode == 0, check.stdout
+    bad = run([harness.SCEP_FCGI, "ca", "init", "--dir", os.path.join(root, "x"), "--subject", "CN=x", "--key-type", "ec", "--curve", "P-521"])
+    assert bad.returncode != 0 and "P-256 or P-384" in bad.stderr
