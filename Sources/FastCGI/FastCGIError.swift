@@ -39,16 +39,20 @@ public struct GatewayResponse: Sendable {
     public let reason: String
     public let contentType: String
     public let body: [UInt8]
+    /// More header fields (name, value), e.g. RFC 5019's caching headers; ours, never from a request.
+    public let headers: [(String, String)]
 
-    public init(status: Int, reason: String, contentType: String, body: [UInt8]) {
+    public init(status: Int, reason: String, contentType: String, body: [UInt8], headers: [(String, String)] = []) {
         self.status = status
         self.reason = reason
         self.contentType = contentType
         self.body = body
+        self.headers = headers
     }
 
-    /// The CGI response head (RFC 3875 §6.3): Status, Content-Type, Content-Length.
+    /// The CGI response head (RFC 3875 §6.3): Status, Content-Type, Content-Length, then the others.
     var head: [UInt8] {
-        Array("Status: \(self.status) \(self.reason)\r\nContent-Type: \(self.contentType)\r\nContent-Length: \(self.body.count)\r\n\r\n".utf8)
+        let extra = self.headers.map { "\($0.0): \($0.1)\r\n" }.joined()
+        return Array("Status: \(self.status) \(self.reason)\r\nContent-Type: \(self.contentType)\r\nContent-Length: \(self.body.count)\r\n\(extra)\r\n".utf8)
     }
 }

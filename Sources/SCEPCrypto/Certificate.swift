@@ -119,6 +119,12 @@ public final class Certificate: @unchecked Sendable {
         return GeneralNames.describe(names)
     }
 
+    /// Whether extendedKeyUsage lists id-kp-OCSPSigning (a delegated OCSP responder, RFC 6960 §4.2.2.2).
+    public var allowsOCSPSigning: Bool {
+        X509_check_purpose(self.pointer, -1, 0)  // caches the extensions
+        return X509_get_extended_key_usage(self.pointer) & UInt32(XKU_OCSP_SIGN) != 0 && X509_get_extension_flags(self.pointer) & UInt32(EXFLAG_XKUSAGE) != 0
+    }
+
     /// The signature algorithm, dotted (e.g. 1.2.840.10045.4.3.3, ecdsa-with-SHA384).
     public var signatureAlgorithmOID: String {
         var algorithm: UnsafePointer<X509_ALGOR>? = nil

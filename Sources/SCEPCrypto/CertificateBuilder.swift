@@ -13,6 +13,10 @@ public struct IssuanceProfile: Sendable, Equatable {
     public var crlURLs: [String]
     /// Authority information access caIssuers URLs (RFC 5280 §4.2.2.1).
     public var caIssuersURLs: [String]
+    /// Authority information access OCSP URLs (RFC 5280 §4.2.2.1).
+    public var ocspURLs: [String] = []
+    /// id-pkix-ocsp-nocheck (RFC 6960 §4.2.2.2.1): a delegated responder's own status is not checked.
+    public var ocspNoCheck = false
     /// A SID for the SID security extension (strong certificate mapping, MS-WCCE 2.2.2.7.7.4),
     /// written non-critical; nil writes none. The caller has checked who vouched for it.
     public var securityIdentifier: String?
@@ -76,12 +80,13 @@ public enum CertificateBuilder {
         }
         extensions.append((NID_subject_key_identifier, "hash"))
         extensions.append((NID_authority_key_identifier, "keyid:always"))
+        if profile.ocspNoCheck { extensions.append((NID_id_pkix_OCSP_noCheck, "ignored")) }
         if !profile.crlURLs.isEmpty {
             extensions.append((NID_crl_distribution_points, profile.crlURLs.map { "URI:" + $0 }.joined(separator: ",")))
         }
-        if !profile.caIssuersURLs.isEmpty {
-            extensions.append((NID_info_access, profile.caIssuersURLs.map { "caIssuers;URI:" + $0 }.joined(separator: ",")))
-        }
+        // One authorityInfoAccess extension holds both access methods (RFC 5280 §4.2.2.1).
+        let access = profile.ocspURLs.map { "OCSP;URI:" + $0 } + profile.caIssuersURLs.map { "caIssuers;URI:" + $0 }
+        if !access.isEmpty { extensions.append((NID_info_access, access.joined(separator: ","))) }
         try self.add(extensions, to: cert, issuer: issuer)
 
         if let sid = profile.securityIdentifier {

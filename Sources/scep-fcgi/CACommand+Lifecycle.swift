@@ -157,6 +157,28 @@ extension CACommand {
         }
     }
 
+    struct OCSPSignerCommand: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "ocsp-signer",
+            abstract: "Create (or replace) DIR/ocsp.pem and ocsp.key: the OCSP responder certificate the server signs answers with.",
+            discussion: """
+                A delegated responder of the current CA (id-kp-OCSPSigning, id-pkix-ocsp-nocheck, RFC 6960 §4.2.2.2),                 short-lived since nothing checks its own revocation: the server renews it once a third of its life                 is left. Without one, the CA signs OCSP answers itself.
+                """)
+        @OptionGroup var location: CALocation
+        @Option(name: .long, help: "Validity in days (1 to 90).") var days: Int = 7
+
+        func validate() throws {
+            guard (1...90).contains(self.days) else { throw ValidationError("--days must be 1...90: a responder certificate is short-lived") }
+        }
+
+        func run() throws {
+            try operatorCommand {
+                let certificate = try self.location.operations().createOCSPSigner(days: self.days)
+                print("created OCSP responder \(certificate.subject) (serial \(certificate.serialNumberHex)), valid until \(RFC3339.string(certificate.notAfter))")
+            }
+        }
+    }
+
     struct RACommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "ra", abstract: "Create an RA certificate signed by the CA (DIR/ra.pem, DIR/ra.key); CertReps are then signed by it.")

@@ -10,7 +10,7 @@ struct CACommand: ParsableCommand {
         commandName: "ca", abstract: "Manage the on-disk CA (safe while servers serve from the same directory).",
         subcommands: [
             InitCommand.self, ListCommand.self, PendingCommand.self, ApproveCommand.self, RejectCommand.self, RevokeCommand.self,
-            CRLCommand.self, RolloverCommand.self, RACommand.self,
+            CRLCommand.self, RolloverCommand.self, RACommand.self, OCSPSignerCommand.self,
         ])
 
     struct InitCommand: ParsableCommand {

@@ -39,7 +39,7 @@ enum Wiring {
                 material: material, store: try FileCertificateStore(directory: directory, retentionDays: config.store.transactionRetentionDays), validator: validator, audit: audit,
                 policy: IssuancePolicy(config.issue, challengeMode: config.challenge.mode, store: config.store),
                 crls: CRLPublisher(directory: directory, validityHours: config.ca.crlValidityHours), diagnostics: diagnostics,
-                metrics: metrics, monitoring: config.monitoring)
+                metrics: metrics, monitoring: config.monitoring, ocsp: config.ocsp)
             return .success(responder)
         } catch let error as ServerError {
             return .failure(Problems(lines: [error.message]))
@@ -97,10 +97,11 @@ enum Wiring {
                     method: request.params["REQUEST_METHOD"] ?? "GET",
                     query: request.params["QUERY_STRING"] ?? "",
                     body: request.body, bodyTooLarge: request.bodyTooLarge,
-                    remoteAddr: request.params["REMOTE_ADDR"] ?? "", path: self.path(request.params), clientGone: request.peerClosed))
+                    remoteAddr: request.params["REMOTE_ADDR"] ?? "", path: self.path(request.params), clientGone: request.peerClosed,
+                    requestURI: request.params["REQUEST_URI"]))
             return GatewayResponse(
                 status: response.status, reason: SCEPHTTPResponse.reasonPhrases[response.status] ?? "Error",
-                contentType: response.contentType, body: response.body)
+                contentType: response.contentType, body: response.body, headers: response.headers.map { ($0.name, $0.value) })
         }
     }
 }

@@ -107,6 +107,18 @@ def test_ec_ca_crl_is_ecdsa_and_verifies(p256):
     assert rep["serial"] in out.stdout.replace(":", "").upper()
 
 
+def test_ec_ca_answers_ocsp_with_ecdsa(p256):
+    site = p256
+    work = harness.make_request(site, workdir(site, "ec-ocsp"), subject="CN=ec-ocsp", ca=os.path.join(site.ca_dir, "ra.pem"))
+    status, _, body = site.request("POST", "operation=PKIOperation", open(os.path.join(work, "request.der"), "rb").read())
+    assert harness.open_reply(work, body)["status"] == "success"
+    cert = os.path.join(work, "cert.pem")
+    out = run(["openssl", "ocsp", "-url", f"http://127.0.0.1:{site.port}/ocsp", "-issuer", site.ca_pem, "-cert", cert,
+               "-CAfile", site.ca_pem, "-resp_text"])
+    text_out = out.stdout + out.stderr
+    assert f"{cert}: good" in text_out and "Response verify OK" in text_out and "ecdsa-with-SHA256" in text_out, text_out
+
+
 def test_p384_ca_signs_with_sha384():
     site = ec_site("P-384")
     try:

@@ -28,6 +28,9 @@ public struct CADirectory: Sendable {
     public var raKeyPath: String { self.path + "/ra.key" }
     public var raEncryptionCertificatePath: String { self.path + "/ra-encrypt.pem" }
     public var raEncryptionKeyPath: String { self.path + "/ra-encrypt.key" }
+    /// The delegated OCSP responder (`scep-fcgi ca ocsp-signer`).
+    public var ocspCertificatePath: String { self.path + "/ocsp.pem" }
+    public var ocspKeyPath: String { self.path + "/ocsp.key" }
     public var nextPath: String { self.path + "/next" }
     public var previousPath: String { self.path + "/previous" }
     public var issuedPath: String { self.path + "/issued" }
@@ -96,7 +99,7 @@ public struct CADirectory: Sendable {
     /// What identifies the key material on disk: reloading is needed when this changes.
     public func fingerprint() -> [String] {
         [self.certificatePath, self.keyPath, self.raCertificatePath, self.raEncryptionCertificatePath, self.chainPath,
-            self.nextPath + "/ca.pem", self.previousPath + "/ca.pem"].map { path in
+            self.nextPath + "/ca.pem", self.previousPath + "/ca.pem", self.ocspCertificatePath].map { path in
             var info = stat()
             guard stat(path, &info) == 0 else { return "-" }
             return "\(info.st_ino):\(info.st_size):\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)"
@@ -137,12 +140,21 @@ public struct CADirectory: Sendable {
         let raEncryption = self.loadPair(self.raEncryptionCertificatePath, self.raEncryptionKeyPath, passphrase, &problems, required: false)
         let previous = self.loadPair(self.previousPath + "/ca.pem", self.previousPath + "/ca.key", passphrase, &problems, required: false, authority: true)
         let next = self.loadPair(self.nextPath + "/ca.pem", self.nextPath + "/ca.key", passphrase, &problems, required: false, authority: true)
+        let ocspSigner = self.loadPair(self.ocspCertificatePath, self.ocspKeyPath, passphrase, &problems, required: false, authority: true)
         if let current {
             if let ra { problems += Self.raProblems(ra, self.raCertificatePath, ca: current, chain: chain, usage: raEncryption == nil ? [.sign, .encrypt] : [.sign]) }
             if raEncryption != nil && ra == nil { problems.append("\(self.raEncryptionCertificatePath) needs \(self.raCertificatePath) (the signing RA)") }
             if let raEncryption { problems += Self.raProblems(raEncryption, self.raEncryptionCertificatePath, ca: current, chain: chain, usage: [.encrypt]) }
             // RFC 8894 §3.1: requests are enveloped with RSA key transport. An EC CA signs
             // certificates and CRLs; an RSA RA receives the requests and signs the replies.
+            if let ocspSigner {
+                if case .failure(let failure) = CertificateVerifier(anchors: [current.certificate]).verify(ocspSigner.certificate, at: Date()) {
+                    problems.append("\(self.ocspCertificatePath): does not chain to ca.pem (\(failure)); renew it: scep-fcgi ca ocsp-signer")
+                }
+                if !ocspSigner.certificate.allowsOCSPSigning {
+                    problems.append("\(self.ocspCertificatePath): extendedKeyUsage lacks id-kp-OCSPSigning (RFC 6960 §4.2.2.2)")
+                }
+            }
             if servable && current.key.algorithm != .rsa && ra == nil {
                 problems.append(
                     "\(self.keyPath): an \(current.key.algorithm.rawValue) CA needs an RSA RA to receive SCEP requests: "
@@ -158,7 +170,8 @@ public struct CADirectory: Sendable {
             problems.append("\(self.indexPath): not writable by this user")
         }
         guard problems.isEmpty, let current else { return .failure(CAProblems(lines: problems)) }
-        return .success(CAMaterial(current: current, chain: chain, ra: ra, raEncryption: raEncryption, previous: previous, next: next))
+        return .success(
+            CAMaterial(current: current, chain: chain, ra: ra, raEncryption: raEncryption, previous: previous, next: next, ocspSigner: ocspSigner))
     }
 
     enum KeyUse { case sign, encrypt }

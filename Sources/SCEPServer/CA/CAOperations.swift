@@ -225,10 +225,14 @@ public struct CAOperations: Sendable {
 
     /// "CN=SCEP RA,O=Example" → "CN=SCEP RA Encryption,O=Example": the two RA certificates get
     /// distinct names, as NDES's "CEP Encryption" and "Exchange Enrollment Agent" have.
-    static func encryptionSubject(_ subject: String) -> String {
-        guard subject.uppercased().hasPrefix("CN=") else { return "CN=Encryption," + subject }
+    static func encryptionSubject(_ subject: String) -> String { Self.serviceSubject(subject, "Encryption") }
+
+    /// The subject with `role` appended to its leading CN ("CN=Example CA,O=Example", "OCSP
+    /// Responder" → "CN=Example CA OCSP Responder,O=Example"), or a CN of its own in front.
+    static func serviceSubject(_ subject: String, _ role: String) -> String {
+        guard subject.uppercased().hasPrefix("CN=") else { return "CN=\(role)," + subject }
         let comma = subject.firstIndex(of: ",") ?? subject.endIndex
-        return subject[..<comma] + " Encryption" + subject[comma...]
+        return subject[..<comma] + " " + role + subject[comma...]
     }
 
     private static func keyUsageText(_ certificate: Certificate) -> String {
@@ -238,13 +242,48 @@ public struct CAOperations: Sendable {
         return "critical," + (names.isEmpty ? "digitalSignature,keyEncipherment" : names.joined(separator: ","))
     }
 
-    private func issueRA(key: PrivateKey, subject: String, keyUsage: String, days: Int, by ca: KeyPair) throws -> Certificate {
+    /// A certificate for one of the CA's own services (RA, OCSP responder), never past the CA's.
+    private func issueRA(
+        key: PrivateKey, subject: String, keyUsage: String, days: Int, by ca: KeyPair, extendedKeyUsage: [String] = [], ocspNoCheck: Bool = false
+    ) throws -> Certificate {
         let csr = try CertificateSigningRequest.make(subject: subject, key: key, challengePassword: nil)
         let now = Date()
         let notAfter = min(now.addingTimeInterval(Double(days) * 86400), ca.certificate.notAfter)
+        var profile = IssuanceProfile(keyUsage: keyUsage, extendedKeyUsage: extendedKeyUsage, signatureDigest: ca.key.signatureDigest)
+        profile.ocspNoCheck = ocspNoCheck
         return try CertificateBuilder.issue(
             csr: csr, issuer: ca.certificate, issuerKey: ca.key, serial: try SerialNumber.random(), notBefore: now.addingTimeInterval(-300),
-            notAfter: notAfter, profile: IssuanceProfile(keyUsage: keyUsage, extendedKeyUsage: [], signatureDigest: ca.key.signatureDigest))
+            notAfter: notAfter, profile: profile)
+    }
+
+    // MARK: OCSP (RFC 6960)
+
+    /// Creates or replaces `ocsp.pem`/`ocsp.key`: a delegated responder of the current CA with
+    /// id-kp-OCSPSigning and id-pkix-ocsp-nocheck (RFC 6960 §4.2.2.2), short-lived because nothing
+    /// checks its own revocation; a new key each time. The key type follows the CA's (EC P-256 for
+    /// an EC CA, RSA-2048 otherwise). Servers pick it up on their own.
+    public func createOCSPSigner(days: Int) throws -> Certificate {
+        let ca = try self.material(servable: false).current
+        let key = ca.key.algorithm == .ec ? try PrivateKey.generateEC(curve: .p256) : try PrivateKey.generateRSA(bits: 2048)
+        let subject = Self.serviceSubject(ca.certificate.subject, "OCSP Responder")
+        let certificate = try self.issueRA(
+            key: key, subject: subject, keyUsage: "critical,digitalSignature", days: days, by: ca, extendedKeyUsage: ["OCSPSigning"], ocspNoCheck: true)
+        // Key first: a server reloading in between sees a key that does not match and keeps the old pair.
+        var passphrase = try self.passphraseFile.map { try SecretFile.read($0, key: "ca.key_passphrase_file", allowEmpty: true) }
+        defer { if passphrase != nil { OpenSSL.cleanse(&passphrase!) } }
+        try AtomicFile.replace(self.directory.ocspKeyPath, contents: try key.pemEncoded(passphrase: passphrase), mode: 0o600, sync: true)
+        try AtomicFile.replace(self.directory.ocspCertificatePath, contents: Array(certificate.pemEncoded.utf8), mode: 0o644, sync: true)
+        try self.auditCreated("ca-ocsp-signer", certificate)
+        return certificate
+    }
+
+    /// Renews the delegated responder once less than a third of its life is left (the server's
+    /// housekeeping calls this; nil when nothing was due).
+    public func renewOCSPSignerIfDue(now: Date = Date()) throws -> Certificate? {
+        guard let signer = try self.material().ocspSigner else { return nil }
+        let life = signer.certificate.notAfter.timeIntervalSince(signer.certificate.notBefore)
+        guard signer.certificate.notAfter.timeIntervalSince(now) < life / 3 else { return nil }
+        return try self.createOCSPSigner(days: max(1, Int((life / 86400).rounded())))
     }
 
     /// Key (0600, encrypted when a passphrase is configured) then certificate, each created whole.

@@ -45,11 +45,15 @@ public struct CAMaterial: Sendable {
     public let raEncryption: KeyPair?
     public let previous: KeyPair?
     public let next: KeyPair?
+    /// A delegated OCSP responder of the current CA (`ocsp.pem`, RFC 6960 §4.2.2.2); without one
+    /// each CA signs its own OCSP answers.
+    public let ocspSigner: KeyPair?
 
     public init(
         current: KeyPair, chain: [Certificate] = [], ra: KeyPair? = nil, raEncryption: KeyPair? = nil, previous: KeyPair? = nil,
-        next: KeyPair? = nil
+        next: KeyPair? = nil, ocspSigner: KeyPair? = nil
     ) {
+        self.ocspSigner = ocspSigner
         self.current = current
         self.chain = chain
         self.ra = ra
@@ -109,6 +113,7 @@ public struct CAMaterial: Sendable {
         if let enc = self.raEncryption { out.append(("ra-encrypt", enc.certificate)) }
         if let previous = self.previous { out.append(("previous", previous.certificate)) }
         if let next = self.next { out.append(("next", next.certificate)) }
+        if let ocsp = self.ocspSigner { out.append(("ocsp", ocsp.certificate)) }
         return out
     }
 }
@@ -126,7 +131,8 @@ public final class CAMaterialSource: Sendable {
     }
 
     public let directory: CADirectory?
-    private let passphraseFile: String?
+    /// Read by `ca.key_passphrase_file`'s users here and by the OCSP signer's renewal.
+    let passphraseFile: String?
     private let diagnostics: Diagnostics
     private let state: Locked<State>
 

@@ -152,6 +152,14 @@ extension Configuration {
         Key(name: "metrics.path") { $0.monitoring.metricsPath = try endpointPath($1, "metrics.path") },
         Key(name: "metrics.counters_file") { $0.monitoring.countersFile = $1.isEmpty ? nil : $1 },
         Key(name: "health.path") { $0.monitoring.healthPath = try endpointPath($1, "health.path") },
+        Key(name: "ocsp.path") { config, value in
+            guard value.isEmpty || (value.hasPrefix("/") && !value.contains("?") && !value.contains(" ") && !value.hasSuffix("/")) else {
+                throw ServerError(.configuration, "ocsp.path: \"\(value)\" is not an absolute path like /ocsp (empty turns the responder off)")
+            }
+            config.ocsp.path = value.isEmpty ? nil : value
+        },
+        Key(name: "ocsp.validity_minutes") { $0.ocsp.validityMinutes = try integer($1, "ocsp.validity_minutes", 1...10080) },
+        Key(list: "issue.ocsp_url", \.issue.ocspURLs, validate: { try url($0, "issue.ocsp_url") }),
     ]
 
     /// A monitoring path: absolute, no query, and outside the SCEP locations of the shipped web

@@ -145,6 +145,8 @@ public struct Configuration: Sendable, Equatable {
         public var allowDESRequests: Bool = true
         public var crlURLs: [String] = []
         public var aiaURLs: [String] = []
+        /// AIA OCSP access method (RFC 5280 §4.2.2.1) put in issued certificates.
+        public var ocspURLs: [String] = []
         /// Caps checked before the challenge (RFC 5280 §4.2.1.6 names are validated by type too).
         public var maxSubjectAltNames: Int = 64
         public var maxSubjectBytes: Int = 1024
@@ -205,8 +207,18 @@ public struct Configuration: Sendable, Equatable {
     public var audit = Audit()
     public var server = Server()
     public var monitoring = Monitoring()
+    public var ocsp = OCSP()
 
     public init() {}
+
+    /// `ocsp.*`: the OCSP responder (RFC 6960, RFC 5019 profile) the same program answers.
+    public struct OCSP: Sendable, Equatable {
+        /// The path answered (POST `path`, GET `path/{base64}`); nil turns the responder off.
+        public var path: String? = "/ocsp"
+        /// nextUpdate − thisUpdate of every answer, and the HTTP max-age of a GET's.
+        public var validityMinutes: Int = 60
+        public init() {}
+    }
 
     /// `server.allow_from`, else libfcgi's `FCGI_WEB_SERVER_ADDRS` (comma-separated), else loopback.
     public func allowedPeers(environment: [String: String]) -> [String] {

@@ -51,6 +51,16 @@ public final class Metrics: Sendable {
         if let time { self.file.store(Layout.lastRevocationSync, UInt64(max(0, time.timeIntervalSince1970))) }
     }
 
+    /// One OCSP answer: its kind (the first certificate's status, or the failure) and how long it took.
+    func countOCSP(_ kind: String, durationMs: Double) {
+        self.file.add(Layout.ocspSlot(kind))
+        let seconds = durationMs / 1000
+        let bucket = Layout.buckets.firstIndex { seconds <= $0 } ?? Layout.buckets.count
+        self.file.add(Layout.ocspLatency + bucket)
+        self.file.add(Layout.ocspLatency + Layout.bucketSlots, UInt64(max(0, durationMs * 1000).rounded()))
+        self.file.add(Layout.ocspLatency + Layout.bucketSlots + 1)
+    }
+
     /// Totals of the Intune revocation sync, for the exposition.
     func revocationSync() -> (downloaded: UInt64, results: [(String, UInt64)], last: Date?) {
         let results = Layout.revocationResultNames.enumerated().map { ($1, self.file.load(Layout.revocationResults + $0)) }
@@ -88,7 +98,8 @@ public final class Metrics: Sendable {
     enum Layout {
         static let operations = Operation.allCases.map(\.rawValue) + ["none"]
         static let caOperations = [
-            "ca-approve", "ca-reject", "ca-revoke", "ca-crl", "ca-rollover", "ca-rollover-activate", "ca-ra", "IntuneRevocation", "other",
+            "ca-approve", "ca-reject", "ca-revoke", "ca-crl", "ca-rollover", "ca-rollover-activate", "ca-ra", "ca-ocsp-signer", "IntuneRevocation",
+            "other",
         ]
         /// Results of Intune revocation requests, as uploaded.
         static let revocationResultNames = ["revoked", "already-revoked", "not-found", "failed"]
@@ -111,7 +122,13 @@ public final class Metrics: Sendable {
         static let revocationsDownloaded = auditFailures + 1
         static let revocationResults = revocationsDownloaded + 1
         static let lastRevocationSync = revocationResults + revocationResultNames.count
-        static let slotCount = lastRevocationSync + 1
+        /// OCSP answers by kind, then the latency histogram (buckets, +Inf, sum in µs, count).
+        static let ocspKinds = ["good", "revoked", "unknown", "malformedRequest", "unauthorized", "internalError"]
+        static let ocspAnswers = lastRevocationSync + 1
+        static let ocspLatency = ocspAnswers + ocspKinds.count
+        static let slotCount = ocspLatency + bucketSlots + 2
+
+        static func ocspSlot(_ kind: String) -> Int { ocspAnswers + (ocspKinds.firstIndex(of: kind) ?? ocspKinds.firstIndex(of: "malformedRequest")!) }
 
         private static let outcomeIndex = Dictionary(uniqueKeysWithValues: outcomes.enumerated().map { ($1, $0) })
         private static let reasonIndex = Dictionary(uniqueKeysWithValues: reasons.enumerated().map { ($1, $0) })
@@ -135,7 +152,7 @@ public final class Metrics: Sendable {
 
         /// FNV-1a of every label set and bucket, in order: any change to the layout changes it.
         static let fingerprint: UInt64 = {
-            let text = [operations, caOperations, outcomes.map(\.rawValue), reasons, intuneCalls, buckets.map { "\($0)" }, revocationResultNames]
+            let text = [operations, caOperations, outcomes.map(\.rawValue), reasons, intuneCalls, buckets.map { "\($0)" }, revocationResultNames, ocspKinds]
                 .map { $0.joined(separator: ",") }.joined(separator: ";")
             var hash: UInt64 = 0xcbf2_9ce4_8422_2325
             for byte in text.utf8 {

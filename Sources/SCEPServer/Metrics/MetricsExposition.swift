@@ -47,6 +47,7 @@ extension Metrics {
         out.family("scep_audit_write_failures_total", .counter, "Audit records that could not be written (their certificates were withheld).")
         out.sample("scep_audit_write_failures_total", [], Double(self.file.load(Layout.auditFailures)))
 
+        self.ocspSeries(&out)
         if intune { self.intuneExposition(&out) }
 
         out.family("scep_certificate_expiry_timestamp_seconds", .gauge, "notAfter of the CA and RA certificates in use (Unix time), by role.")
@@ -123,6 +124,27 @@ extension Metrics {
                 out.sample("scep_intune_revocation_sync_last_success_timestamp_seconds", [], last.timeIntervalSince1970)
             }
         }
+    }
+}
+
+extension Metrics {
+    /// OCSP answers by kind and their latency, once the responder has answered anything.
+    fileprivate func ocspSeries(_ out: inout PrometheusText) {
+        let counts = Layout.ocspKinds.enumerated().map { ($1, self.file.load(Layout.ocspAnswers + $0)) }
+        guard counts.contains(where: { $0.1 > 0 }) else { return }
+        out.family("scep_ocsp_responses_total", .counter, "OCSP answers by the first certificate's status, or the OCSP error status.")
+        for (kind, count) in counts { out.sample("scep_ocsp_responses_total", [("status", kind)], Double(count)) }
+        let histogram = "scep_ocsp_response_duration_seconds"
+        out.family(histogram, .histogram, "Time to answer an OCSP request (store lookup and signature).")
+        var cumulative: UInt64 = 0
+        for (i, bound) in Layout.buckets.enumerated() {
+            cumulative += self.file.load(Layout.ocspLatency + i)
+            out.sample(histogram + "_bucket", [("le", PrometheusText.number(bound))], Double(cumulative))
+        }
+        let count = self.file.load(Layout.ocspLatency + Layout.bucketSlots + 1)
+        out.sample(histogram + "_bucket", [("le", "+Inf")], Double(count))
+        out.sample(histogram + "_sum", [], Double(self.file.load(Layout.ocspLatency + Layout.bucketSlots)) / 1e6)
+        out.sample(histogram + "_count", [], Double(count))
     }
 }
 

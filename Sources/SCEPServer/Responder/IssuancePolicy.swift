@@ -17,6 +17,7 @@ public struct IssuancePolicy: Sendable {
     public var allowDESRequests: Bool
     public var crlURLs: [String]
     public var aiaURLs: [String]
+    public var ocspURLs: [String]
     public var transactionRetentionDays: Int
     /// How far a signer certificate's validity and a signingTime may be from our clock.
     public var signerClockSkewMinutes: Int
@@ -44,6 +45,7 @@ public struct IssuancePolicy: Sendable {
         self.allowDESRequests = issue.allowDESRequests
         self.crlURLs = issue.crlURLs
         self.aiaURLs = issue.aiaURLs
+        self.ocspURLs = issue.ocspURLs
         self.transactionRetentionDays = store.transactionRetentionDays
         self.signerClockSkewMinutes = issue.signerClockSkewMinutes
         self.names = NamePolicy(maxNames: issue.maxSubjectAltNames, maxSubjectBytes: issue.maxSubjectBytes)
@@ -110,10 +112,12 @@ public struct IssuancePolicy: Sendable {
     /// keyUsage per key type: keyEncipherment only makes sense for RSA (RFC 5280 §4.2.1.3).
     /// The signature uses the issuing key's digest (SHA-384 for a P-384 CA, else SHA-256).
     func profile(for key: PublicKey, issuer: KeyPair, securityIdentifier: String? = nil) -> IssuanceProfile {
-        IssuanceProfile(
+        var profile = IssuanceProfile(
             keyUsage: key.algorithm == .rsa ? "critical,digitalSignature,keyEncipherment" : "critical,digitalSignature",
             extendedKeyUsage: self.extendedKeyUsage, signatureDigest: issuer.key.signatureDigest, crlURLs: self.crlURLs,
             caIssuersURLs: self.aiaURLs, securityIdentifier: securityIdentifier)
+        profile.ocspURLs = self.ocspURLs
+        return profile
     }
 
     /// Signs a certificate for `csr` with `issuer`: subject and SANs from the request, the

@@ -13,11 +13,15 @@ public struct SCEPHTTPRequest: Sendable {
     /// Whether the client is known to be gone (the web server closed the FastCGI connection),
     /// asked before the challenge is validated and before a certificate is issued.
     public var clientGone: @Sendable () -> Bool
+    /// The request target exactly as the client sent it (CGI `REQUEST_URI`), when the web server
+    /// passes it: OCSP GETs carry base64 in the path, which a decoded, slash-merged path would break.
+    public var requestURI: String?
 
     public init(
         method: String, query: String, body: [UInt8] = [], bodyTooLarge: Bool = false, remoteAddr: String = "", path: String? = nil,
-        clientGone: @escaping @Sendable () -> Bool = { false }
+        clientGone: @escaping @Sendable () -> Bool = { false }, requestURI: String? = nil
     ) {
+        self.requestURI = requestURI
         self.method = method
         self.query = query
         self.body = body
@@ -33,11 +37,19 @@ public struct SCEPHTTPResponse: Sendable, Equatable {
     public var status: Int
     public var contentType: String
     public var body: [UInt8]
+    /// More header fields, in order (OCSP's RFC 5019 caching headers).
+    public var headers: [HeaderField]
 
-    public init(status: Int, contentType: String, body: [UInt8]) {
+    public struct HeaderField: Sendable, Equatable {
+        public let name: String
+        public let value: String
+    }
+
+    public init(status: Int, contentType: String, body: [UInt8], headers: [HeaderField] = []) {
         self.status = status
         self.contentType = contentType
         self.body = body
+        self.headers = headers
     }
 
     /// A fixed one-line text for HTTP-tier errors; `text/plain` without a charset parameter,

@@ -22,6 +22,8 @@ public final class SCEPResponder: Sendable {
     let metrics: Metrics?
     let monitoring: Configuration.Monitoring
     let health = HealthCheck()
+    /// `ocsp.path`: answered before any audit record exists, like the monitoring endpoints.
+    let ocsp: OCSPResponder?
     /// The one issuance path, shared with `scep-fcgi ca approve` (``CAOperations``).
     var issuance: Issuance { Issuance(store: self.store, policy: self.policy, diagnostics: self.diagnostics) }
     /// GetCACert, GetCACaps and GetNextCACert bodies, rebuilt only when the material changes:
@@ -40,8 +42,9 @@ public final class SCEPResponder: Sendable {
     public init(
         material: CAMaterialSource, store: any CertificateStore, validator: any ChallengeValidator, audit: any AuditSink,
         policy: IssuancePolicy, crls: CRLPublisher?, diagnostics: Diagnostics = Diagnostics(), metrics: Metrics? = nil,
-        monitoring: Configuration.Monitoring = .init()
+        monitoring: Configuration.Monitoring = .init(), ocsp: Configuration.OCSP = .init()
     ) throws {
+        self.ocsp = ocsp.path.map { OCSPResponder(path: $0, validityMinutes: ocsp.validityMinutes, store: store, metrics: metrics, diagnostics: diagnostics) }
         self.metrics = metrics
         self.monitoring = monitoring
         self.material = material
@@ -57,6 +60,7 @@ public final class SCEPResponder: Sendable {
     public func respond(to request: SCEPHTTPRequest) -> SCEPHTTPResponse {
         OpenSSL.clearErrors()
         if let path = request.path, let response = self.monitoringResponse(path, request) { return response }
+        if let ocsp = self.ocsp, ocsp.handles(request.path) { return ocsp.respond(to: request, material: self.material.current()) }
         let record = RequestRecord(sink: self.audit, diagnostics: self.diagnostics, request: request)
         let response = self.route(request, record)
         record.finishLogging()
@@ -172,6 +176,25 @@ public final class SCEPResponder: Sendable {
         }
     }
 
+    /// The delegated OCSP responder is short-lived: renewed here once a third of its life is left,
+    /// by whichever process gets the CRL lock's sibling first (the others find it renewed).
+    private func renewOCSPSigner(_ material: CAMaterial, now: Date) {
+        guard let signer = material.ocspSigner, let directory = self.material.directory else { return }
+        let life = signer.certificate.notAfter.timeIntervalSince(signer.certificate.notBefore)
+        guard signer.certificate.notAfter.timeIntervalSince(now) < life / 3 else { return }
+        do {
+            guard let lock = try RunLock(path: directory.path + "/.ocsp-signer.lock") else { return }
+            defer { lock.release() }
+            let operations = try CAOperations(
+                directory: directory, passphraseFile: self.material.passphraseFile, audit: self.audit, policy: self.policy, crlValidityHours: 168)
+            if let renewed = try operations.renewOCSPSignerIfDue(now: now) {
+                self.diagnostics.log(.notice, "renewed the OCSP responder certificate (serial \(renewed.serialNumberHex), until \(RFC3339.string(renewed.notAfter)))")
+            }
+        } catch {
+            self.diagnostics.log(.error, "OCSP responder certificate not renewed: \(error)")
+        }
+    }
+
     /// Reopens the files held open (the audit log) after log rotation: SIGHUP / SIGUSR1.
     public func reopenLogs() {
         do {
@@ -202,6 +225,7 @@ public final class SCEPResponder: Sendable {
             }
         }
         self.recordUnaudited(now: now)
+        self.renewOCSPSigner(material, now: now)
         let orphans = self.store.removeOrphans()
         if orphans > 0 { self.diagnostics.log(.notice, "removed \(orphans) temporary files left by processes that died") }
         let removed = self.store.pruneTransactions(olderThan: now.addingTimeInterval(-Double(self.policy.transactionRetentionDays) * 86400))
