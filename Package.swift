@@ -24,12 +24,14 @@ let package = Package(
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         // Header only: atomic adds on a shared file mapping (the cross-process metrics counters).
         .systemLibrary(name: "CSharedCounters"),
+        // OpenSSL's (deprecated) ENGINE API, for the pkcs11 engine only: see its shim.h.
+        .systemLibrary(name: "CEnginePKCS11", providers: [.apt(["libengine-pkcs11-openssl"])]),
 
         // The one lock type (pthread: visible to ThreadSanitizer).
         .target(name: "SCEPLocking", swiftSettings: strict),
 
         // The only importers of each C module.
-        .target(name: "SCEPCrypto", dependencies: ["COpenSSL"], swiftSettings: strict),
+        .target(name: "SCEPCrypto", dependencies: ["COpenSSL", "CEnginePKCS11", "SCEPLocking"], swiftSettings: strict),
         .target(name: "FastCGI", dependencies: ["CFastCGI", "SCEPLocking"], swiftSettings: strict),
         .target(name: "CurlHTTP", dependencies: ["CCurl", "SCEPLocking"], swiftSettings: strict),
 

@@ -9,6 +9,7 @@ packages=(
   scep certmonger dbus curl                                                   # real SCEP clients
   logrotate procps systemd adduser                                            # log rotation, socket activation, the .deb
   prometheus                                                                  # promtool and a Prometheus server for the metrics tests
+  softhsm2 opensc libengine-pkcs11-openssl                                    # the CA key on a PKCS#11 token (SoftHSM2 in the tests)
 )
 missing=()
 for p in "${packages[@]}"; do

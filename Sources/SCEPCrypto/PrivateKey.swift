@@ -20,8 +20,14 @@ public enum ECCurve: String, Sendable, CaseIterable {
 /// which is why the CA key is parsed once per process and shared by every worker thread.
 public final class PrivateKey: @unchecked Sendable {
     let pointer: OpaquePointer
+    /// The RFC 7512 URI of a key that lives on a PKCS#11 token (nil for a key in memory): such a
+    /// key is never written out, only where to find it.
+    public let tokenURI: String?
 
-    init(takingOwnershipOf pointer: OpaquePointer) { self.pointer = pointer }
+    init(takingOwnershipOf pointer: OpaquePointer, tokenURI: String? = nil) {
+        self.pointer = pointer
+        self.tokenURI = tokenURI
+    }
     deinit { EVP_PKEY_free(self.pointer) }
 
     /// Generates an RSA key with `bits` modulus bits (public exponent 65537).

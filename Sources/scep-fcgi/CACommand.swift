@@ -31,17 +31,31 @@ struct CACommand: ParsableCommand {
         @Option(name: .long, help: "Encrypt ca.key with the passphrase in this file (AES-256).")
         var passphraseFile: String?
 
-        func validate() throws { try KeyOptions.check(keyBits: self.key.keyBits, days: self.days) }
+        @Option(name: .long, help: "With --key-uri: the token's PIN, in a file (put the same path in ca.key_pin_file).")
+        var pinFile: String?
+
+        @Option(name: .long, help: "With --key-uri: the PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so (ca.pkcs11_module).")
+        var pkcs11Module: String?
+
+        func validate() throws {
+            try KeyOptions.check(keyBits: self.key.keyBits, days: self.days)
+            if self.key.keyURI != nil && self.pinFile == nil { throw ValidationError("--key-uri needs --pin-file") }
+        }
 
         func run() throws {
             try OpenSSL.bootstrap()
             var passphrase = try self.passphraseFile.map { try SecretFile.read($0, key: "--passphrase-file", allowEmpty: true) }
             defer { if passphrase != nil { OpenSSL.cleanse(&passphrase!) } }
             do {
-                let certificate = try CADirectory(self.dir).initialize(
-                    subject: self.subject, key: try self.key.spec(), days: self.days, passphrase: passphrase)
-                print("created \(self.dir)/ca.pem and \(self.dir)/ca.key")
-                if !(try self.key.spec()).isRSA {
+                let directory = CADirectory(self.dir, token: TokenAccess(pinFile: self.pinFile, module: self.pkcs11Module))
+                let certificate = try directory.initialize(subject: self.subject, key: try self.key.spec(), days: self.days, passphrase: passphrase)
+                if let uri = self.key.keyURI {
+                    print("created \(self.dir)/ca.pem for the key at \(uri) (recorded in \(CADirectory.uriPath(ofKey: directory.keyPath)))")
+                    print("set ca.key_pin_file = \(self.pinFile ?? "…")\(self.pkcs11Module.map { " and ca.pkcs11_module = \($0)" } ?? "") in the configuration")
+                } else {
+                    print("created \(self.dir)/ca.pem and \(self.dir)/ca.key")
+                }
+                if certificate.publicKey?.algorithm == .ec {
                     print("an EC CA cannot receive SCEP requests itself: create its RSA RA next (scep-fcgi ca ra --dir \(self.dir) --subject …, see README: An EC issuing CA)")
                 }
                 print("subject: \(certificate.subject)")
@@ -64,9 +78,16 @@ struct CAKeyOptions: ParsableArguments {
     @Option(name: .long, help: "EC curve with --key-type ec: P-256 or P-384.")
     var curve: String?
 
+    @Option(name: .long, help: "A key already on a PKCS#11 token, e.g. \"pkcs11:token=scep-ca;object=ca-key;type=private\" (no PIN in it).")
+    var keyURI: String?
+
     func validate() throws { _ = try self.spec() }
 
     func spec() throws -> CAKeySpec {
+        if let uri = self.keyURI {
+            guard uri.hasPrefix("pkcs11:") else { throw ValidationError("--key-uri must be a pkcs11: URI (RFC 7512)") }
+            return .token(uri: uri)
+        }
         switch self.keyType.lowercased() {
         case "rsa":
             guard self.curve == nil else { throw ValidationError("--curve goes with --key-type ec") }
@@ -102,6 +123,9 @@ struct CALocation: ParsableArguments {
     @Option(name: .long, help: "Audit log for this command (default: audit.path of --config, else DIR/ca-operations.jsonl).")
     var auditLog: String?
 
+    @Option(name: .long, help: "PIN file of a CA key on a PKCS#11 token (default: ca.key_pin_file of --config).")
+    var pinFile: String?
+
     func validate() throws {
         guard (self.dir == nil) != (self.config == nil) else { throw ValidationError("give exactly one of --dir DIR or --config FILE") }
     }
@@ -114,6 +138,7 @@ struct CALocation: ParsableArguments {
             }
         }
         if let dir = self.dir { config.ca.dir = dir }
+        if let pinFile = self.pinFile { config.ca.keyPINFile = pinFile }
         guard !config.ca.dir.isEmpty else { throw ValidationError("ca.dir is not set in \(self.config ?? "the configuration")") }
         return config
     }
@@ -133,7 +158,7 @@ struct CALocation: ParsableArguments {
     static func operations(_ config: Configuration, auditLog: String? = nil, fromFile: Bool) throws -> CAOperations {
         let auditPath = auditLog ?? (fromFile && !config.audit.path.isEmpty ? config.audit.path : config.ca.dir + "/ca-operations.jsonl")
         return try CAOperations(
-            directory: CADirectory(config.ca.dir), passphraseFile: config.ca.keyPassphraseFile,
+            directory: CADirectory(config.ca), passphraseFile: config.ca.keyPassphraseFile,
             audit: try Wiring.commandAuditSink(config, path: auditPath),
             policy: IssuancePolicy(config.issue, challengeMode: config.challenge.mode, store: config.store),
             crlValidityHours: config.ca.crlValidityHours)

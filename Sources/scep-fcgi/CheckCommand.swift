@@ -33,9 +33,19 @@ struct CheckCommand: ParsableCommand {
         try OpenSSL.bootstrap()
         var problems = config.problems()
         if problems.isEmpty {
-            let directory = CADirectory(config.ca.dir)
-            if case .failure(let caProblems) = directory.loadMaterial(passphraseFile: config.ca.keyPassphraseFile) {
+            let directory = CADirectory(config.ca)
+            switch directory.loadMaterial(passphraseFile: config.ca.keyPassphraseFile) {
+            case .failure(let caProblems):
                 problems += caProblems.lines
+            case .success(let material):
+                // A key on a token: prove it signs now (logged in, token present), not only that it loaded.
+                for pair in material.authorities + [material.next, material.ocspSigner].compactMap({ $0 }) where pair.key.tokenURI != nil {
+                    if pair.key.signsVerifiably(for: pair.certificate) {
+                        print("ok: \(pair.key.tokenURI!) signs a test message that \(pair.certificate.subject) verifies")
+                    } else {
+                        problems.append("\(pair.key.tokenURI!): the token key did not sign a test message that \(pair.certificate.subject) verifies")
+                    }
+                }
             }
             // `openssl ca` rewrites index.txt without the lock scep-fcgi's writers take, and
             // leaves index.txt.old behind: lines appended meanwhile may be lost.
@@ -77,7 +87,7 @@ struct CheckCommand: ParsableCommand {
 
     /// What works but will not for long: a CA that expires before a certificate issued today would.
     static func warnings(_ config: Configuration) -> [String] {
-        guard case .success(let material) = CADirectory(config.ca.dir).loadMaterial(passphraseFile: config.ca.keyPassphraseFile) else { return [] }
+        guard case .success(let material) = CADirectory(config.ca).loadMaterial(passphraseFile: config.ca.keyPassphraseFile) else { return [] }
         let expiry = material.current.certificate.notAfter
         guard expiry < Date().addingTimeInterval(Double(config.issue.validityDays) * 86400) else { return [] }
         return [

@@ -13,7 +13,7 @@ enum Wiring {
         let problems = config.problems()
         guard problems.isEmpty else { return .failure(Problems(lines: problems)) }
         do {
-            let directory = CADirectory(config.ca.dir)
+            let directory = CADirectory(config.ca)
             let material: CAMaterialSource
             do { material = try CAMaterialSource(directory: directory, passphraseFile: config.ca.keyPassphraseFile, diagnostics: diagnostics) } catch {
                 return .failure(Problems(lines: error.lines))

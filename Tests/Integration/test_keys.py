@@ -58,8 +58,11 @@ def text(cert):
 def enroll_with(client, site, name):
     """One enrollment with a real client; returns the certificate file."""
     work = workdir(site, name)
-    if client == "scepclient":
-        out = scepclient(site, work, name)
+    if client in ("scepclient", "scepclient-plain"):
+        out = scepclient(site, work, name) if client == "scepclient" else subprocess.run(
+            ["scepclient", "-server-url", site.url, "-challenge", CHALLENGE, "-cn", name, "-private-key", "client.key",
+             "-certificate", "client.pem"], cwd=work, capture_output=True, text=True, timeout=60)
+        out = out if isinstance(out, str) else out.stdout + out.stderr
         assert "pkiStatus=SUCCESS" in out, out
         return os.path.join(work, "client.pem")
     if client == "certmonger":
@@ -149,3 +152,114 @@ def test_an_ec_ca_without_an_ra_is_refused_with_the_fix():
     assert check.returncode == 0, check.stdout
     bad = run([harness.SCEP_FCGI, "ca", "init", "--dir", os.path.join(root, "x"), "--subject", "CN=x", "--key-type", "ec", "--curve", "P-521"])
     assert bad.returncode != 0 and "P-256 or P-384" in bad.stderr
+
+
+# -- The CA key on a PKCS#11 token (SoftHSM2 through OpenSSL's pkcs11 engine) ----------------------
+
+SOFTHSM_MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+TOKEN_URI = "pkcs11:token=scep-ca;object=ca-key;type=private"
+
+
+def make_token(root, key_type="rsa:2048"):
+    """A SoftHSM2 token of this test's own (its own config and token directory), holding one key pair
+    made on the token: the CA key never exists outside it. Returns the PIN file."""
+    tokens = os.path.join(root, "tokens")
+    os.makedirs(tokens)
+    conf = os.path.join(root, "softhsm2.conf")
+    with open(conf, "w") as f:
+        f.write(f"directories.tokendir = {tokens}\nobjectstore.backend = file\nlog.level = ERROR\n")
+    os.environ["SOFTHSM2_CONF"] = conf  # inherited by scep-fcgi and the ca commands
+    pin = "4711-test-pin"
+    harness.register_secret(pin)
+    out = run(["softhsm2-util", "--init-token", "--free", "--label", "scep-ca", "--pin", pin, "--so-pin", "so-8642"])
+    assert out.returncode == 0, out.stderr
+    out = run(["pkcs11-tool", "--module", SOFTHSM_MODULE, "--token-label", "scep-ca", "--login", "--pin", pin,
+               "--keypairgen", "--key-type", key_type, "--id", "01", "--label", "ca-key"])
+    assert out.returncode == 0, out.stdout + out.stderr
+    pin_file = os.path.join(root, "token-pin")
+    with open(pin_file, "w") as f:
+        f.write(pin + "\n")
+    os.chmod(pin_file, 0o600)
+    return pin_file
+
+
+@pytest.fixture(scope="module")
+def hsm():
+    root = tempfile.mkdtemp(prefix="scep-it-hsm-")
+    os.chmod(root, 0o755)
+    pin_file = make_token(root)
+    site = harness.Site("nginx", init_args=["--key-uri", TOKEN_URI, "--pin-file", pin_file, "--pkcs11-module", SOFTHSM_MODULE],
+                        extra=f"[ca]\nkey_pin_file = {pin_file}\npkcs11_module = {SOFTHSM_MODULE}\n"
+                              "[issue]\ncrl_url = http://127.0.0.1/crl/ca.crl\n").start()
+    yield site, pin_file
+    site.stop()
+
+
+def test_hsm_ca_key_stays_on_the_token_and_all_clients_enroll(hsm):
+    site, _ = hsm
+    assert not os.path.exists(os.path.join(site.ca_dir, "ca.key"))
+    assert open(os.path.join(site.ca_dir, "ca.key.uri")).read().strip() == TOKEN_URI
+    certs = [enroll_with("scepclient-plain", site, "hsm-scepclient"), enroll_with("certmonger", site, "hsm-certmonger"),
+             enroll_with("pyscep", site, "hsm-pyscep")]
+    for cert in certs:
+        assert harness.openssl_verify(site.ca_pem, cert), cert
+    check = run([harness.SCEP_FCGI, "check", "--config", site.config])
+    assert check.returncode == 0, check.stdout
+
+
+def test_hsm_80_enrollments_at_concurrency_8_then_revoke_and_crl(hsm):
+    site, _ = hsm
+    requests = workdir(site, "hsm-load")
+    challenge = os.path.join(site.root, "challenge")
+    out = run([harness.SCEP_CLIENT, "prebuild", "--ca", site.ca_pem, "--challenge-file", challenge, "--count", "80", "--out-dir", requests])
+    assert out.returncode == 0, out.stderr
+    out = run([harness.SCEP_CLIENT, "load", "--url", site.url, "--requests-dir", requests, "--concurrency", "8"], timeout=600)
+    assert out.returncode == 0, out.stderr
+    import json
+    report = json.loads(out.stdout)
+    assert report["failures"] == 0 and report["unique_serials"] == 80, report
+    serial = site.issued_serials()[0]
+    site.ca("revoke", serial, "--reason", "keyCompromise")
+    status, _, der = site.get("/crl/ca.crl")
+    work = workdir(site, "hsm-crl")
+    path = os.path.join(work, "ca.crl")
+    open(path, "wb").write(der)
+    crl = run(["openssl", "crl", "-inform", "DER", "-in", path, "-CAfile", site.ca_pem, "-noout", "-text"])
+    assert "verify OK" in crl.stdout + crl.stderr and serial in crl.stdout.replace(":", "").upper()
+
+
+def test_hsm_wrong_pin_and_missing_token_are_clear_errors(hsm):
+    site, pin_file = hsm
+    wrong = os.path.join(site.root, "wrong-pin")
+    with open(wrong, "w") as f:
+        f.write("0000\n")
+    os.chmod(wrong, 0o600)
+    out = run([harness.SCEP_FCGI, "check", "--config", site.config], env=dict(os.environ, SCEP_CA_KEY_PIN_FILE=wrong))
+    assert out.returncode == 1 and "ca.key.uri" in out.stdout and "PIN" in out.stdout, out.stdout
+    empty = tempfile.mkdtemp()
+    conf = os.path.join(empty, "softhsm2.conf")
+    os.makedirs(os.path.join(empty, "tokens"))
+    open(conf, "w").write(f"directories.tokendir = {empty}/tokens\nobjectstore.backend = file\nlog.level = ERROR\n")
+    out = run([harness.SCEP_FCGI, "check", "--config", site.config], env=dict(os.environ, SOFTHSM2_CONF=conf))
+    assert out.returncode == 1 and "no private key for pkcs11:token=scep-ca" in out.stdout, out.stdout
+
+
+def test_hsm_rollover_to_a_second_token_key(hsm):
+    """Runs last on the HSM site: it changes the CA."""
+    site, pin_file = hsm
+    pin = open(pin_file).read().strip()
+    out = run(["pkcs11-tool", "--module", SOFTHSM_MODULE, "--token-label", "scep-ca", "--login", "--pin", pin,
+               "--keypairgen", "--key-type", "rsa:2048", "--id", "02", "--label", "ca-key-2"])
+    assert out.returncode == 0, out.stdout + out.stderr
+    next_uri = "pkcs11:token=scep-ca;object=ca-key-2;type=private"
+    site.ca("rollover", "--subject", "CN=Integration HSM CA 2,O=scep-fcgi tests", "--key-uri", next_uri, "--days", "20")
+    assert open(os.path.join(site.ca_dir, "next", "ca.key.uri")).read().strip() == next_uri
+    site.ca("rollover", "--activate")
+    assert open(os.path.join(site.ca_dir, "ca.key.uri")).read().strip() == next_uri
+    assert open(os.path.join(site.ca_dir, "previous", "ca.key.uri")).read().strip() == TOKEN_URI
+    import time
+    time.sleep(1.5)  # servers look for new material at most once a second
+    cert = enroll_with("scepclient-plain", site, "hsm-after-rollover")
+    assert harness.openssl_verify(site.ca_pem, cert) and "Integration HSM CA 2" in text(cert)
+    check = run([harness.SCEP_FCGI, "check", "--config", site.config])
+    assert check.returncode == 0 and check.stdout.count("signs a test message") == 2, check.stdout

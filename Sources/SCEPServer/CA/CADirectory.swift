@@ -18,8 +18,21 @@ import SCEPCrypto
 /// ```
 public struct CADirectory: Sendable {
     public let path: String
+    /// How to reach a CA key kept on a PKCS#11 token (`KEY.uri` beside where `KEY` would be).
+    public let token: TokenAccess
 
-    public init(_ path: String) { self.path = path }
+    public init(_ path: String, token: TokenAccess = TokenAccess()) {
+        self.path = path
+        self.token = token
+    }
+
+    /// The directory of `config`: `ca.dir`, with `ca.key_pin_file` and `ca.pkcs11_module`.
+    public init(_ ca: Configuration.CA) {
+        self.init(ca.dir, token: TokenAccess(pinFile: ca.keyPINFile, module: ca.pkcs11Module))
+    }
+
+    /// The file recording that a key lives on a token: its RFC 7512 `pkcs11:` URI, no PIN.
+    public static func uriPath(ofKey keyPath: String) -> String { keyPath + ".uri" }
 
     public var certificatePath: String { self.path + "/ca.pem" }
     public var keyPath: String { self.path + "/ca.key" }
@@ -47,16 +60,16 @@ public struct CADirectory: Sendable {
     /// Creates a new CA: key, self-signed certificate, empty store. Refuses to overwrite.
     public func initialize(subject: String, key keySpec: CAKeySpec, days: Int, passphrase: [UInt8]?) throws -> Certificate {
         let fm = FileManager.default
-        for existing in [self.certificatePath, self.keyPath] where fm.fileExists(atPath: existing) {
+        for existing in [self.certificatePath, self.keyPath, Self.uriPath(ofKey: self.keyPath)] where fm.fileExists(atPath: existing) {
             throw ServerError(.caMaterial, "\(existing) already exists; refusing to overwrite a CA")
         }
         // Everything that can fail on the input (the subject, the key size) happens before the
         // first file is written; a later failure removes what this call created.
-        let (certificate, key) = try Self.makeCA(subject: subject, key: keySpec, days: days)
+        let (certificate, key) = try Self.makeCA(subject: subject, key: keySpec, days: days, token: self.token)
         let createdRoot = !fm.fileExists(atPath: self.path)
         var created: [String] = []
         do {
-            return try self.write(certificate, key, passphrase: passphrase, created: &created)
+            return try self.write(certificate, key, keySpec, passphrase: passphrase, created: &created)
         } catch {
             for path in created.reversed() { try? fm.removeItem(atPath: path) }
             if createdRoot { try? fm.removeItem(atPath: self.path) }
@@ -64,7 +77,9 @@ public struct CADirectory: Sendable {
         }
     }
 
-    private func write(_ certificate: Certificate, _ key: PrivateKey, passphrase: [UInt8]?, created: inout [String]) throws -> Certificate {
+    private func write(
+        _ certificate: Certificate, _ key: PrivateKey, _ keySpec: CAKeySpec, passphrase: [UInt8]?, created: inout [String]
+    ) throws -> Certificate {
         let fm = FileManager.default
         // Modes (docs/ca-layout.md): others may traverse the CA directory to reach crl/ and ca.pem
         // (the web server publishes them) but neither list it nor read the key, the issued
@@ -76,8 +91,14 @@ public struct CADirectory: Sendable {
             try fm.createDirectory(atPath: self.issuedPath, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750])
             created.append(self.issuedPath)
         }
-        try AtomicFile.create(self.keyPath, contents: try key.pemEncoded(passphrase: passphrase), mode: 0o600)
-        created.append(self.keyPath)
+        if case .token(let uri) = keySpec {
+            // The key stays on the token: only where to find it is written (no PIN).
+            try AtomicFile.create(Self.uriPath(ofKey: self.keyPath), contents: Array((uri + "\n").utf8), mode: 0o644)
+            created.append(Self.uriPath(ofKey: self.keyPath))
+        } else {
+            try AtomicFile.create(self.keyPath, contents: try key.pemEncoded(passphrase: passphrase), mode: 0o600)
+            created.append(self.keyPath)
+        }
         try AtomicFile.create(self.certificatePath, contents: Array(certificate.pemEncoded.utf8), mode: 0o644)
         created.append(self.certificatePath)
         for (path, contents) in [(self.indexPath, ""), (self.indexPath + ".attr", "unique_subject = no\n")] where !fm.fileExists(atPath: path) {
@@ -87,8 +108,8 @@ public struct CADirectory: Sendable {
         return certificate
     }
 
-    static func makeCA(subject: String, key keySpec: CAKeySpec, days: Int) throws -> (Certificate, PrivateKey) {
-        let key = try keySpec.generate()
+    static func makeCA(subject: String, key keySpec: CAKeySpec, days: Int, token: TokenAccess = TokenAccess()) throws -> (Certificate, PrivateKey) {
+        let key = try keySpec.generate(token: token)
         let now = Date()
         let certificate = try CertificateBuilder.selfSigned(
             subject: subject, key: key, serial: try SerialNumber.random(), notBefore: now.addingTimeInterval(-300),
@@ -210,7 +231,10 @@ public struct CADirectory: Sendable {
             problems.append("\(certificatePath): missing or unreadable")
         }
         var info = stat()
-        if stat(keyPath, &info) != 0 {
+        let uriPath = Self.uriPath(ofKey: keyPath)
+        if stat(keyPath, &info) != 0, fm.fileExists(atPath: uriPath) {
+            key = self.token.load(uriFile: uriPath, problems: &problems)
+        } else if stat(keyPath, &info) != 0 {
             problems.append("\(keyPath): missing")
         } else {
             if info.st_mode & 0o077 != 0 {
@@ -241,18 +265,63 @@ public struct CADirectory: Sendable {
     }
 }
 
+/// A CA key on a PKCS#11 token: the PIN comes from `ca.key_pin_file` (never the configuration, a
+/// log or the CA directory), the module from `ca.pkcs11_module`. The RA keys stay files: RSA
+/// decryption with OAEP varies across tokens and FIPS tokens refuse PKCS#1 v1.5 decryption, which
+/// SCEP clients send.
+public struct TokenAccess: Sendable, Equatable {
+    public var pinFile: String?
+    public var module: String?
+
+    public init(pinFile: String? = nil, module: String? = nil) {
+        self.pinFile = pinFile
+        self.module = module
+    }
+
+    /// The key named by the URI in `uriFile`, or nil with the problem appended.
+    func load(uriFile: String, problems: inout [String]) -> PrivateKey? {
+        guard let data = FileManager.default.contents(atPath: uriFile) else {
+            problems.append("\(uriFile): not readable by this user")
+            return nil
+        }
+        let uri = String(decoding: data, as: UTF8.self).trimmedWhitespace
+        guard let pinFile = self.pinFile else {
+            problems.append("\(uriFile): the key is on a PKCS#11 token (\(uri)): set ca.key_pin_file")
+            return nil
+        }
+        do { return try self.loadKey(uri: uri, pinFile: pinFile) } catch {
+            problems.append("\(uriFile): \(error)")
+            return nil
+        }
+    }
+
+    /// The key at `uri`, logging in with the PIN of `pinFile` (wiped after use).
+    public func loadKey(uri: String, pinFile: String? = nil) throws -> PrivateKey {
+        guard let file = pinFile ?? self.pinFile else { throw ServerError(.caMaterial, "a key on a PKCS#11 token needs its PIN file (ca.key_pin_file, --pin-file)") }
+        var pin = try SecretFile.read(file, key: "ca.key_pin_file")
+        defer { OpenSSL.cleanse(&pin) }
+        return try PKCS11Token.loadPrivateKey(uri: uri, pin: pin, module: self.module)
+    }
+}
+
 /// The key of a new CA: RSA (the default) or EC on a named curve (RFC 5480).
 public enum CAKeySpec: Sendable, Equatable {
     case rsa(bits: Int)
     case ec(ECCurve)
+    /// A key already on a PKCS#11 token (RSA or EC), named by its RFC 7512 URI.
+    case token(uri: String)
 
-    func generate() throws -> PrivateKey {
+    /// A new key, or for `token` the one on the token (logged in with `token`'s PIN).
+    func generate(token access: TokenAccess) throws -> PrivateKey {
         switch self {
         case .rsa(let bits): return try PrivateKey.generateRSA(bits: bits)
         case .ec(let curve): return try PrivateKey.generateEC(curve: curve)
+        case .token(let uri): return try access.loadKey(uri: uri)
         }
     }
 
+    /// Whether the CA can receive requests itself (an RSA file key; a token key is treated as
+    /// signing-only until it is loaded and found to be RSA).
     public var isRSA: Bool { if case .rsa = self { return true } else { return false } }
 }
 

@@ -136,11 +136,11 @@ public struct CAOperations: Sendable {
             throw ServerError(.caMaterial, "\(nextDirectory)/ca.pem already exists: activate it (--activate) or remove \(nextDirectory)")
         }
         let material = try self.material()  // the directory must be loadable before it is changed
-        guard keySpec.isRSA || material.ra != nil else {
+        let (certificate, key) = try CADirectory.makeCA(subject: subject, key: keySpec, days: days, token: self.directory.token)
+        guard key.algorithm == .rsa || material.ra != nil else {
             throw ServerError(.caMaterial, "an EC CA needs an RSA RA to receive SCEP requests: create one first (scep-fcgi ca ra)")
         }
         guard mkdir(nextDirectory, 0o755) == 0 || errno == EEXIST else { throw ServerError(.caMaterial, "create \(nextDirectory): \(errnoText())") }
-        let (certificate, key) = try CADirectory.makeCA(subject: subject, key: keySpec, days: days)
         try self.writePair(KeyPair(certificate: certificate, key: key), certificate: nextDirectory + "/ca.pem", key: nextDirectory + "/ca.key")
         try self.auditCreated("ca-rollover", certificate)
         return certificate
@@ -171,10 +171,18 @@ public struct CAOperations: Sendable {
         for suffix in [".crl", ".crl.pem", ".crlnumber"] {
             rename(self.directory.crlPath + "/ca" + suffix, self.directory.crlPath + "/previous" + suffix)
         }
-        // Key first: a server reloading in between sees a key that does not match and keeps the old material.
-        guard rename(self.directory.nextPath + "/ca.key", self.directory.keyPath) == 0,
-            rename(self.directory.nextPath + "/ca.pem", self.directory.certificatePath) == 0
-        else { throw ServerError(.caMaterial, "activate next/: \(errnoText())") }
+        // Key first: a server reloading in between sees a key that does not match and keeps the old
+        // material. The key is a file or, on a token, its URI; the other form of the old key goes.
+        let nextKey = self.directory.nextPath + "/ca.key"
+        let (moved, stale) = access(nextKey, F_OK) == 0
+            ? (nextKey, CADirectory.uriPath(ofKey: self.directory.keyPath))
+            : (CADirectory.uriPath(ofKey: nextKey), self.directory.keyPath)
+        let target = moved == nextKey ? self.directory.keyPath : CADirectory.uriPath(ofKey: self.directory.keyPath)
+        guard rename(moved, target) == 0 else { throw ServerError(.caMaterial, "activate next/: \(errnoText())") }
+        unlink(stale)
+        guard rename(self.directory.nextPath + "/ca.pem", self.directory.certificatePath) == 0 else {
+            throw ServerError(.caMaterial, "activate next/: \(errnoText())")
+        }
         if fm.fileExists(atPath: self.directory.nextPath + "/chain.pem") {
             rename(self.directory.nextPath + "/chain.pem", self.directory.chainPath)
         }
@@ -287,10 +295,15 @@ public struct CAOperations: Sendable {
     }
 
     /// Key (0600, encrypted when a passphrase is configured) then certificate, each created whole.
+    /// A key on a token is not written: `KEY.uri` says where it is.
     private func writePair(_ pair: KeyPair, certificate: String, key: String) throws {
-        var passphrase = try self.passphraseFile.map { try SecretFile.read($0, key: "ca.key_passphrase_file", allowEmpty: true) }
-        defer { if passphrase != nil { OpenSSL.cleanse(&passphrase!) } }
-        try AtomicFile.create(key, contents: try pair.key.pemEncoded(passphrase: passphrase), mode: 0o600)
+        if let uri = pair.key.tokenURI {
+            try AtomicFile.create(CADirectory.uriPath(ofKey: key), contents: Array((uri + "\n").utf8), mode: 0o644)
+        } else {
+            var passphrase = try self.passphraseFile.map { try SecretFile.read($0, key: "ca.key_passphrase_file", allowEmpty: true) }
+            defer { if passphrase != nil { OpenSSL.cleanse(&passphrase!) } }
+            try AtomicFile.create(key, contents: try pair.key.pemEncoded(passphrase: passphrase), mode: 0o600)
+        }
         try AtomicFile.create(certificate, contents: Array(pair.certificate.pemEncoded.utf8), mode: 0o644)
     }
 }

@@ -107,6 +107,8 @@ extension Configuration {
         },
         Key(name: "issue.allow_requested_sid") { $0.issue.allowRequestedSID = try boolean($1, "issue.allow_requested_sid") },
         Key(name: "issue.honor_requested_validity") { $0.issue.honorRequestedValidity = try boolean($1, "issue.honor_requested_validity") },
+        Key(name: "ca.key_pin_file") { $0.ca.keyPINFile = $1.isEmpty ? nil : $1 },
+        Key(name: "ca.pkcs11_module") { $0.ca.pkcs11Module = $1.isEmpty ? nil : $1 },
         Key(name: "ca.crl_validity_hours") { $0.ca.crlValidityHours = try integer($1, "ca.crl_validity_hours", 1...8760) },
         Key(name: "store.transaction_retention_days") {
             $0.store.transactionRetentionDays = try integer($1, "store.transaction_retention_days", 1...3650)

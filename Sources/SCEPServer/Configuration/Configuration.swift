@@ -59,6 +59,9 @@ public struct Configuration: Sendable, Equatable {
     public struct CA: Sendable, Equatable {
         public var dir: String = ""
         public var keyPassphraseFile: String? = nil
+        /// The PIN of the PKCS#11 token holding the CA key (`ca init --key-uri`), and its module.
+        public var keyPINFile: String? = nil
+        public var pkcs11Module: String? = nil
         /// nextUpdate − thisUpdate of published CRLs; they are reissued at half of it.
         public var crlValidityHours: Int = 168
     }
