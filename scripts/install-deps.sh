@@ -10,6 +10,7 @@ packages=(
   logrotate procps systemd adduser                                            # log rotation, socket activation, the .deb
   prometheus                                                                  # promtool and a Prometheus server for the metrics tests
   softhsm2 opensc libengine-pkcs11-openssl                                    # the CA key on a PKCS#11 token (SoftHSM2 in the tests)
+  freeradius eapoltest                                                        # EAP-TLS with OCSP (docs/eap-tls.md)
 )
 missing=()
 for p in "${packages[@]}"; do
