@@ -6,7 +6,10 @@ internal import COpenSSL
 public final class OCSPRequest: @unchecked Sendable {
     let pointer: OpaquePointer
 
+    /// Exactly one DER OCSPRequest: trailing bytes make it malformed (OpenSSL's d2i would stop
+    /// after the first structure and ignore them).
     public init(derEncoded der: [UInt8]) throws {
+        _ = try DERNode.parseSingle(der)
         self.pointer = try decodeDER(der, "parse OCSP request") { d2i_OCSP_REQUEST(nil, $0, $1) }
     }
 

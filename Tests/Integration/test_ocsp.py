@@ -120,3 +120,65 @@ def test_delegated_responder_and_metrics(site):
     good = [line for line in text.splitlines() if line.startswith('scep_ocsp_responses_total{status="good"}')]
     assert good and float(good[0].split()[1]) >= 3
     assert "scep_ocsp_response_duration_seconds_count" in text
+
+
+# -- The OCSP corpus of broken requests: each answered with an OCSP response, never an HTTP 500 ---
+
+def post_ocsp(site, body):
+    conn = http.client.HTTPConnection("127.0.0.1", site.port, timeout=30)
+    conn.request("POST", "/ocsp", body=body, headers={"Content-Type": "application/ocsp-request"})
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    return response.status, data
+
+
+def response_status(site, data, work):
+    """The OCSPResponseStatus openssl reads from an answer (successful, malformedrequest, …)."""
+    path = os.path.join(work, "answer.der")
+    open(path, "wb").write(data)
+    out = run(["openssl", "ocsp", "-respin", path, "-resp_text", "-noverify"])
+    text = out.stdout + out.stderr
+    for line in text.splitlines():
+        if "OCSP Response Status:" in line:
+            return line.split(":", 1)[1].strip().split()[0]
+        if "Responder Error:" in line:
+            return line.split(":", 1)[1].strip().split()[0]
+    raise AssertionError(text[-500:])
+
+
+def test_ocsp_corpus(site):
+    cert, _, work = enroll(site, "ocsp-corpus")
+    valid = os.path.join(work, "valid-req.der")
+    run(["openssl", "ocsp", "-issuer", site.ca_pem, "-cert", cert, "-reqout", valid])
+    der = open(valid, "rb").read()
+    cases = {"empty": b"", "one byte": der[:1]}
+    for n in (2, 10, len(der) // 2, len(der) - 1):
+        cases[f"truncated to {n}"] = der[:n]
+    for i in range(0, len(der), max(1, len(der) // 12)):
+        flipped = bytearray(der)
+        flipped[i] ^= 0xFF
+        cases[f"byte {i} flipped"] = bytes(flipped)
+    cases["trailing garbage"] = der + b"\x00\x01"
+    many = os.path.join(work, "many-req.der")
+    run(["openssl", "ocsp", "-issuer", site.ca_pem, *sum((["-serial", f"0x{i:02X}"] for i in range(1, 18)), []), "-reqout", many])
+    cases["17 CertIDs"] = open(many, "rb").read()
+    before = site.scep_fcgi_alive()
+    for name, body in cases.items():
+        status, data = post_ocsp(site, body)
+        assert status == 200, (name, status)
+        kind = response_status(site, data, work)
+        # A flipped byte may still leave a readable request (a changed serial or nonce): then any
+        # OCSP answer is right; everything else must be malformedRequest.
+        if name.startswith("byte"):
+            assert kind in ("successful", "malformedrequest", "unauthorized"), (name, kind)
+        else:
+            assert kind == "malformedrequest", (name, kind)
+    assert before and site.scep_fcgi_alive()
+    # SHA-256 CertIDs (not RFC 5019's SHA-1) are answered too.
+    sha256 = ocsp(site, "-issuer", site.ca_pem, "-sha256", "-cert", cert)
+    assert f"{cert}: good" in sha256 and "Response verify OK" in sha256, sha256
+    # Sixteen CertIDs is the bound: answered, each serial unknown.
+    sixteen = ocsp(site, "-issuer", site.ca_pem, *sum((["-serial", f"0x{i:02X}"] for i in range(1, 17)), []))
+    assert sum(1 for line in sixteen.splitlines() if line.startswith("0x") and line.endswith(": unknown")) == 16, sixteen
+    assert "Response verify OK" in sixteen
