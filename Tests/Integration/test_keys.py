@@ -263,3 +263,26 @@ def test_hsm_rollover_to_a_second_token_key(hsm):
     assert harness.openssl_verify(site.ca_pem, cert) and "Integration HSM CA 2" in text(cert)
     check = run([harness.SCEP_FCGI, "check", "--config", site.config])
     assert check.returncode == 0 and check.stdout.count("signs a test message") == 2, check.stdout
+
+
+def test_hsm_key_shared_by_two_processes():
+    """Two `serve` processes, each with its own engine and PKCS#11 session on one token, behind one
+    nginx: 60 enrollments at concurrency 8, no failure."""
+    root = tempfile.mkdtemp(prefix="scep-it-hsm2-")
+    os.chmod(root, 0o755)
+    pin_file = make_token(root)
+    site = harness.Site("nginx", init_args=["--key-uri", TOKEN_URI, "--pin-file", pin_file, "--pkcs11-module", SOFTHSM_MODULE],
+                        extra=f"[ca]\nkey_pin_file = {pin_file}\npkcs11_module = {SOFTHSM_MODULE}\n")
+    site.start_processes(2)
+    try:
+        requests = workdir(site, "hsm2-load")
+        out = run([harness.SCEP_CLIENT, "prebuild", "--ca", site.ca_pem, "--challenge-file", site.challenge_file, "--count", "60",
+                   "--out-dir", requests])
+        assert out.returncode == 0, out.stderr
+        out = run([harness.SCEP_CLIENT, "load", "--url", site.url, "--requests-dir", requests, "--concurrency", "8"], timeout=600)
+        import json
+        report = json.loads(out.stdout)
+        assert report["failures"] == 0 and report["unique_serials"] == 60, report
+        assert site.scep_fcgi_alive()
+    finally:
+        site.stop()

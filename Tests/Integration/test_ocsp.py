@@ -182,3 +182,31 @@ def test_ocsp_corpus(site):
     sixteen = ocsp(site, "-issuer", site.ca_pem, *sum((["-serial", f"0x{i:02X}"] for i in range(1, 17)), []))
     assert sum(1 for line in sixteen.splitlines() if line.startswith("0x") and line.endswith(": unknown")) == 16, sixteen
     assert "Response verify OK" in sixteen
+
+
+def test_previous_ca_answers_for_its_certificates_after_a_rollover():
+    """OCSP answers for the current and the previous CA: after a rollover, a certificate of the old
+    CA is still good, then revoked, signed by the old CA (which is what its relying parties trust)."""
+    site = harness.Site("nginx").start()
+    try:
+        cert, serial, work = enroll(site, "before-rollover")
+        old_ca = os.path.join(work, "old-ca.pem")
+        open(old_ca, "w").write(open(site.ca_pem).read())
+        site.ca("rollover", "--subject", "CN=Integration OCSP CA 2,O=scep-fcgi tests", "--key-bits", "2048", "--days", "20")
+        site.ca("rollover", "--activate")
+        import time
+        time.sleep(1.5)  # servers look for new material at most once a second
+        out = run(["openssl", "ocsp", "-url", f"http://127.0.0.1:{site.port}/ocsp", "-issuer", old_ca, "-cert", cert,
+                   "-CAfile", old_ca, "-resp_text"])
+        assert f"{cert}: good" in out.stdout and "Response verify OK" in out.stdout + out.stderr, out.stdout + out.stderr
+        assert "CN = Integration nginx CA" in out.stdout.split("Responder Id:", 1)[1].splitlines()[0]
+        site.ca("revoke", serial)
+        out = run(["openssl", "ocsp", "-url", f"http://127.0.0.1:{site.port}/ocsp", "-issuer", old_ca, "-cert", cert,
+                   "-CAfile", old_ca, "-resp_text"])
+        assert f"{cert}: revoked" in out.stdout, out.stdout
+        # A new certificate is answered by the new CA.
+        new_cert, _, _ = enroll(site, "after-rollover")
+        fresh = ocsp(site, "-issuer", site.ca_pem, "-cert", new_cert)
+        assert f"{new_cert}: good" in fresh and "Response verify OK" in fresh, fresh
+    finally:
+        site.stop()
