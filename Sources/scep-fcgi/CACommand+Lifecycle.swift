@@ -20,7 +20,8 @@ extension CACommand {
         func run() throws {
             try operatorCommand {
                 let operations = try self.location.operations()
-                for (entry, status) in try operations.store.entries() where self.status == nil || status.name == self.status {
+                for entry in try operations.store.certificates() where self.status == nil || entry.status.name == self.status {
+                    let status = entry.status
                     var reason: String? = nil
                     var revoked: String? = nil
                     if case .revoked(let at, let why) = status {
@@ -30,10 +31,10 @@ extension CACommand {
                     if self.json {
                         print(jsonLine([
                             ("serial", entry.serial), ("status", status.name), ("subject", entry.subject),
-                            ("notAfter", RFC3339.string(entry.expiry)), ("revokedAt", revoked), ("reason", reason),
+                            ("notAfter", RFC3339.string(entry.notAfter)), ("revokedAt", revoked), ("reason", reason),
                         ]))
                     } else {
-                        print([entry.serial, status.name, RFC3339.string(entry.expiry), entry.subject, revoked.map { "revoked \($0) \(reason ?? "")" } ?? ""]
+                        print([entry.serial, status.name, RFC3339.string(entry.notAfter), entry.subject, revoked.map { "revoked \($0) \(reason ?? "")" } ?? ""]
                             .joined(separator: "\t").trimmedTrailingTab)
                     }
                 }

@@ -157,8 +157,8 @@ struct CALocation: ParsableArguments {
     /// configuration file, else to `ca.dir/ca-operations.jsonl` (also for `intune sync-revocations`).
     static func operations(_ config: Configuration, auditLog: String? = nil, fromFile: Bool) throws -> CAOperations {
         let auditPath = auditLog ?? (fromFile && !config.audit.path.isEmpty ? config.audit.path : config.ca.dir + "/ca-operations.jsonl")
-        return try CAOperations(
-            directory: CADirectory(config.ca), passphraseFile: config.ca.keyPassphraseFile,
+        return CAOperations(
+            directory: CADirectory(config.ca), store: try Wiring.store(config), passphraseFile: config.ca.keyPassphraseFile,
             audit: try Wiring.commandAuditSink(config, path: auditPath),
             policy: IssuancePolicy(config.issue, challengeMode: config.challenge.mode, store: config.store),
             crlValidityHours: config.ca.crlValidityHours)

@@ -36,7 +36,7 @@ enum Wiring {
                 metrics = counters
             }
             let responder = try SCEPResponder(
-                material: material, store: try FileCertificateStore(directory: directory, retentionDays: config.store.transactionRetentionDays), validator: validator, audit: audit,
+                material: material, store: try Self.store(config), validator: validator, audit: audit,
                 policy: IssuancePolicy(config.issue, challengeMode: config.challenge.mode, store: config.store),
                 crls: CRLPublisher(directory: directory, validityHours: config.ca.crlValidityHours), diagnostics: diagnostics,
                 metrics: metrics, monitoring: config.monitoring, ocsp: config.ocsp)
@@ -49,6 +49,11 @@ enum Wiring {
     }
 
     /// The `audit.chain_key_file` secret, read once.
+    /// The store of `config`: the CA directory's files (the only backend so far).
+    static func store(_ config: Configuration) throws -> any CertificateStore {
+        try FileCertificateStore(directory: CADirectory(config.ca), retentionDays: config.store.transactionRetentionDays)
+    }
+
     static func chainKey(_ config: Configuration) throws -> [UInt8]? {
         try config.audit.chainKeyFile.map { try SecretFile.read($0, key: "audit.chain_key_file") }
     }

@@ -16,8 +16,8 @@ struct ECCATests {
             chmod(directory.keyPath, 0o600)
             try Data(certificate.pemEncoded.utf8).write(to: URL(fileURLWithPath: directory.certificatePath))
             if !withoutRA {
-                let operations = try CAOperations(
-                    directory: directory, passphraseFile: nil, audit: InMemoryAuditSink(), policy: IssuancePolicy(Configuration.Issue()),
+                let operations = CAOperations(
+                    directory: directory, store: try FileCertificateStore(directory: directory), passphraseFile: nil, audit: InMemoryAuditSink(), policy: IssuancePolicy(Configuration.Issue()),
                     crlValidityHours: 168)
                 _ = try operations.createRA(subject: "CN=EC Harness RA,O=scep-fcgi tests", keyBits: 2048, days: 30, separateEncryption: false)
             }

@@ -41,7 +41,7 @@ struct EnrollmentTests {
         #expect(try h.issuedFiles() == ["\(cert.serialNumberHex).pem"])
         #expect(cert.serialNumberHex.count == 32)
         let index = try h.indexLines()
-        #expect(index.count == 1 && index[0].hasPrefix("V\t") && index[0].contains("\t\(cert.serialNumberHex)\tunknown\t/O=Example/CN=device-1"))
+        #expect(index.count == 1 && index[0].hasPrefix("V\t") && index[0].contains("\t\(cert.serialNumberHex)\t\(IssuerID(authority: h.ca.certificate).hex)\t/O=Example/CN=device-1"))
 
         let event = try #require(h.audit.events.last)
         #expect(h.audit.events.count == 1)

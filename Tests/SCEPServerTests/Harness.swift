@@ -24,28 +24,30 @@ final class InMemoryAuditSink: AuditSink, @unchecked Sendable {
 final class FailingStore: CertificateStore, Sendable {
     let base: FileCertificateStore
     init(_ base: FileCertificateStore) { self.base = base }
-    func claim(_ key: TransactionKey) throws -> ClaimResult { try self.base.claim(key) }
-    func update(_ key: TransactionKey, _ state: TransactionState, serial: String?) throws { try self.base.update(key, state, serial: serial) }
+    func claim(_ key: TransactionKey, lease: TimeInterval) throws -> ClaimResult { try self.base.claim(key, lease: lease) }
+    func supersede(_ key: TransactionKey, issued serial: String, lease: TimeInterval) throws -> Bool {
+        try self.base.supersede(key, issued: serial, lease: lease)
+    }
     func release(_ key: TransactionKey) { self.base.release(key) }
     func transaction(_ transactionID: String) throws -> TransactionRecord? { try self.base.transaction(transactionID) }
-    func record(_ certificate: Certificate, transactionID: String?) throws { throw ServerError(.store, "disk full") }
-    func markWithheld(serial: String) throws { try self.base.markWithheld(serial: serial) }
-    func certificate(serial: String) throws -> StoredCertificate? { try self.base.certificate(serial: serial) }
-    func entries() throws -> [(IndexEntry, CertificateStatus)] { try self.base.entries() }
-    func revoke(serial: String, reason: RevocationReason?, at: Date) throws -> StoreRevocation { try self.base.revoke(serial: serial, reason: reason, at: at) }
-    func serials(subject: String) throws -> [String] { try self.base.serials(subject: subject) }
-    func savePending(_ request: PendingRequest) throws { try self.base.savePending(request) }
+    func hold(_ request: PendingRequest) throws { try self.base.hold(request) }
     func pendingRequests() throws -> [PendingRequest] { try self.base.pendingRequests() }
     func pendingRequest(_ transactionID: String) throws -> PendingRequest? { try self.base.pendingRequest(transactionID) }
-    func removePending(_ transactionID: String) throws { try self.base.removePending(transactionID) }
-    func pruneTransactions(olderThan date: Date) -> Int { self.base.pruneTransactions(olderThan: date) }
-    func healthProblem() -> String? { self.base.healthProblem() }
+    func reject(_ key: TransactionKey) throws { try self.base.reject(key) }
+    func commit(_ certificate: Certificate, issuer: IssuerID, transaction: TransactionKey) throws { throw ServerError(.store, "disk full") }
+    func issued(_ key: TransactionKey, serial: String) throws { try self.base.issued(key, serial: serial) }
+    func withhold(serial: String, auditLineWritten: Bool) throws { try self.base.withhold(serial: serial, auditLineWritten: auditLineWritten) }
     func audited(serial: String) { self.base.audited(serial: serial) }
-    func markUnaudited(serial: String) throws { try self.base.markUnaudited(serial: serial) }
-    func unauditedSerials() -> [UnauditedCertificate] { self.base.unauditedSerials() }
-    func reconcile(serial: String) throws -> Certificate? { try self.base.reconcile(serial: serial) }
-    func clearUnaudited(serial: String) { self.base.clearUnaudited(serial: serial) }
-    func removeOrphans() -> Int { self.base.removeOrphans() }
+    func unaudited() throws -> [UnauditedCertificate] { try self.base.unaudited() }
+    func certificate(serial: String) throws -> StoredCertificate? { try self.base.certificate(serial: serial) }
+    func certificates(subject: String) throws -> [CertificateEntry] { try self.base.certificates(subject: subject) }
+    func certificates() throws -> [CertificateEntry] { try self.base.certificates() }
+    func revoke(serial: String, reason: RevocationReason?, at: Date) throws -> StoreRevocation { try self.base.revoke(serial: serial, reason: reason, at: at) }
+    func revoked() throws -> [RevokedEntry] { try self.base.revoked() }
+    func latestRevocation() throws -> Date? { try self.base.latestRevocation() }
+    func nextCRLNumber(issuer: IssuerID, atLeast: UInt64) throws -> UInt64 { try self.base.nextCRLNumber(issuer: issuer, atLeast: atLeast) }
+    func maintain(now: Date) -> StoreMaintenance { self.base.maintain(now: now) }
+    func healthProblem() -> String? { self.base.healthProblem() }
 }
 
 /// A temporary CA directory with a real file store, a static challenge and an in-memory audit sink.
@@ -114,7 +116,7 @@ final class Harness: @unchecked Sendable {
 
     /// The `ca` commands on this directory, auditing into the same in-memory sink.
     func operations(_ issue: Configuration.Issue = Configuration.Issue()) throws -> CAOperations {
-        try CAOperations(directory: self.directory, passphraseFile: nil, audit: self.audit, policy: IssuancePolicy(issue), crlValidityHours: 168)
+        CAOperations(directory: self.directory, store: self.store, passphraseFile: nil, audit: self.audit, policy: IssuancePolicy(issue), crlValidityHours: 168)
     }
 
     func post(_ body: [UInt8]) -> SCEPHTTPResponse {

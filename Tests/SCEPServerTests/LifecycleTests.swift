@@ -62,19 +62,19 @@ struct ReplayTests {
         let keyHash = HexEncoding.string(try DigestAlgorithm.sha256.hash(try #require(issued.publicKey).derEncoded))
         _ = csrKey
         let key = TransactionKey(transactionID: "shared-tid", keyHash: keyHash)
-        #expect(try a.claim(key) == .claimed)
-        guard case .existing(let seen) = try b.claim(key) else { Issue.record("second claim succeeded"); return }
-        #expect(seen.state == .inFlight && seen.pid == getpid())
-        try a.update(key, .issued, serial: issued.serialNumberHex)
+        #expect(try a.claim(key, lease: 600) == .claimed)
+        guard case .existing(let seen) = try b.claim(key, lease: 600) else { Issue.record("second claim succeeded"); return }
+        #expect(seen.state == .inFlight)
+        try a.issued(key, serial: issued.serialNumberHex)
         // The record is a link to the certificate: serial and key hash come from it.
         let found = try #require(try b.transaction("shared-tid"))
         #expect(found.state == .issued && found.serial == issued.serialNumberHex && found.keyHash == keyHash)
         // A claim left by a process that died is taken over.
         let dead = TransactionKey(transactionID: "dead-tid", keyHash: "cd")
-        let record = TransactionRecord(transactionID: "dead-tid", keyHash: "cd", state: .inFlight, pid: 999_999)
+        let record = TransactionRecord(transactionID: "dead-tid", keyHash: "cd", state: .inFlight)
         let path = h.directory.transactionsPath + "/" + FileCertificateStore.hashName("dead-tid")
-        try Data(record.line.utf8).write(to: URL(fileURLWithPath: path))
-        #expect(try b.claim(dead) == .claimed)
+        try Data(TransactionLine.text(record, pid: 999_999).utf8).write(to: URL(fileURLWithPath: path))
+        #expect(try b.claim(dead, lease: 600) == .claimed)
     }
 }
 
@@ -233,7 +233,7 @@ struct RetrievalTests {
         let crl1 = try #require(try first.open(h.post(first.request)).crls.first)
         #expect(crl1.isSigned(by: h.ca.certificate) && crl1.revokedSerials.isEmpty)
         let (entry, published) = try h.operations().revoke(serial: certificate.serialNumberHex.lowercased(), reason: .keyCompromise)
-        #expect(entry.status == .revoked && published?.revokedSerials == [certificate.serialNumberHex])
+        #expect(entry.status.name == "revoked" && published?.revokedSerials == [certificate.serialNumberHex])
         let second = try TestClient(harness: h, messageType: .getCRL, messageData: data)
         let crl2 = try #require(try second.open(h.post(second.request)).crls.first)
         #expect(crl2.revokedSerials == [certificate.serialNumberHex])
@@ -273,7 +273,7 @@ struct KeyRoleTests {
         for separate in [false, true] {
             var ras: [Certificate] = []
             let h = try Harness(prepare: { directory in
-                let ops = try CAOperations(directory: directory, passphraseFile: nil, audit: InMemoryAuditSink(), policy: IssuancePolicy(Configuration.Issue()), crlValidityHours: 168)
+                let ops = CAOperations(directory: directory, store: try FileCertificateStore(directory: directory), passphraseFile: nil, audit: InMemoryAuditSink(), policy: IssuancePolicy(Configuration.Issue()), crlValidityHours: 168)
                 ras = try ops.createRA(subject: "CN=Harness RA,O=scep-fcgi tests", keyBits: 2048, days: 30, separateEncryption: separate)
             })
             let caCert = h.get("operation=GetCACert")
@@ -346,7 +346,7 @@ struct IndexTests {
         #expect(try h.issuedFiles().count == count + 1)
         #expect(lines.filter { $0.hasPrefix("R\t") }.count == 1)
         // Looked up by subject (OpenSSL one-line form, as index.txt has it).
-        #expect(try store.serials(subject: "/O=Example/CN=device-1") == [first.serialNumberHex])
+        #expect(try store.certificates(subject: "/O=Example/CN=device-1").map(\.serial) == [first.serialNumberHex])
     }
 }
 
@@ -390,15 +390,15 @@ struct HousekeepingTests {
         let key = TransactionKey(transactionID: "old-tid", keyHash: "ab")
         let old = TransactionRecord(transactionID: "old-tid", keyHash: "ab", state: .issued, serial: "0A", updated: Date().addingTimeInterval(-2 * 86400))
         let path = h.directory.transactionsPath + "/" + FileCertificateStore.hashName("old-tid")
-        try Data(old.line.utf8).write(to: URL(fileURLWithPath: path))
+        try Data(TransactionLine.text(old).utf8).write(to: URL(fileURLWithPath: path))
         #expect(try store.transaction("old-tid") == nil)
-        #expect(try store.claim(key) == .claimed)
+        #expect(try store.claim(key, lease: 600) == .claimed)
         store.release(key)
         // An operator's rejection is kept for the retention too, then pruned.
         let rejected = TransactionRecord(transactionID: "rejected-tid", keyHash: "cd", state: .rejected, updated: Date().addingTimeInterval(-3600))
-        try Data(rejected.line.utf8).write(to: URL(fileURLWithPath: h.directory.transactionsPath + "/" + FileCertificateStore.hashName("rejected-tid")))
+        try Data(TransactionLine.text(rejected).utf8).write(to: URL(fileURLWithPath: h.directory.transactionsPath + "/" + FileCertificateStore.hashName("rejected-tid")))
         #expect(try store.transaction("rejected-tid")?.state == .rejected)
-        #expect(store.pruneTransactions(olderThan: Date()) == 1)
+        #expect(store.maintain(now: Date().addingTimeInterval(86400 + 60)).transactionsPruned == 1)
         #expect(try store.transaction("rejected-tid") == nil)
     }
 

@@ -7,17 +7,19 @@ import SCEPCrypto
 /// material on their own (``CAMaterialSource``). Every change writes an audit line.
 public struct CAOperations: Sendable {
     public let directory: CADirectory
-    public let store: FileCertificateStore
+    public let store: any CertificateStore
     public let audit: any AuditSink
     public let policy: IssuancePolicy
     public let crls: CRLPublisher
     /// Reads encrypted keys and encrypts the keys this creates.
     let passphraseFile: String?
 
-    public init(directory: CADirectory, passphraseFile: String?, audit: any AuditSink, policy: IssuancePolicy, crlValidityHours: Int) throws {
+    public init(
+        directory: CADirectory, store: any CertificateStore, passphraseFile: String?, audit: any AuditSink, policy: IssuancePolicy, crlValidityHours: Int
+    ) {
         self.directory = directory
         self.passphraseFile = passphraseFile
-        self.store = try FileCertificateStore(directory: directory, retentionDays: policy.transactionRetentionDays)
+        self.store = store
         self.audit = audit
         self.policy = policy
         self.crls = CRLPublisher(directory: directory, validityHours: crlValidityHours)
@@ -71,7 +73,6 @@ public struct CAOperations: Sendable {
         guard issued.transactionRecorded else {
             throw ServerError(.store, "certificate \(issued.certificate.serialNumberHex) issued and audited, but transaction \(transactionID) not updated: approve again")
         }
-        try self.store.removePending(transactionID)
         return issued.certificate
     }
 
@@ -85,8 +86,7 @@ public struct CAOperations: Sendable {
         event.subject = pending.subject
         event.reason = "operator-rejected"
         try self.audit.record(event)
-        try self.store.update(TransactionKey(transactionID: transactionID, keyHash: pending.keyHash), .rejected, serial: nil)
-        try self.store.removePending(transactionID)
+        try self.store.reject(pending.key)
     }
 
     // MARK: revocation and CRL
@@ -97,7 +97,7 @@ public struct CAOperations: Sendable {
     }
 
     /// Revokes a certificate and publishes the CRL of the CA that issued it.
-    public func revoke(serial: String, reason: RevocationReason?) throws -> (IndexEntry, CertificateRevocationList?) {
+    public func revoke(serial: String, reason: RevocationReason?) throws -> (CertificateEntry, CertificateRevocationList?) {
         let outcome = try self.revocation(operation: "ca-revoke").revoke([Revocation.Request(serial: serial, reason: reason)])
         guard let result = outcome.results.first else { throw ServerError(.store, "no result") }
         switch result.status {
@@ -106,7 +106,7 @@ public struct CAOperations: Sendable {
             guard let entry = result.entry else { throw ServerError(.store, "no entry for \(serial)") }
             return (entry, outcome.crls.first?.1)
         case .alreadyRevoked: throw ServerError(.store, "certificate \(result.entry?.serial ?? serial) is already revoked")
-        case .unknown: throw ServerError(.store, "no certificate with serial \(serial) in \(self.directory.indexPath)")
+        case .unknown: throw ServerError(.store, "no certificate with serial \(serial) in the store")
         case .failed(let why): throw ServerError(.store, "revoke \(serial): \(why)")
         }
     }

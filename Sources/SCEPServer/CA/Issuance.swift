@@ -28,12 +28,13 @@ struct Issuance: Sendable {
 
     /// Issues `request` with `authority`, in this order:
     /// 1. sign (``IssuancePolicy/certificate(for:issuer:validity:)``), for the validity the policy allows;
-    /// 2. store durably, with a crash-recovery note (``CertificateStore/record(_:transactionID:)``);
+    /// 2. commit it to the store (``CertificateStore/commit(_:issuer:transaction:)``), durably, as
+    ///    unaudited until its line is written;
     /// 3. `notify` (Intune's successNotification): throwing stops the delivery;
     /// 4. `deliver` builds the reply (a signed CertRep), before the audit line, so that a line
     ///    saying `outcome` is only written for a certificate that can be handed over;
-    /// 5. the audit line (`record.finish()`), which also clears the note;
-    /// 6. the transaction record.
+    /// 5. the audit line (`record.finish()`), then ``CertificateStore/audited(serial:)``;
+    /// 6. the transaction record (``CertificateStore/issued(_:serial:)``).
     ///
     /// A failure after step 2 marks the certificate withheld (and, when the audit line itself
     /// failed, leaves it to housekeeping to audit later): it is never delivered, and always audited.
@@ -52,7 +53,9 @@ struct Issuance: Sendable {
         do { certificate = try self.policy.certificate(for: request, issuer: authority, validity: validity) } catch {
             throw SCEPError(.issuanceFailed, "\(error)")
         }
-        do { try self.store.record(certificate, transactionID: key.transactionID) } catch { throw SCEPError(.storeFailed, "\(error)") }
+        do { try self.store.commit(certificate, issuer: IssuerID(authority: authority.certificate), transaction: key) } catch {
+            throw SCEPError(.storeFailed, "\(error)")
+        }
         let store = self.store
         let serial = certificate.serialNumberHex
         record.onWritten { store.audited(serial: serial) }  // issued, or withheld: in the log either way
@@ -65,7 +68,7 @@ struct Issuance: Sendable {
             record.event.outcome = outcome
             do { try record.finish() } catch { throw SCEPError(.auditFailed, "\(error); certificate \(serial) withheld") }
             var recorded = true
-            do { try self.store.update(key, .issued, serial: serial) } catch {
+            do { try self.store.issued(key, serial: serial) } catch {
                 recorded = false
                 self.diagnostics.log(.error, "transaction \(key.transactionID): replay record not written: \(error)")
             }
@@ -76,15 +79,11 @@ struct Issuance: Sendable {
         }
     }
 
-    /// Marks a stored certificate as never delivered. Without an audit line at all yet, its note
-    /// is handed to housekeeping, which writes the `withheld` line when the log takes lines again.
+    /// Marks a committed certificate as never delivered. Without an audit line at all yet, the
+    /// store hands it to housekeeping, which writes the `withheld` line when the log takes lines again.
     private func withhold(_ serial: String, auditWritten: Bool) {
-        do { try self.store.markWithheld(serial: serial) } catch {
-            self.diagnostics.log(.error, "certificate \(serial) withheld but not marked: \(error)")
-        }
-        guard !auditWritten else { return }
-        do { try self.store.markUnaudited(serial: serial) } catch {
-            self.diagnostics.log(.error, "certificate \(serial) withheld, its audit record pending but not noted: \(error)")
+        do { try self.store.withhold(serial: serial, auditLineWritten: auditWritten) } catch {
+            self.diagnostics.log(.error, "certificate \(serial) withheld but not marked\(auditWritten ? "" : ", its audit record pending"): \(error)")
         }
     }
 }

@@ -35,9 +35,9 @@ public struct Revocation: Sendable {
         public let request: Request
         public let status: Status
         /// The store's entry (nil for unknown serials and store failures).
-        public let entry: IndexEntry?
+        public let entry: CertificateEntry?
 
-        public init(request: Request, status: Status, entry: IndexEntry?) {
+        public init(request: Request, status: Status, entry: CertificateEntry?) {
             self.request = request
             self.status = status
             self.entry = entry
@@ -76,7 +76,7 @@ public struct Revocation: Sendable {
             results.append(result)
             // Newly revoked (even when only its audit line failed): its CA needs a new CRL.
             if result.status != .alreadyRevoked, let entry = result.entry {
-                let slot = self.slot(of: entry.serial)
+                let slot = self.slot(of: entry)
                 if !slots.contains(slot) { slots.append(slot) }
             }
         }
@@ -98,7 +98,7 @@ public struct Revocation: Sendable {
         event.requestContext = request.context
         event.revocationReason = (request.reason ?? .unspecified).name
         let status: Status
-        var entry: IndexEntry? = nil
+        var entry: CertificateEntry? = nil
         do {
             switch try self.store.revoke(serial: request.serial, reason: request.reason, at: now) {
             case .revoked(let revoked):
@@ -108,7 +108,7 @@ public struct Revocation: Sendable {
                 (status, entry) = (.alreadyRevoked, revoked)
                 event.outcome = .revoked
                 event.reason = "already-revoked"
-                event.revocationReason = (revoked.reason ?? .unspecified).name
+                if case .revoked(_, let reason) = revoked.status { event.revocationReason = (reason ?? .unspecified).name }
             case .unknown:
                 status = .unknown
                 event.outcome = .rejected
@@ -128,9 +128,13 @@ public struct Revocation: Sendable {
         return Result(request: request, status: status, entry: entry)
     }
 
-    /// The CRL slot of the CA that issued `serial` (the current CA for a certificate whose file is missing).
-    private func slot(of serial: String) -> CRLPublisher.Slot {
-        let issuer = (try? self.store.certificate(serial: serial)).flatMap { $0.flatMap { self.material.authority(of: $0.certificate) } }
+    /// The CRL slot of the CA that issued `entry`: by the issuer the store recorded, else by the
+    /// certificate's signature (the current CA for a certificate the store no longer has).
+    private func slot(of entry: CertificateEntry) -> CRLPublisher.Slot {
+        if let issuer = entry.issuer, let authority = self.material.authorities.first(where: { IssuerID(authority: $0.certificate) == issuer }) {
+            return CRLPublisher.Slot(of: authority, in: self.material)
+        }
+        let issuer = (try? self.store.certificate(serial: entry.serial)).flatMap { $0.flatMap { self.material.authority(of: $0.certificate) } }
         return issuer.map { CRLPublisher.Slot(of: $0, in: self.material) } ?? .current
     }
 }

@@ -28,10 +28,13 @@ extension SCEPResponder {
         let key: TransactionKey
         do { key = try TransactionKey(transactionID: x.transactionID, csr: csr) } catch { throw SCEPError(.internalError, "\(error)") }
         let claim: ClaimResult
-        do { claim = try self.store.claim(key) } catch { throw SCEPError(.storeFailed, "\(error)") }
+        do { claim = try self.store.claim(key, lease: Self.claimLease) } catch { throw SCEPError(.storeFailed, "\(error)") }
         if case .existing(let existing) = claim {
-            guard self.supersedes(existing, key, renewed) else { return try self.replay(existing, key, x, record) }
-            do { try self.store.update(key, .inFlight, serial: nil) } catch { throw SCEPError(.storeFailed, "\(error)") }
+            guard self.supersedes(existing, key, renewed), let serial = existing.serial else { return try self.replay(existing, key, x, record) }
+            let won: Bool
+            do { won = try self.store.supersede(key, issued: serial, lease: Self.claimLease) } catch { throw SCEPError(.storeFailed, "\(error)") }
+            // Another request superseded it first: answer as a retransmission of that one.
+            guard won else { return try self.replay(self.currentRecord(key), key, x, record) }
         }
         var held = true
         defer { if held { self.store.release(key) } }
@@ -68,11 +71,10 @@ extension SCEPResponder {
         // A renewal signed by a valid certificate of ours needs no second approval.
         if self.policy.manualApproval && renewed == nil {
             do {
-                try self.store.savePending(
+                try self.store.hold(
                     PendingRequest(
                         transactionID: x.transactionID, keyHash: key.keyHash, subject: csr.subject, subjectAltNames: names,
                         received: Date(), remoteAddr: x.request.remoteAddr, csr: csr.derEncoded, renews: nil))
-                try self.store.update(key, .pending, serial: nil)
             } catch { throw SCEPError(.storeFailed, "\(error)") }
             held = false
             record.event.outcome = .pending
@@ -118,6 +120,16 @@ extension SCEPResponder {
             record.event.subjectAltNamesSHA256 = csr.subjectAltNamesDER.flatMap { try? DigestAlgorithm.sha256.hash($0) }.map { HexEncoding.string($0) }
         }
         return names
+    }
+
+    /// How long a claim may stay in flight: the longest a request can take (a validator call
+    /// within its deadline, a notification, the store), with room to spare.
+    static let claimLease: TimeInterval = 600
+
+    /// The transaction's record now; in flight when the store cannot say (the replay then waits).
+    private func currentRecord(_ key: TransactionKey) -> TransactionRecord {
+        (try? self.store.transaction(key.transactionID)).flatMap { $0 } ?? TransactionRecord(
+            transactionID: key.transactionID, keyHash: "", state: .inFlight)
     }
 
     /// The most name text one audit line carries; more is recorded as a count and a digest.

@@ -146,10 +146,14 @@ public final class SCEPResponder: Sendable {
     /// marked withheld and recorded as `withheld` now, so every stored certificate is in the audit
     /// log and none is delivered later as if new. At start-up, every minute, and at SIGHUP.
     public func recordUnaudited(now: Date = Date()) {
-        for pending in self.store.unauditedSerials() {
-            let certificate: Certificate?
-            do { certificate = try self.store.reconcile(serial: pending.serial) } catch {
-                self.diagnostics.log(.error, "certificate \(pending.serial) without audit record not reconciled: \(error)")
+        let unaudited: [UnauditedCertificate]
+        do { unaudited = try self.store.unaudited() } catch {
+            self.diagnostics.log(.error, "certificates without audit record not listed: \(error)")
+            return
+        }
+        for pending in unaudited {
+            if let problem = pending.problem {
+                self.diagnostics.log(.error, "certificate \(pending.serial) without audit record not reconciled: \(problem)")
                 continue
             }
             var event = AuditEvent()
@@ -160,7 +164,7 @@ public final class SCEPResponder: Sendable {
             event.outcome = .withheld
             event.reason = pending.cause.rawValue
             event.httpStatus = 0
-            if let certificate {
+            if let certificate = pending.certificate {
                 event.describe(certificate)
                 event.subject = certificate.subject
             } else {
@@ -168,7 +172,7 @@ public final class SCEPResponder: Sendable {
             }
             do {
                 try self.audit.record(event)
-                self.store.clearUnaudited(serial: pending.serial)
+                self.store.audited(serial: pending.serial)
                 self.diagnostics.log(.notice, "recorded withheld certificate \(pending.serial) in the audit log (\(pending.cause.rawValue))")
             } catch {
                 return  // the log still takes no lines: next time
@@ -185,8 +189,8 @@ public final class SCEPResponder: Sendable {
         do {
             guard let lock = try RunLock(path: directory.path + "/.ocsp-signer.lock") else { return }
             defer { lock.release() }
-            let operations = try CAOperations(
-                directory: directory, passphraseFile: self.material.passphraseFile, audit: self.audit, policy: self.policy, crlValidityHours: 168)
+            let operations = CAOperations(
+                directory: directory, store: self.store, passphraseFile: self.material.passphraseFile, audit: self.audit, policy: self.policy, crlValidityHours: 168)
             if let renewed = try operations.renewOCSPSignerIfDue(now: now) {
                 self.diagnostics.log(.notice, "renewed the OCSP responder certificate (serial \(renewed.serialNumberHex), until \(RFC3339.string(renewed.notAfter)))")
             }
@@ -226,9 +230,8 @@ public final class SCEPResponder: Sendable {
         }
         self.recordUnaudited(now: now)
         self.renewOCSPSigner(material, now: now)
-        let orphans = self.store.removeOrphans()
-        if orphans > 0 { self.diagnostics.log(.notice, "removed \(orphans) temporary files left by processes that died") }
-        let removed = self.store.pruneTransactions(olderThan: now.addingTimeInterval(-Double(self.policy.transactionRetentionDays) * 86400))
-        if removed > 0 { self.diagnostics.log(.info, "dropped \(removed) transaction records past retention") }
+        let done = self.store.maintain(now: now)
+        if done.leftoversRemoved > 0 { self.diagnostics.log(.notice, "removed \(done.leftoversRemoved) leftovers of processes that died") }
+        if done.transactionsPruned > 0 { self.diagnostics.log(.info, "dropped \(done.transactionsPruned) transaction records past retention") }
     }
 }

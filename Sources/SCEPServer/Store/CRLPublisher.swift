@@ -4,8 +4,10 @@ import SCEPCrypto
 
 /// Writes and reads the CRLs of a CA directory (RFC 5280 §5): `crl/ca.crl` (DER),
 /// `crl/ca.crl.pem` and the CA certificate `crl/ca.cer` (DER) for the current CA, `crl/previous.crl(.pem)` for the previous one during a
-/// rollover, each replaced atomically. `crl/NAME.crlnumber` holds the next cRLNumber in hex, as
-/// OpenSSL's `crlnumber` file does, so the number only ever increases.
+/// rollover, each replaced atomically. The cRLNumber comes from the store
+/// (``CertificateStore/nextCRLNumber(issuer:atLeast:)``), per issuing key, so it only ever
+/// increases, whichever process or host publishes; `crl/NAME.crlnumber` of older versions is
+/// read once as a floor.
 ///
 /// One process publishes at a time (`flock` on `crl/.lock`); a server that finds the lock taken
 /// skips its turn and keeps serving.
@@ -27,7 +29,7 @@ public struct CRLPublisher: Sendable {
 
     /// When the newest revocation in `store` happened (nil: none, or the store cannot be read).
     public static func latestRevocation(in store: any CertificateStore) -> Date? {
-        (try? store.entries())?.compactMap { $0.0.status == .revoked ? $0.0.revokedAt : nil }.max()
+        (try? store.latestRevocation()) ?? nil
     }
 
     public let directory: CADirectory
@@ -76,11 +78,10 @@ public struct CRLPublisher: Sendable {
             guard errno == EINTR else { throw ServerError(.store, "lock \(lockPath): \(errnoText())") }
         }
         let entries = try self.revoked(for: authority, material: material, store: store)
-        let number = self.nextNumber(slot)
+        let number = try store.nextCRLNumber(issuer: IssuerID(authority: authority.certificate), atLeast: self.numberFloor(slot))
         let crl = try CertificateRevocationList.build(
             issuer: authority.certificate, key: authority.key, number: number, thisUpdate: now,
             nextUpdate: now.addingTimeInterval(Double(self.validityHours) * 3600), entries: entries, digest: authority.key.signatureDigest)
-        try AtomicFile.replace(self.numberPath(slot), contents: Array((String(number + 1, radix: 16, uppercase: true) + "\n").utf8), mode: 0o644, sync: true)
         try AtomicFile.replace(self.derPath(slot), contents: crl.derEncoded, mode: 0o644, sync: true)
         try AtomicFile.replace(self.pemPath(slot), contents: Array(crl.pemEncoded.utf8), mode: 0o644, sync: true)
         // The issuer certificate in DER beside its CRL, for AIA caIssuers URLs (RFC 5280 §4.2.2.1).
@@ -88,21 +89,29 @@ public struct CRLPublisher: Sendable {
         return crl
     }
 
-    /// The revoked certificates `authority` issued. An entry whose certificate file is missing
-    /// (imported by hand) is listed by the current CA.
+    /// The revoked certificates `authority` issued, by the issuer the store recorded. An entry
+    /// without one (recorded before the store kept issuers, or recovered after a crash) is
+    /// matched by its certificate's signature; one whose certificate is missing too (imported by
+    /// hand) is listed by the current CA.
     private func revoked(for authority: KeyPair, material: CAMaterial, store: any CertificateStore) throws -> [RevokedCertificate] {
-        try store.entries().compactMap { entry, _ in
-            guard entry.status == .revoked else { return nil }
-            let issuer = try store.certificate(serial: entry.serial).flatMap { material.authority(of: $0.certificate) } ?? material.current
-            guard issuer.certificate === authority.certificate else { return nil }
-            return RevokedCertificate(serialHex: entry.serial, revokedAt: entry.revokedAt ?? Date(), reason: entry.reason)
+        let id = IssuerID(authority: authority.certificate)
+        return try store.revoked().compactMap { entry in
+            if let issuer = entry.issuer {
+                guard issuer == id else { return nil }
+            } else {
+                let issuer = try store.certificate(serial: entry.serial).flatMap { material.authority(of: $0.certificate) } ?? material.current
+                guard issuer.certificate === authority.certificate else { return nil }
+            }
+            return RevokedCertificate(serialHex: entry.serial, revokedAt: entry.revokedAt, reason: entry.reason)
         }
     }
 
-    private func nextNumber(_ slot: Slot) -> UInt64 {
+    /// The least number the next CRL may take: after the one published, and after an older
+    /// version's `crl/NAME.crlnumber`.
+    private func numberFloor(_ slot: Slot) -> UInt64 {
         let text = FileManager.default.contents(atPath: self.numberPath(slot)).map { String(decoding: $0, as: UTF8.self) } ?? ""
-        if let number = UInt64(text.trimmedWhitespace, radix: 16), number > 0 { return number }
-        // No number file: continue after whatever CRL is published, else start at 1.
-        return (self.published(slot)?.number).flatMap { UInt64($0, radix: 16) }.map { $0 + 1 } ?? 1
+        let legacy = UInt64(text.trimmedWhitespace, radix: 16) ?? 1
+        let published = (self.published(slot)?.number).flatMap { UInt64($0, radix: 16) }.map { $0 + 1 } ?? 1
+        return max(legacy, published)
     }
 }

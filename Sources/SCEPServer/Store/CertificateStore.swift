@@ -1,5 +1,4 @@
 import FoundationEssentials
-import Glibc
 import SCEPCrypto
 
 /// A transaction as RFC 8894 §3.3.3 keys it: the client's transactionID plus the requested key.
@@ -20,7 +19,7 @@ public struct TransactionKey: Sendable, Hashable {
 
 /// Where a transaction stands.
 public enum TransactionState: String, Sendable {
-    /// A process is working on it right now (its claim).
+    /// Somebody is working on it right now (a claim).
     case inFlight = "in-flight"
     /// Waiting for an operator (`issue.approval = manual`).
     case pending
@@ -33,39 +32,18 @@ public enum TransactionState: String, Sendable {
 /// What the store remembers of a transaction, for `store.transaction_retention_days`.
 public struct TransactionRecord: Sendable, Equatable {
     public var transactionID: String
+    /// Empty while in flight when the store cannot tell yet.
     public var keyHash: String
     public var state: TransactionState
     public var serial: String?
     public var updated: Date
-    /// The process holding an in-flight claim (stale claims of dead processes are taken over).
-    public var pid: Int32
 
-    public init(transactionID: String, keyHash: String, state: TransactionState, serial: String? = nil, updated: Date = Date(), pid: Int32 = getpid()) {
+    public init(transactionID: String, keyHash: String, state: TransactionState, serial: String? = nil, updated: Date = Date()) {
         self.transactionID = transactionID
         self.keyHash = keyHash
         self.state = state
         self.serial = serial
         self.updated = updated
-        self.pid = pid
-    }
-}
-
-extension TransactionRecord {
-    /// One text line: `scep-fcgi-tx 1 STATE KEYHASH SERIAL|- UNIXTIME PID TRANSACTIONID`. The
-    /// transactionID (printable ASCII, spaces allowed) comes last and takes the rest of the line.
-    var line: String {
-        "scep-fcgi-tx 1 \(self.state.rawValue) \(self.keyHash) \(self.serial ?? "-") \(Int64(self.updated.timeIntervalSince1970)) \(self.pid) \(self.transactionID)\n"
-    }
-
-    init?(line: String) {
-        guard line.hasSuffix("\n") else { return nil }  // a record caught mid-write
-        let fields = line.dropLast().split(separator: " ", maxSplits: 7, omittingEmptySubsequences: false)
-        guard fields.count == 8, fields[0] == "scep-fcgi-tx", fields[1] == "1", let state = TransactionState(rawValue: String(fields[2])),
-            let seconds = Int64(fields[5]), let pid = Int32(fields[6]), !fields[7].isEmpty
-        else { return nil }
-        self.init(
-            transactionID: String(fields[7]), keyHash: String(fields[3]), state: state, serial: fields[4] == "-" ? nil : String(fields[4]),
-            updated: Date(timeIntervalSince1970: TimeInterval(seconds)), pid: pid)
     }
 }
 
@@ -101,6 +79,26 @@ public struct PendingRequest: Sendable, Equatable, Codable {
         self.csr = csr
         self.renews = renews
     }
+
+    public var key: TransactionKey { TransactionKey(transactionID: self.transactionID, keyHash: self.keyHash) }
+}
+
+/// Which CA issued a certificate: SHA-256 of the issuing key's SubjectPublicKeyInfo, hex. A key,
+/// not a name, so that a rollover keeping the CA's name still tells the two CAs apart.
+public struct IssuerID: Sendable, Hashable, CustomStringConvertible {
+    public let hex: String
+
+    public init?(hex: String) {
+        guard hex.count == 64, hex.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else { return nil }
+        self.hex = hex
+    }
+
+    /// The ID of the CA whose certificate this is.
+    public init(authority: Certificate) {
+        self.hex = HexEncoding.string((try? DigestAlgorithm.sha256.hash(authority.subjectPublicKeyInfoDER)) ?? [])
+    }
+
+    public var description: String { self.hex }
 }
 
 /// A certificate's standing.
@@ -121,24 +119,74 @@ public enum CertificateStatus: Sendable, Equatable {
     }
 }
 
-/// A stored certificate that has no audit record yet, and why.
+/// What the store knows of a certificate without reading the certificate itself.
+public struct CertificateEntry: Sendable, Equatable {
+    /// Upper-case hex, no leading zeros beyond what DER needs (``SerialHex``).
+    public var serial: String
+    /// OpenSSL one-line form (`/O=Example/CN=device`).
+    public var subject: String
+    public var notAfter: Date
+    public var status: CertificateStatus
+    /// Nil for entries recorded before the store kept issuers (or imported by hand).
+    public var issuer: IssuerID?
+
+    public init(serial: String, subject: String, notAfter: Date, status: CertificateStatus, issuer: IssuerID?) {
+        self.serial = serial
+        self.subject = subject
+        self.notAfter = notAfter
+        self.status = status
+        self.issuer = issuer
+    }
+}
+
+/// One revoked certificate, for a CRL (RFC 5280 §5.1.2.6).
+public struct RevokedEntry: Sendable, Equatable {
+    public let serial: String
+    public let revokedAt: Date
+    public let reason: RevocationReason?
+    /// Nil when the store does not know (see ``CertificateEntry/issuer``).
+    public let issuer: IssuerID?
+
+    public init(serial: String, revokedAt: Date, reason: RevocationReason?, issuer: IssuerID?) {
+        self.serial = serial
+        self.revokedAt = revokedAt
+        self.reason = reason
+        self.issuer = issuer
+    }
+}
+
+/// A committed certificate with no audit line, and why.
 public struct UnauditedCertificate: Sendable, Equatable {
     public enum Cause: String, Sendable {
-        /// The process that stored it died before writing the record.
+        /// The request that committed it died before writing the line (a crash, kill -9).
         case crashed = "crash-recovered"
-        /// The record's write failed (a full audit disk).
+        /// The line's write failed (a full audit disk).
         case auditFailed = "audit-failed"
     }
 
     public let serial: String
     public let cause: Cause
+    /// Nil when the store no longer has the certificate itself.
+    public let certificate: Certificate?
+    /// Why the store could not complete and withhold it yet: the caller logs this and writes no
+    /// line; it comes back next time.
+    public let problem: String?
+
+    public init(serial: String, cause: Cause, certificate: Certificate?, problem: String? = nil) {
+        self.serial = serial
+        self.cause = cause
+        self.certificate = certificate
+        self.problem = problem
+    }
+
+    public static func == (a: Self, b: Self) -> Bool { a.serial == b.serial && a.cause == b.cause }
 }
 
 /// What the store did with a revocation.
 public enum StoreRevocation: Sendable, Equatable {
-    case revoked(IndexEntry)
+    case revoked(CertificateEntry)
     /// Revoked before; the entry keeps its first revocation time and reason.
-    case alreadyRevoked(IndexEntry)
+    case alreadyRevoked(CertificateEntry)
     case unknown
 }
 
@@ -146,71 +194,104 @@ public enum StoreRevocation: Sendable, Equatable {
 public struct StoredCertificate: Sendable {
     public let certificate: Certificate
     public let status: CertificateStatus
+
+    public init(certificate: Certificate, status: CertificateStatus) {
+        self.certificate = certificate
+        self.status = status
+    }
 }
 
-/// Where certificates and transactions are kept. The file store (one CA directory, many
-/// processes) is the first conformer; a PostgreSQL store for many hosts is the next.
-///
-/// Every method is safe to call from any thread of any process sharing the store.
-public protocol CertificateStore: Sendable {
-    // Transactions (RFC 8894 §3.3.3): one issuance per transactionID + key.
+/// What ``CertificateStore/maintain(now:)`` did.
+public struct StoreMaintenance: Sendable, Equatable {
+    /// Transaction records dropped past their retention.
+    public var transactionsPruned = 0
+    /// Leftovers of writers that died (temporary files, stale claims).
+    public var leftoversRemoved = 0
 
-    /// Claims a transactionID for processing, across processes: only one caller gets `.claimed`;
-    /// the others see the record (in flight, pending, issued or rejected). Records older than the
-    /// retention, and in-flight claims of processes that died, are taken over.
-    func claim(_ key: TransactionKey) throws -> ClaimResult
-    /// Moves a claimed transaction to a new state.
-    func update(_ key: TransactionKey, _ state: TransactionState, serial: String?) throws
-    /// Gives up a claim (the request was refused, or failed before anything was stored).
+    public init(transactionsPruned: Int = 0, leftoversRemoved: Int = 0) {
+        self.transactionsPruned = transactionsPruned
+        self.leftoversRemoved = leftoversRemoved
+    }
+}
+
+/// Where a CA keeps what it issued and what it was asked: the questions a CA asks of its
+/// records, and nothing about how one implementation keeps them. The file store (one CA
+/// directory, many processes on one host) is the embedded default; a database store serves
+/// many hosts. Both pass the same conformance suite.
+///
+/// Every method is safe to call from any thread of any process (and, for a shared store, any
+/// host) using the store at the same time.
+public protocol CertificateStore: Sendable {
+    // MARK: transactions (RFC 8894 §3.3.3: one issuance per transactionID + key)
+
+    /// Claims a transaction for processing: of all callers, only one gets `.claimed`; the others
+    /// see its record (in flight, pending, issued or rejected). The claim lasts until it is
+    /// released or the transaction moves on, and at most `lease` seconds: a claim whose holder
+    /// died or overran its lease is taken over. Records past the retention count as absent.
+    func claim(_ key: TransactionKey, lease: TimeInterval) throws -> ClaimResult
+    /// Takes over an issued transaction for a request that supersedes its certificate `serial`
+    /// (a renewal or re-enrollment repeating the transactionID and key): true for exactly one
+    /// caller, which then holds the claim as ``claim(_:lease:)`` gives it.
+    func supersede(_ key: TransactionKey, issued serial: String, lease: TimeInterval) throws -> Bool
+    /// Gives up a claim (the request was refused, or failed before a certificate was committed).
     func release(_ key: TransactionKey)
-    /// The record of a transactionID, if retained.
+    /// The record of a transactionID, unless past the retention.
     func transaction(_ transactionID: String) throws -> TransactionRecord?
 
-    // Certificates.
+    // MARK: manual approval
 
-    /// Records a newly issued certificate durably. Throws if it cannot; the certificate must then
-    /// not be delivered.
-    func record(_ certificate: Certificate, transactionID: String?) throws
-    /// Marks a stored certificate as never delivered.
-    func markWithheld(serial: String) throws
-    // Certificates stored but not yet in the audit log. ``record(_:transactionID:)`` notes each
-    // one before it becomes visible; ``audited(serial:)`` clears the note once its audit line is
-    // written. Housekeeping turns the notes of dead processes, and of failed audit writes, into
-    // withheld certificates with their audit records (crash recovery, a full audit disk).
-
-    /// The certificate's audit record is written.
-    func audited(serial: String)
-    /// Its audit record could not be written now: eligible for housekeeping at once.
-    func markUnaudited(serial: String) throws
-    /// Notes housekeeping should act on (not those of requests still in progress).
-    func unauditedSerials() -> [UnauditedCertificate]
-    /// Completes what a crash left half done (issued file, index line) and marks it withheld.
-    func reconcile(serial: String) throws -> Certificate?
-    func clearUnaudited(serial: String)
-    /// Temporary files of writers that died; returns how many were removed.
-    func removeOrphans() -> Int
-    func certificate(serial: String) throws -> StoredCertificate?
-    /// Every certificate entry (status from the index, withheld markers applied).
-    func entries() throws -> [(IndexEntry, CertificateStatus)]
-    /// Revokes a certificate (RFC 5280 §5.3.1 reason). Revoking twice changes nothing (the first
-    /// time and reason stand); an unknown serial is an answer, not an error. Throws only when the
-    /// store cannot answer or write.
-    func revoke(serial: String, reason: RevocationReason?, at: Date) throws -> StoreRevocation
-    /// The serials of certificates issued to a subject (OpenSSL one-line form), oldest first.
-    func serials(subject: String) throws -> [String]
-
-    // Manual approval.
-
-    func savePending(_ request: PendingRequest) throws
+    /// Keeps a claimed request for an operator: durable before the client is told PENDING; the
+    /// transaction reads `pending` from then on.
+    func hold(_ request: PendingRequest) throws
+    /// Every request waiting for an operator, oldest first.
     func pendingRequests() throws -> [PendingRequest]
     func pendingRequest(_ transactionID: String) throws -> PendingRequest?
-    func removePending(_ transactionID: String) throws
+    /// An operator refused a held request: the transaction reads `rejected`, the request is gone.
+    func reject(_ key: TransactionKey) throws
 
-    /// Drops transaction records older than `date`; returns how many.
-    func pruneTransactions(olderThan date: Date) -> Int
+    // MARK: issuance (one path: ``Issuance``)
 
-    // Health (`health.path`): checked without writing anything.
+    /// Records a newly signed certificate, issued by `issuer` for `transaction`, durably and as a
+    /// unit. Until ``audited(serial:)`` it counts as unaudited: if its request dies first,
+    /// ``unaudited()`` hands it back. Throws if it cannot record it; it must then not be delivered.
+    func commit(_ certificate: Certificate, issuer: IssuerID, transaction: TransactionKey) throws
+    /// The committed certificate was delivered (or approved for CertPoll): the transaction reads
+    /// `issued` with `serial`, and a held request for it is gone.
+    func issued(_ key: TransactionKey, serial: String) throws
+    /// The committed certificate will never be delivered. When `auditLineWritten` is false,
+    /// ``unaudited()`` hands it back at once, for its audit line to be written when it can be.
+    func withhold(serial: String, auditLineWritten: Bool) throws
+    /// The certificate's audit line is written: nothing about it is left to recover.
+    func audited(serial: String)
+    /// Committed certificates without an audit line whose request is over (its process died, its
+    /// lease ran out, or its audit write failed), each already marked withheld: the caller writes
+    /// their `withheld` lines, then calls ``audited(serial:)``.
+    func unaudited() throws -> [UnauditedCertificate]
 
-    /// Nil when the store can take the next certificate; else a fixed code (`store-not-writable`, `store-disk-full`).
+    // MARK: certificates
+
+    func certificate(serial: String) throws -> StoredCertificate?
+    /// Every certificate issued to `subject` (OpenSSL one-line form), oldest first.
+    func certificates(subject: String) throws -> [CertificateEntry]
+    /// Every certificate, oldest first (`scep-fcgi ca list`).
+    func certificates() throws -> [CertificateEntry]
+    /// Revokes a certificate (RFC 5280 §5.3.1 reason). Revoking twice changes nothing (the first
+    /// time and reason stand); an unknown serial is an answer, not an error.
+    func revoke(serial: String, reason: RevocationReason?, at: Date) throws -> StoreRevocation
+    /// The revoked certificates (RFC 5280 §5.1.2.6), with the issuer each was committed with.
+    func revoked() throws -> [RevokedEntry]
+    /// When the newest revocation happened (nil: none).
+    func latestRevocation() throws -> Date?
+    /// Takes the next cRLNumber (RFC 5280 §5.2.3) of `issuer`'s CRL: never one handed out
+    /// before, and at least `atLeast` (a number published before the store kept count).
+    func nextCRLNumber(issuer: IssuerID, atLeast: UInt64) throws -> UInt64
+
+    // MARK: upkeep
+
+    /// Periodic work (about once a minute, any process): forget transactions past their
+    /// retention, clean up what dead writers left. Returns what it did, for the log.
+    func maintain(now: Date) -> StoreMaintenance
+    /// Nil when the store can take the next certificate; else a fixed code (`store-not-writable`,
+    /// `store-disk-full`, `store-unavailable`). Checked without writing anything.
     func healthProblem() -> String?
 }

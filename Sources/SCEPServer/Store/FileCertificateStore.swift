@@ -26,17 +26,21 @@ public final class FileCertificateStore: CertificateStore, Sendable {
 
     // MARK: transactions
 
-    public func claim(_ key: TransactionKey) throws -> ClaimResult { try self.transactions.claim(key) }
+    public func claim(_ key: TransactionKey, lease: TimeInterval) throws -> ClaimResult { try self.transactions.claim(key) }
 
-    public func update(_ key: TransactionKey, _ state: TransactionState, serial: String?) throws {
-        try self.transactions.update(key, state, serial: serial)
+    public func supersede(_ key: TransactionKey, issued serial: String, lease: TimeInterval) throws -> Bool {
+        try self.transactions.supersede(key, issued: serial)
     }
 
     public func release(_ key: TransactionKey) { self.transactions.release(key) }
 
     public func transaction(_ transactionID: String) throws -> TransactionRecord? { self.transactions.record(transactionID) }
 
-    public func pruneTransactions(olderThan date: Date) -> Int { self.transactions.prune(olderThan: date) }
+    public func maintain(now: Date) -> StoreMaintenance {
+        let leftovers = self.removeOrphans()
+        let pruned = self.transactions.prune(olderThan: now.addingTimeInterval(-self.transactions.retention))
+        return StoreMaintenance(transactionsPruned: pruned, leftoversRemoved: leftovers)
+    }
 
     public func healthProblem() -> String? {
         FileHealth.problem(writing: self.directory.indexPath, prefix: "store")
@@ -52,19 +56,19 @@ public final class FileCertificateStore: CertificateStore, Sendable {
         return Array(try encoder.encode(value)) + [UInt8(ascii: "\n")]
     }
 
-    // MARK: certificates
+    // MARK: issuance
 
-    public func record(_ certificate: Certificate, transactionID: String?) throws {
+    public func commit(_ certificate: Certificate, issuer: IssuerID, transaction: TransactionKey) throws {
         let serial = certificate.serialNumberHex
         // The file name is the serial only (hex): nothing from the request reaches a path.
         // The unaudited marker (a second link to the same file) exists before issued/SERIAL.pem
         // does, and goes once the certificate's audit record is written (``audited(serial:)``):
-        // whatever kills the process in between, housekeeping finds the certificate.
+        // whatever kills the process in between, ``unaudited()`` finds the certificate.
         try self.ensureUnauditedDirectory()
         let marker = self.unauditedMarker(serial)
         try AtomicFile.create(self.certificatePath(serial), contents: Array(certificate.pemEncoded.utf8), mode: 0o644, intent: marker)
         do {
-            try self.index.append(IndexEntry(valid: certificate))
+            try self.index.append(IndexEntry(valid: certificate, issuer: issuer))
         } catch {
             // Not recorded, so never delivered: no issued/ file may remain without its index line.
             unlink(self.certificatePath(serial))
@@ -73,8 +77,32 @@ public final class FileCertificateStore: CertificateStore, Sendable {
         }
     }
 
-    public func markWithheld(serial: String) throws {
-        try AtomicFile.replace(self.directory.issuedPath + "/\(serial).withheld", contents: Array("withheld\n".utf8), mode: 0o644, sync: true)
+    public func issued(_ key: TransactionKey, serial: String) throws {
+        try self.transactions.update(key, .issued, serial: serial)
+        // An approved request's file; absent (ENOENT) on every other enrollment.
+        try self.removePending(key.transactionID)
+    }
+
+    public func withhold(serial: String, auditLineWritten: Bool) throws {
+        try AtomicFile.replace(self.withheldPath(serial), contents: Array("withheld\n".utf8), mode: 0o644, sync: true)
+        if !auditLineWritten { try self.markUnaudited(serial: serial) }
+    }
+
+    /// On every delivered enrollment: one unlink of the note this process made, no directory
+    /// listing. Any other note of the serial (a dead process's, a failed write's) goes too.
+    public func audited(serial: String) {
+        guard unlink(self.unauditedMarker(serial)) != 0 else { return }
+        for name in self.markers(of: serial) { unlink(self.unauditedDirectory + "/" + name) }
+    }
+
+    public func unaudited() throws -> [UnauditedCertificate] {
+        try self.recover().map { note in
+            do {
+                return UnauditedCertificate(serial: note.serial, cause: note.cause, certificate: try self.reconcile(serial: note.serial))
+            } catch {
+                return UnauditedCertificate(serial: note.serial, cause: note.cause, certificate: nil, problem: "\(error)")
+            }
+        }
     }
 
     var unauditedDirectory: String { self.directory.path + "/unaudited" }
@@ -90,15 +118,12 @@ public final class FileCertificateStore: CertificateStore, Sendable {
         ((try? FileManager.default.contentsOfDirectory(atPath: self.unauditedDirectory)) ?? []).filter { $0.hasPrefix(serial + ".") }
     }
 
-    /// This process's note for `serial`, made by ``record(_:transactionID:)``.
+    /// This process's note for `serial`, made by ``commit(_:issuer:transaction:)``.
     private func unauditedMarker(_ serial: String) -> String {
         self.unauditedDirectory + "/\(serial).\(ProcessIdentity.current.tag)"
     }
 
-    /// On every delivered enrollment: one unlink of the note this process made, no directory listing.
-    public func audited(serial: String) { unlink(self.unauditedMarker(serial)) }
-
-    public func markUnaudited(serial: String) throws {
+    private func markUnaudited(serial: String) throws {
         try self.ensureUnauditedDirectory()
         let failed = self.unauditedDirectory + "/\(serial).failed"
         for name in self.markers(of: serial) where !name.hasSuffix(".failed") {
@@ -109,20 +134,27 @@ public final class FileCertificateStore: CertificateStore, Sendable {
         }
     }
 
-    public func unauditedSerials() -> [UnauditedCertificate] {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: self.unauditedDirectory)) ?? []
-        return names.compactMap { name -> UnauditedCertificate? in
+    /// Crash recovery, the file store's own: the notes that need an audit line (those of dead
+    /// processes and failed audit writes, not those of requests still in progress).
+    public func recover() throws -> [(serial: String, cause: UnauditedCertificate.Cause)] {
+        let names: [String]
+        do { names = try FileManager.default.contentsOfDirectory(atPath: self.unauditedDirectory) } catch {
+            if access(self.unauditedDirectory, F_OK) != 0 { return [] }
+            throw ServerError(.store, "list \(self.unauditedDirectory): \(error)")
+        }
+        return names.compactMap { name -> (serial: String, cause: UnauditedCertificate.Cause)? in
             guard let dot = name.firstIndex(of: "."), !name.hasPrefix(".") else { return nil }
             let serial = String(name[..<dot])
             let owner = name[name.index(after: dot)...]
             guard serial.allSatisfy(\.isHexDigit) else { return nil }
-            if owner == "failed" { return UnauditedCertificate(serial: serial, cause: .auditFailed) }
+            if owner == "failed" { return (serial, .auditFailed) }
             // Still being worked on by a live process (an Intune notification may take a while).
-            return ProcessIdentity.running(tag: owner) ? nil : UnauditedCertificate(serial: serial, cause: .crashed)
+            return ProcessIdentity.running(tag: owner) ? nil : (serial, .crashed)
         }.sorted { $0.serial < $1.serial }
     }
 
-    public func reconcile(serial: String) throws -> Certificate? {
+    /// Completes what a crash left half done (issued file, index line) and marks it withheld.
+    private func reconcile(serial: String) throws -> Certificate? {
         guard let name = self.markers(of: serial).first else { return nil }
         let marker = self.unauditedDirectory + "/" + name
         guard let pem = FileManager.default.contents(atPath: marker), let certificate = try? Certificate.certificates(pemEncoded: Array(pem)).first else {
@@ -133,19 +165,19 @@ public final class FileCertificateStore: CertificateStore, Sendable {
         if access(self.certificatePath(serial), F_OK) != 0, link(marker, self.certificatePath(serial)) != 0, errno != EEXIST {
             throw ServerError(.store, "restore \(self.certificatePath(serial)): \(errnoText())")
         }
-        if try self.index.entry(serial: serial) == nil { try self.index.append(IndexEntry(valid: certificate)) }
-        try self.markWithheld(serial: serial)
+        // The issuer is not in the note: a CRL finds it from the certificate (as for imported entries).
+        if try self.index.entry(serial: serial) == nil { try self.index.append(IndexEntry(valid: certificate, issuer: nil)) }
+        try AtomicFile.replace(self.withheldPath(serial), contents: Array("withheld\n".utf8), mode: 0o644, sync: true)
         return certificate
     }
 
-    public func clearUnaudited(serial: String) {
-        for name in self.markers(of: serial) { unlink(self.unauditedDirectory + "/" + name) }
-    }
-
-    public func removeOrphans() -> Int {
+    /// Temporary files of writers that died; returns how many were removed.
+    func removeOrphans() -> Int {
         [self.directory.path, self.directory.issuedPath, self.directory.pendingPath, self.directory.crlPath, self.unauditedDirectory]
             .reduce(0) { $0 + AtomicFile.removeOrphans(in: $1) }
     }
+
+    // MARK: certificates
 
     public func certificate(serial: String) throws -> StoredCertificate? {
         guard let serial = SerialHex.normalize(serial), let entry = try self.index.entry(serial: serial),
@@ -155,27 +187,64 @@ public final class FileCertificateStore: CertificateStore, Sendable {
         return StoredCertificate(certificate: certificate, status: self.status(entry))
     }
 
-    public func entries() throws -> [(IndexEntry, CertificateStatus)] {
-        try self.index.entries().map { ($0, self.status($0)) }
+    public func certificates() throws -> [CertificateEntry] {
+        try self.index.entries().map(self.summary)
     }
 
-    public func serials(subject: String) throws -> [String] {
-        try self.index.entries().filter { $0.subject == subject }.map(\.serial)
+    public func certificates(subject: String) throws -> [CertificateEntry] {
+        try self.index.entries().filter { $0.subject == subject }.map(self.summary)
     }
 
     public func revoke(serial: String, reason: RevocationReason?, at date: Date) throws -> StoreRevocation {
         guard let serial = SerialHex.normalize(serial) else { return .unknown }
         // Read first: a serial that is unknown or already revoked needs no rewrite of the index.
         guard let entry = try self.index.entry(serial: serial) else { return .unknown }
-        if entry.status == .revoked { return .alreadyRevoked(entry) }
-        return try self.index.rewrite { entries in
-            guard let i = entries.firstIndex(where: { $0.serial == serial }) else { return .unknown }
-            guard entries[i].status != .revoked else { return .alreadyRevoked(entries[i]) }
+        if entry.status == .revoked { return .alreadyRevoked(self.summary(entry)) }
+        let result: (IndexEntry, Bool)? = try self.index.rewrite { entries in
+            guard let i = entries.firstIndex(where: { $0.serial == serial }) else { return nil }
+            guard entries[i].status != .revoked else { return (entries[i], false) }
             entries[i].status = .revoked
             entries[i].revokedAt = date
             entries[i].reason = reason
-            return .revoked(entries[i])
+            return (entries[i], true)
         }
+        guard let (changed, new) = result else { return .unknown }
+        return new ? .revoked(self.summary(changed)) : .alreadyRevoked(self.summary(changed))
+    }
+
+    public func revoked() throws -> [RevokedEntry] {
+        try self.index.entries().compactMap { entry in
+            guard entry.status == .revoked else { return nil }
+            return RevokedEntry(serial: entry.serial, revokedAt: entry.revokedAt ?? Date(timeIntervalSince1970: 0), reason: entry.reason, issuer: entry.issuer)
+        }
+    }
+
+    public func latestRevocation() throws -> Date? {
+        try self.index.entries().compactMap { $0.status == .revoked ? $0.revokedAt : nil }.max()
+    }
+
+    /// `crl/ISSUER.crlnumber`: the next number in hex (OpenSSL's crlnumber convention), taken
+    /// under an exclusive `flock` of the file itself and replaced durably before it is handed out.
+    public func nextCRLNumber(issuer: IssuerID, atLeast: UInt64) throws -> UInt64 {
+        guard mkdir(self.directory.crlPath, 0o755) == 0 || errno == EEXIST else {
+            throw ServerError(.store, "create \(self.directory.crlPath): \(errnoText())")
+        }
+        let path = "\(self.directory.crlPath)/\(issuer.hex).crlnumber"
+        let lockPath = path + ".lock"
+        let lock = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard lock >= 0 else { throw ServerError(.store, "open \(lockPath): \(errnoText())") }
+        defer { close(lock) }
+        while flock(lock, LOCK_EX) != 0 {
+            guard errno == EINTR else { throw ServerError(.store, "lock \(lockPath): \(errnoText())") }
+        }
+        let text = FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) } ?? ""
+        let number = max(UInt64(text.trimmedWhitespace, radix: 16) ?? 1, atLeast, 1)
+        try AtomicFile.replace(path, contents: Array((String(number + 1, radix: 16, uppercase: true) + "\n").utf8), mode: 0o644, sync: true)
+        return number
+    }
+
+    private func summary(_ entry: IndexEntry) -> CertificateEntry {
+        CertificateEntry(serial: entry.serial, subject: entry.subject, notAfter: entry.expiry, status: self.status(entry), issuer: entry.issuer)
     }
 
     private func status(_ entry: IndexEntry) -> CertificateStatus {
@@ -183,17 +252,24 @@ public final class FileCertificateStore: CertificateStore, Sendable {
         case .revoked: return .revoked(at: entry.revokedAt ?? Date(timeIntervalSince1970: 0), reason: entry.reason)
         case .expired: return .expired
         case .valid:
-            if access(self.directory.issuedPath + "/\(entry.serial).withheld", F_OK) == 0 { return .withheld }
+            if access(self.withheldPath(entry.serial), F_OK) == 0 { return .withheld }
             return entry.expiry < Date() ? .expired : .valid
         }
     }
 
     private func certificatePath(_ serial: String) -> String { "\(self.directory.issuedPath)/\(serial).pem" }
+    private func withheldPath(_ serial: String) -> String { "\(self.directory.issuedPath)/\(serial).withheld" }
 
     // MARK: pending
 
-    public func savePending(_ request: PendingRequest) throws {
+    public func hold(_ request: PendingRequest) throws {
         try AtomicFile.replace(self.transactions.pendingFile(request.transactionID), contents: try Self.encode(request), mode: 0o644, sync: true)
+        try self.transactions.update(request.key, .pending, serial: nil)
+    }
+
+    public func reject(_ key: TransactionKey) throws {
+        try self.transactions.update(key, .rejected, serial: nil)
+        try self.removePending(key.transactionID)
     }
 
     public func pendingRequests() throws -> [PendingRequest] {
@@ -212,7 +288,7 @@ public final class FileCertificateStore: CertificateStore, Sendable {
         return try? decoder.decode(PendingRequest.self, from: data)
     }
 
-    public func removePending(_ transactionID: String) throws {
+    private func removePending(_ transactionID: String) throws {
         guard unlink(self.transactions.pendingFile(transactionID)) == 0 || errno == ENOENT else {
             throw ServerError(.store, "remove pending request: \(errnoText())")
         }

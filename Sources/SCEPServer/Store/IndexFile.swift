@@ -5,30 +5,35 @@ import SCEPLocking
 
 /// One line of the OpenSSL `ca` database (`index.txt`):
 /// `status <tab> expiry <tab> revocation <tab> serial <tab> file <tab> subject`.
-public struct IndexEntry: Sendable, Equatable {
-    public enum Status: String, Sendable { case valid = "V", revoked = "R", expired = "E" }
+///
+/// OpenSSL writes `unknown` in the file column and never reads it; this store writes the issuing
+/// CA's ``IssuerID`` there, so a CRL is built from the index alone.
+struct IndexEntry: Sendable, Equatable {
+    enum Status: String, Sendable { case valid = "V", revoked = "R", expired = "E" }
 
-    public var status: Status
-    public var expiry: Date
+    var status: Status
+    var expiry: Date
     /// For `R`: when, and why (`time[,reason]` in the file).
-    public var revokedAt: Date?
-    public var reason: RevocationReason?
-    public var serial: String
-    public var subject: String
+    var revokedAt: Date?
+    var reason: RevocationReason?
+    var serial: String
+    var issuer: IssuerID?
+    var subject: String
 
-    public init(status: Status, expiry: Date, revokedAt: Date?, reason: RevocationReason?, serial: String, subject: String) {
+    init(status: Status, expiry: Date, revokedAt: Date?, reason: RevocationReason?, serial: String, issuer: IssuerID? = nil, subject: String) {
         self.status = status
         self.expiry = expiry
         self.revokedAt = revokedAt
         self.reason = reason
         self.serial = serial
+        self.issuer = issuer
         self.subject = subject
     }
 
-    /// The line of a newly stored certificate (`V`, its expiry, serial and subject).
-    init(valid certificate: Certificate) {
+    /// The line of a newly stored certificate (`V`, its expiry, serial, issuer and subject).
+    init(valid certificate: Certificate, issuer: IssuerID?) {
         self.init(
-            status: .valid, expiry: certificate.notAfter, revokedAt: nil, reason: nil, serial: certificate.serialNumberHex,
+            status: .valid, expiry: certificate.notAfter, revokedAt: nil, reason: nil, serial: certificate.serialNumberHex, issuer: issuer,
             subject: certificate.subjectOneLine)
     }
 
@@ -40,6 +45,7 @@ public struct IndexEntry: Sendable, Equatable {
         self.status = status
         self.expiry = expiry
         self.serial = serial
+        self.issuer = IssuerID(hex: String(fields[4]))
         self.subject = fields[5...].joined(separator: "\t")
         let revocation = fields[2].split(separator: ",")
         self.revokedAt = revocation.first.flatMap { IndexTime.parse($0) }
@@ -52,7 +58,7 @@ public struct IndexEntry: Sendable, Equatable {
             revocation = IndexTime.string(revokedAt) + (self.reason.map { "," + $0.name } ?? "")
         }
         let subject = self.subject.map { $0 == "\t" || $0 == "\n" || $0 == "\r" ? " " : $0 }
-        return "\(self.status.rawValue)\t\(IndexTime.string(self.expiry))\t\(revocation)\t\(self.serial)\tunknown\t\(String(subject))\n"
+        return "\(self.status.rawValue)\t\(IndexTime.string(self.expiry))\t\(revocation)\t\(self.serial)\t\(self.issuer?.hex ?? "unknown")\t\(String(subject))\n"
     }
 }
 

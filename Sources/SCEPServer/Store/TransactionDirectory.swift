@@ -2,6 +2,27 @@ import FoundationEssentials
 import Glibc
 import SCEPCrypto
 
+/// A transaction record as one text line (rejected transactions; claims of older versions):
+/// `scep-fcgi-tx 1 STATE KEYHASH SERIAL|- UNIXTIME PID TRANSACTIONID`. The transactionID
+/// (printable ASCII, spaces allowed) comes last and takes the rest of the line.
+enum TransactionLine {
+    static func text(_ record: TransactionRecord, pid: Int32 = 0) -> String {
+        "scep-fcgi-tx 1 \(record.state.rawValue) \(record.keyHash) \(record.serial ?? "-") \(Int64(record.updated.timeIntervalSince1970)) \(pid) \(record.transactionID)\n"
+    }
+
+    static func parse(_ line: String) -> (record: TransactionRecord, pid: Int32)? {
+        guard line.hasSuffix("\n") else { return nil }  // a record caught mid-write
+        let fields = line.dropLast().split(separator: " ", maxSplits: 7, omittingEmptySubsequences: false)
+        guard fields.count == 8, fields[0] == "scep-fcgi-tx", fields[1] == "1", let state = TransactionState(rawValue: String(fields[2])),
+            let seconds = Int64(fields[5]), let pid = Int32(fields[6]), !fields[7].isEmpty
+        else { return nil }
+        let record = TransactionRecord(
+            transactionID: String(fields[7]), keyHash: String(fields[3]), state: state, serial: fields[4] == "-" ? nil : String(fields[4]),
+            updated: Date(timeIntervalSince1970: TimeInterval(seconds)))
+        return (record, pid)
+    }
+}
+
 /// `transactions/`: one directory entry per transactionID (named by its SHA-256), shared by every
 /// process serving the CA directory (RFC 8894 §3.3.3 replay and polling).
 ///
@@ -17,6 +38,10 @@ import SCEPCrypto
 ///
 /// A state change links the new target under a temporary name and renames it over the entry.
 /// None of this is synced on the issuance path (see FileCertificateStore for why that is safe).
+///
+/// A claim's lease is its process's life: on one host the death of the claimant is certain
+/// knowledge (pid and start time), which a lease only approximates. Claims written as lines (by
+/// older versions) also end after ``claimLifetime``.
 struct TransactionDirectory: Sendable {
     let path: String
     let issuedPath: String
@@ -82,11 +107,30 @@ struct TransactionDirectory: Sendable {
             AtomicFile.syncDirectory(self.path)
         case .rejected:
             let record = TransactionRecord(transactionID: key.transactionID, keyHash: key.keyHash, state: .rejected)
-            try AtomicFile.replace(entry, contents: Array(record.line.utf8), mode: 0o644, sync: true)
+            try AtomicFile.replace(entry, contents: Array(TransactionLine.text(record).utf8), mode: 0o644, sync: true)
         }
     }
 
     func release(_ key: TransactionKey) { unlink(self.entryPath(key.transactionID)) }
+
+    /// Takes over the entry of an issued transaction: it is renamed aside (of several processes
+    /// doing this at once, one rename succeeds), checked to be the issued record of `serial`,
+    /// and replaced by this process's claim.
+    func supersede(_ key: TransactionKey, issued serial: String) throws -> Bool {
+        let entry = self.entryPath(key.transactionID)
+        let aside = "\(entry).stale-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        guard rename(entry, aside) == 0 else {
+            if errno == ENOENT { return false }
+            throw ServerError(.store, "supersede \(entry): \(errnoText())")
+        }
+        defer { unlink(aside) }
+        guard let (record, _) = self.read(aside, key.transactionID), record.state == .issued, record.serial == serial else {
+            // Not what the caller saw (somebody else moved first): put it back unless replaced meanwhile.
+            _ = link(aside, entry)
+            return false
+        }
+        return link(self.marker, entry) == 0
+    }
 
     /// The record of a transactionID, unless past the retention.
     func record(_ transactionID: String) -> TransactionRecord? {
@@ -122,9 +166,7 @@ struct TransactionDirectory: Sendable {
         guard let data = FileManager.default.contents(atPath: entry), !data.isEmpty else { return nil }
         let text = String(decoding: data.prefix(64), as: UTF8.self)
         if text.hasPrefix("scep-fcgi-claim ") {
-            let fields = text.split(separator: " ")
-            let pid = fields.count > 1 ? Int32(fields[1]) ?? 0 : 0
-            let record = TransactionRecord(transactionID: transactionID, keyHash: "", state: .inFlight, pid: pid)
+            let record = TransactionRecord(transactionID: transactionID, keyHash: "", state: .inFlight)
             return (record, !Self.markerIsAlive(String(decoding: data, as: UTF8.self)))
         }
         if text.hasPrefix("-----BEGIN") {
@@ -135,19 +177,19 @@ struct TransactionDirectory: Sendable {
             let time = stat(entry, &info) == 0 ? TimeInterval(info.st_mtim.tv_sec) : 0
             let record = TransactionRecord(
                 transactionID: transactionID, keyHash: HexEncoding.string(keyHash), state: .issued,
-                serial: certificate.serialNumberHex, updated: Date(timeIntervalSince1970: time), pid: 0)
+                serial: certificate.serialNumberHex, updated: Date(timeIntervalSince1970: time))
             return (record, self.isExpired(record))
         }
         if text.hasPrefix("{") {
             let decoder = JSONDecoder()
             decoder.dateDecodingStrategy = .secondsSince1970
             guard let pending = try? decoder.decode(PendingRequest.self, from: data) else { return nil }
-            return (TransactionRecord(transactionID: pending.transactionID, keyHash: pending.keyHash, state: .pending, updated: pending.received, pid: 0), false)
+            return (TransactionRecord(transactionID: pending.transactionID, keyHash: pending.keyHash, state: .pending, updated: pending.received), false)
         }
-        guard let record = TransactionRecord(line: String(decoding: data, as: UTF8.self)) else { return nil }
+        guard let (record, pid) = TransactionLine.parse(String(decoding: data, as: UTF8.self)) else { return nil }
         if record.state == .inFlight {
             // A claim written as a line: stale when its process is gone or it is implausibly old.
-            let dead = record.pid > 0 && kill(record.pid, 0) != 0 && errno == ESRCH
+            let dead = pid > 0 && kill(pid, 0) != 0 && errno == ESRCH
             return (record, dead || Date().timeIntervalSince(record.updated) > Self.claimLifetime)
         }
         return (record, self.isExpired(record))
