@@ -35,19 +35,35 @@ let package = Package(
         .target(name: "FastCGI", dependencies: ["CFastCGI", "SCEPLocking"], swiftSettings: strict),
         .target(name: "CurlHTTP", dependencies: ["CCurl", "SCEPLocking"], swiftSettings: strict),
 
+        // Durable file writes shared by the file store and the CA directory (temp + fsync + link/rename).
+        .target(name: "DurableFiles", swiftSettings: strict),
+
+        // The certificate store protocol (what a CA asks of its records) and its one error type.
+        .target(name: "SCEPStore", dependencies: ["SCEPCrypto"], swiftSettings: strict),
+        // The embedded default: the CA directory's files (index.txt, issued/, transactions/).
+        .target(name: "FileStore", dependencies: ["SCEPStore", "SCEPCrypto", "DurableFiles", "SCEPLocking"], swiftSettings: strict),
+
+        // What every store must do, as cases each store's tests run (and workers for the multi-process ones).
+        .target(name: "StoreConformance", dependencies: ["SCEPStore", "SCEPCrypto", "SCEPLocking"], swiftSettings: strict),
+        // The suite as a program: `store-conformance run --file DIR`, and the worker processes.
+        .executableTarget(
+            name: "store-conformance", dependencies: ["StoreConformance", "FileStore", "SCEPStore", "SCEPCrypto"], swiftSettings: strict),
+
         // RFC 8894 wire model: query decoding, pkiMessage decoding, CertRep encoding, client builder.
         .target(name: "SCEP", dependencies: ["SCEPCrypto"], swiftSettings: strict),
         // Transport-neutral server core: responder, CA store, issuance, challenge, audit, configuration.
-        .target(name: "SCEPServer", dependencies: ["SCEP", "SCEPCrypto", "CSharedCounters", "SCEPLocking"], swiftSettings: strict),
+        .target(
+            name: "SCEPServer", dependencies: ["SCEP", "SCEPCrypto", "SCEPStore", "DurableFiles", "CSharedCounters", "SCEPLocking"],
+            swiftSettings: strict),
 
         // Microsoft Intune challenge validation: a ChallengeValidator over libcurl.
-        .target(name: "IntuneChallenge", dependencies: ["SCEPServer", "SCEP", "SCEPCrypto", "CurlHTTP", "SCEPLocking"], swiftSettings: strict),
+        .target(name: "IntuneChallenge", dependencies: ["SCEPServer", "SCEP", "SCEPCrypto", "SCEPStore", "CurlHTTP", "SCEPLocking"], swiftSettings: strict),
 
         // Composition root.
         .executableTarget(
             name: "scep-fcgi",
             dependencies: [
-                "SCEPServer", "SCEP", "SCEPCrypto", "FastCGI", "CurlHTTP", "IntuneChallenge",
+                "SCEPServer", "SCEP", "SCEPCrypto", "SCEPStore", "FileStore", "DurableFiles", "FastCGI", "CurlHTTP", "IntuneChallenge",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict
@@ -61,7 +77,7 @@ let package = Package(
         ),
 
         // What the fuzz targets run, shared with the regression tests (FuzzRegressionTests).
-        .target(name: "SCEPFuzzHarness", dependencies: ["SCEPServer", "SCEP", "SCEPCrypto"], swiftSettings: strict),
+        .target(name: "SCEPFuzzHarness", dependencies: ["SCEPServer", "SCEP", "SCEPCrypto", "SCEPStore"], swiftSettings: strict),
 
         .testTarget(name: "SCEPCryptoTests", dependencies: ["SCEPCrypto"], swiftSettings: strict),
         .testTarget(
@@ -72,12 +88,15 @@ let package = Package(
             resources: [.copy("Vectors")],
             swiftSettings: strict
         ),
-        .testTarget(name: "SCEPServerTests", dependencies: ["SCEPServer", "SCEP", "SCEPCrypto"], swiftSettings: strict),
+        .testTarget(
+            name: "SCEPServerTests", dependencies: ["SCEPServer", "SCEP", "SCEPCrypto", "SCEPStore", "FileStore", "DurableFiles"], swiftSettings: strict),
+        .testTarget(
+            name: "FileStoreTests", dependencies: ["FileStore", "StoreConformance", "SCEPStore", "SCEPCrypto", "DurableFiles"], swiftSettings: strict),
         .testTarget(name: "CurlHTTPTests", dependencies: ["CurlHTTP"], swiftSettings: strict),
         .testTarget(name: "FastCGITests", dependencies: ["FastCGI"], swiftSettings: strict),
         .testTarget(
             name: "IntuneChallengeTests",
-            dependencies: ["IntuneChallenge", "SCEPServer", "SCEP", "SCEPCrypto", "CurlHTTP", "SCEPLocking"],
+            dependencies: ["IntuneChallenge", "SCEPServer", "SCEP", "SCEPCrypto", "SCEPStore", "CurlHTTP", "SCEPLocking"],
             swiftSettings: strict
         ),
     ]

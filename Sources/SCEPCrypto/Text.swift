@@ -1,3 +1,7 @@
+import FoundationEssentials
+import Glibc
+internal import COpenSSL
+
 /// Whitespace trimming without Foundation (the server links FoundationEssentials only, which has no
 /// `trimmingCharacters(in:)`). Visible inside this package only.
 package extension StringProtocol {
@@ -11,5 +15,71 @@ package enum HexEncoding {
     package static func string(_ bytes: some Sequence<UInt8>, uppercase: Bool = false, separator: String = "") -> String {
         let digits = Array(uppercase ? "0123456789ABCDEF" : "0123456789abcdef")
         return bytes.map { String([digits[Int($0 >> 4)], digits[Int($0 & 0x0F)]]) }.joined(separator: separator)
+    }
+}
+
+/// RFC 3339 UTC timestamps with milliseconds, e.g. `2026-11-26T04:55:15.123Z`.
+/// Hand-formatted: this runs for every request, and `String(format:)` is slow.
+package enum RFC3339 {
+    package static func string(_ date: Date) -> String {
+        let seconds = date.timeIntervalSince1970
+        let parts = UTCTime(seconds)
+        let millis = Int((seconds - seconds.rounded(.down)) * 1000)
+        return "\(pad(parts.year, 4))-\(pad(parts.month, 2))-\(pad(parts.day, 2))T\(pad(parts.hour, 2)):\(pad(parts.minute, 2)):"
+            + "\(pad(parts.second, 2)).\(pad(millis, 3))Z"
+    }
+
+    package static func pad(_ value: Int, _ width: Int) -> String {
+        let digits = String(value)
+        return digits.count >= width ? digits : String(repeating: "0", count: width - digits.count) + digits
+    }
+}
+
+/// Broken-down UTC time (gmtime_r), without Foundation's Calendar.
+package struct UTCTime {
+    package let year, month, day, hour, minute, second: Int
+
+    package init(_ secondsSince1970: Double) {
+        var time = time_t(secondsSince1970.rounded(.down))
+        var parts = tm()
+        gmtime_r(&time, &parts)
+        self.year = Int(parts.tm_year) + 1900
+        self.month = Int(parts.tm_mon) + 1
+        self.day = Int(parts.tm_mday)
+        self.hour = Int(parts.tm_hour)
+        self.minute = Int(parts.tm_min)
+        self.second = Int(parts.tm_sec)
+    }
+}
+
+/// The times of OpenSSL's `ca` database (`index.txt`), which are X.509's: UTCTime `YYMMDDHHMMSSZ` until 2049, GeneralizedTime after (RFC 5280 §4.1.2.5).
+package enum IndexTime {
+    package static func string(_ date: Date) -> String {
+        let t = UTCTime(date.timeIntervalSince1970)
+        let head = t.year < 2050 ? RFC3339.pad(t.year % 100, 2) : RFC3339.pad(t.year, 4)
+        return head + [t.month, t.day, t.hour, t.minute, t.second].map { RFC3339.pad($0, 2) }.joined() + "Z"
+    }
+
+    package static func parse(_ text: Substring) -> Date? {
+        let digits = text.dropLast()
+        guard text.last == "Z", digits.count == 12 || digits.count == 14, digits.allSatisfy(\.isNumber) else { return nil }
+        let values = Array(digits)
+        func number(_ from: Int, _ count: Int) -> Int32 { Int32(String(values[from..<(from + count)]))! }
+        var parts = tm()
+        var offset = 0
+        if digits.count == 12 {
+            let yy = number(0, 2)
+            parts.tm_year = (yy < 50 ? 2000 + yy : 1900 + yy) - 1900
+            offset = 2
+        } else {
+            parts.tm_year = number(0, 4) - 1900
+            offset = 4
+        }
+        parts.tm_mon = number(offset, 2) - 1
+        parts.tm_mday = number(offset + 2, 2)
+        parts.tm_hour = number(offset + 4, 2)
+        parts.tm_min = number(offset + 6, 2)
+        parts.tm_sec = number(offset + 8, 2)
+        return Date(timeIntervalSince1970: TimeInterval(timegm(&parts)))
     }
 }

@@ -1,3 +1,4 @@
+import SCEPCrypto
 import FoundationEssentials
 import Glibc
 

@@ -1,3 +1,4 @@
+import SCEPStore
 import ArgumentParser
 import FoundationEssentials
 import Glibc

@@ -3,6 +3,9 @@ import FoundationEssentials
 import Glibc
 import SCEP
 import SCEPCrypto
+import DurableFiles
+import FileStore
+import SCEPStore
 import SCEPServer
 
 struct CACommand: ParsableCommand {
@@ -49,6 +52,8 @@ struct CACommand: ParsableCommand {
             do {
                 let directory = CADirectory(self.dir, token: TokenAccess(pinFile: self.pinFile, module: self.pkcs11Module))
                 let certificate = try directory.initialize(subject: self.subject, key: try self.key.spec(), days: self.days, passphrase: passphrase)
+                // The default store's files (issued/, index.txt), so that `openssl ca` and `check` find them.
+                _ = try FileCertificateStore(root: self.dir)
                 if let uri = self.key.keyURI {
                     print("created \(self.dir)/ca.pem for the key at \(uri) (recorded in \(CADirectory.uriPath(ofKey: directory.keyPath)))")
                     print("set ca.key_pin_file = \(self.pinFile ?? "…")\(self.pkcs11Module.map { " and ca.pkcs11_module = \($0)" } ?? "") in the configuration")
@@ -61,6 +66,10 @@ struct CACommand: ParsableCommand {
                 print("subject: \(certificate.subject)")
                 print("sha256 fingerprint: \(HexEncoding.string(certificate.fingerprint(.sha256), uppercase: true, separator: ":"))")
             } catch let error as ServerError {
+                throw ValidationError(error.message)
+            } catch let error as StoreError {
+                throw ValidationError(error.message)
+            } catch let error as FileError {
                 throw ValidationError(error.message)
             }
         }
@@ -175,6 +184,12 @@ func operatorCommand(_ body: () throws -> Void) throws {
         throw ExitCode(1)
     } catch let error as OpenSSLError {
         FileHandleWriter.standardError("scep-fcgi: \(error)\n")
+        throw ExitCode(1)
+    } catch let error as StoreError {
+        FileHandleWriter.standardError("scep-fcgi: \(error.message)\n")
+        throw ExitCode(1)
+    } catch let error as FileError {
+        FileHandleWriter.standardError("scep-fcgi: \(error.message)\n")
         throw ExitCode(1)
     }
 }

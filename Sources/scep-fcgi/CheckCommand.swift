@@ -5,6 +5,7 @@ import Glibc
 import IntuneChallenge
 import SCEPCrypto
 import SCEPServer
+import DurableFiles
 
 struct CheckCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -47,13 +48,7 @@ struct CheckCommand: ParsableCommand {
                     }
                 }
             }
-            // `openssl ca` rewrites index.txt without the lock scep-fcgi's writers take, and
-            // leaves index.txt.old behind: lines appended meanwhile may be lost.
-            if FileManager.default.fileExists(atPath: directory.indexPath + ".old") {
-                problems.append(
-                    "\(directory.indexPath).old exists: index.txt was rewritten by `openssl ca`, which is not supported while "
-                        + "scep-fcgi serves (use scep-fcgi ca revoke / ca crl); compare the two files, then remove index.txt.old")
-            }
+            problems += Wiring.storeProblems(config, checking: true)
         }
         if !config.audit.path.isEmpty, let problem = Self.auditPathProblem(config.audit.path) { problems.append(problem) }
         if self.intune && problems.isEmpty {

@@ -5,6 +5,7 @@ import Glibc
 import IntuneChallenge
 import SCEPCrypto
 import SCEPServer
+import DurableFiles
 
 struct IntuneCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

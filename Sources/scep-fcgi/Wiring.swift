@@ -5,6 +5,8 @@ import Glibc
 import IntuneChallenge
 import SCEPCrypto
 import SCEPServer
+import SCEPStore
+import FileStore
 
 /// The composition root: the only place that knows every concrete type.
 enum Wiring {
@@ -18,6 +20,8 @@ enum Wiring {
             do { material = try CAMaterialSource(directory: directory, passphraseFile: config.ca.keyPassphraseFile, diagnostics: diagnostics) } catch {
                 return .failure(Problems(lines: error.lines))
             }
+            let storeProblems = Self.storeProblems(config)
+            guard storeProblems.isEmpty else { return .failure(Problems(lines: storeProblems)) }
             let validator: any ChallengeValidator
             switch config.challenge.mode {
             case .static:
@@ -51,7 +55,18 @@ enum Wiring {
     /// The `audit.chain_key_file` secret, read once.
     /// The store of `config`: the CA directory's files (the only backend so far).
     static func store(_ config: Configuration) throws -> any CertificateStore {
-        try FileCertificateStore(directory: CADirectory(config.ca), retentionDays: config.store.transactionRetentionDays)
+        try FileCertificateStore(root: config.ca.dir, retentionDays: config.store.transactionRetentionDays)
+    }
+
+    /// What would stop the store of `config` from taking certificates, one line each (with
+    /// `checking`, `scep-fcgi check`'s further findings).
+    static func storeProblems(_ config: Configuration, checking: Bool = false) -> [String] {
+        do {
+            let store = try Self.store(config)
+            return (store as? FileCertificateStore)?.problems(checking: checking) ?? []
+        } catch {
+            return ["\(error)"]
+        }
     }
 
     static func chainKey(_ config: Configuration) throws -> [UInt8]? {

@@ -2,7 +2,9 @@ import Foundation
 import SCEPCrypto
 import Testing
 
+@testable import FileStore
 @testable import SCEPServer
+import DurableFiles
 
 @Suite("Configuration: file, environment, validation")
 struct ConfigurationTests {
@@ -226,7 +228,9 @@ struct CADirectoryTests {
         var info = stat()
         stat(dir.keyPath, &info)
         #expect(info.st_mode & 0o777 == 0o600)
-        #expect(FileManager.default.fileExists(atPath: dir.issuedPath))
+        // The file store, made beside it (as `ca init` does), lays out its own files.
+        _ = try FileCertificateStore(root: dir.path)
+        #expect(FileManager.default.fileExists(atPath: FileStoreLayout(root: dir.path).issuedPath))
         #expect(throws: ServerError(.caMaterial, "")) {
             try dir.initialize(subject: "CN=Again", keyBits: 2048, days: 10, passphrase: nil)
         }

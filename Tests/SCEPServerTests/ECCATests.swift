@@ -4,6 +4,7 @@ import SCEPCrypto
 import Testing
 
 @testable import SCEPServer
+@testable import FileStore
 
 @Suite("An EC issuing CA behind an RSA RA")
 struct ECCATests {
@@ -17,7 +18,7 @@ struct ECCATests {
             try Data(certificate.pemEncoded.utf8).write(to: URL(fileURLWithPath: directory.certificatePath))
             if !withoutRA {
                 let operations = CAOperations(
-                    directory: directory, store: try FileCertificateStore(directory: directory), passphraseFile: nil, audit: InMemoryAuditSink(), policy: IssuancePolicy(Configuration.Issue()),
+                    directory: directory, store: try FileCertificateStore(root: directory.path), passphraseFile: nil, audit: InMemoryAuditSink(), policy: IssuancePolicy(Configuration.Issue()),
                     crlValidityHours: 168)
                 _ = try operations.createRA(subject: "CN=EC Harness RA,O=scep-fcgi tests", keyBits: 2048, days: 30, separateEncryption: false)
             }

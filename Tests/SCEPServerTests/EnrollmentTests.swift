@@ -4,6 +4,7 @@ import SCEPCrypto
 import Testing
 
 @testable import SCEPServer
+import SCEPStore
 
 @Suite("PKCSReq enrollment through the responder")
 struct EnrollmentTests {

@@ -2,6 +2,8 @@ import Foundation
 import SCEP
 import SCEPCrypto
 @testable import SCEPServer
+import SCEPStore
+@testable import FileStore
 
 /// Keeps audit events in memory; can be told to fail.
 final class InMemoryAuditSink: AuditSink, @unchecked Sendable {
@@ -90,7 +92,7 @@ final class Harness: @unchecked Sendable {
             throw ServerError(.caMaterial, "load")
         }
         self.material = material
-        let fileStore = try FileCertificateStore(directory: self.directory)
+        let fileStore = try FileCertificateStore(root: self.directory.path)
         self.store = failingStore ? FailingStore(fileStore) : fileStore
         let directory = self.directory
         let metrics = try monitoring.map { _ in try Metrics(path: Metrics.defaultPath(caDirectory: directory.path), create: true) }
@@ -106,12 +108,15 @@ final class Harness: @unchecked Sendable {
 
     deinit { try? FileManager.default.removeItem(at: self.root) }
 
+    /// The file store's paths in this harness's CA directory.
+    var layout: FileStoreLayout { FileStoreLayout(root: self.directory.path) }
+
     func issuedFiles() throws -> [String] {
-        try FileManager.default.contentsOfDirectory(atPath: self.directory.issuedPath).filter { $0.hasSuffix(".pem") }
+        try FileManager.default.contentsOfDirectory(atPath: self.layout.issuedPath).filter { $0.hasSuffix(".pem") }
     }
 
     func indexLines() throws -> [String] {
-        try String(contentsOfFile: self.directory.indexPath, encoding: .utf8).split(separator: "\n").map(String.init)
+        try String(contentsOfFile: self.layout.indexPath, encoding: .utf8).split(separator: "\n").map(String.init)
     }
 
     /// The `ca` commands on this directory, auditing into the same in-memory sink.

@@ -4,6 +4,9 @@ import SCEPCrypto
 import Testing
 
 @testable import SCEPServer
+import SCEPStore
+import DurableFiles
+@testable import FileStore
 
 /// Enrolls one device and returns the client, its CSR key and the issued certificate.
 func enrollOnce(_ h: Harness, subject: String = "CN=device-1,O=Example", sans: [String] = ["DNS:device-1.example"]) throws
@@ -57,8 +60,8 @@ struct ReplayTests {
     func crossProcessClaim() throws {
         let h = try Harness()
         let (_, csrKey, issued) = try enrollOnce(h)
-        let a = try FileCertificateStore(directory: h.directory)
-        let b = try FileCertificateStore(directory: h.directory)
+        let a = try FileCertificateStore(root: h.directory.path)
+        let b = try FileCertificateStore(root: h.directory.path)
         let keyHash = HexEncoding.string(try DigestAlgorithm.sha256.hash(try #require(issued.publicKey).derEncoded))
         _ = csrKey
         let key = TransactionKey(transactionID: "shared-tid", keyHash: keyHash)
@@ -72,7 +75,7 @@ struct ReplayTests {
         // A claim left by a process that died is taken over.
         let dead = TransactionKey(transactionID: "dead-tid", keyHash: "cd")
         let record = TransactionRecord(transactionID: "dead-tid", keyHash: "cd", state: .inFlight)
-        let path = h.directory.transactionsPath + "/" + FileCertificateStore.hashName("dead-tid")
+        let path = h.layout.transactionsPath + "/" + FileCertificateStore.hashName("dead-tid")
         try Data(TransactionLine.text(record, pid: 999_999).utf8).write(to: URL(fileURLWithPath: path))
         #expect(try b.claim(dead, lease: 600) == .claimed)
     }
@@ -273,7 +276,7 @@ struct KeyRoleTests {
         for separate in [false, true] {
             var ras: [Certificate] = []
             let h = try Harness(prepare: { directory in
-                let ops = CAOperations(directory: directory, store: try FileCertificateStore(directory: directory), passphraseFile: nil, audit: InMemoryAuditSink(), policy: IssuancePolicy(Configuration.Issue()), crlValidityHours: 168)
+                let ops = CAOperations(directory: directory, store: try FileCertificateStore(root: directory.path), passphraseFile: nil, audit: InMemoryAuditSink(), policy: IssuancePolicy(Configuration.Issue()), crlValidityHours: 168)
                 ras = try ops.createRA(subject: "CN=Harness RA,O=scep-fcgi tests", keyBits: 2048, days: 30, separateEncryption: separate)
             })
             let caCert = h.get("operation=GetCACert")
@@ -331,7 +334,7 @@ struct IndexTests {
     func revokeWhileIssuing() throws {
         let h = try Harness()
         let (_, _, first) = try enrollOnce(h)
-        let store = try FileCertificateStore(directory: h.directory)
+        let store = try FileCertificateStore(root: h.directory.path)
         let count = 40
         DispatchQueue.concurrentPerform(iterations: count + 1) { i in
             if i == count {
@@ -386,17 +389,17 @@ struct HousekeepingTests {
     @Test("records past store.transaction_retention_days are as good as absent")
     func retention() throws {
         let h = try Harness()
-        let store = try FileCertificateStore(directory: h.directory, retentionDays: 1)
+        let store = try FileCertificateStore(root: h.directory.path, retentionDays: 1)
         let key = TransactionKey(transactionID: "old-tid", keyHash: "ab")
         let old = TransactionRecord(transactionID: "old-tid", keyHash: "ab", state: .issued, serial: "0A", updated: Date().addingTimeInterval(-2 * 86400))
-        let path = h.directory.transactionsPath + "/" + FileCertificateStore.hashName("old-tid")
+        let path = h.layout.transactionsPath + "/" + FileCertificateStore.hashName("old-tid")
         try Data(TransactionLine.text(old).utf8).write(to: URL(fileURLWithPath: path))
         #expect(try store.transaction("old-tid") == nil)
         #expect(try store.claim(key, lease: 600) == .claimed)
         store.release(key)
         // An operator's rejection is kept for the retention too, then pruned.
         let rejected = TransactionRecord(transactionID: "rejected-tid", keyHash: "cd", state: .rejected, updated: Date().addingTimeInterval(-3600))
-        try Data(TransactionLine.text(rejected).utf8).write(to: URL(fileURLWithPath: h.directory.transactionsPath + "/" + FileCertificateStore.hashName("rejected-tid")))
+        try Data(TransactionLine.text(rejected).utf8).write(to: URL(fileURLWithPath: h.layout.transactionsPath + "/" + FileCertificateStore.hashName("rejected-tid")))
         #expect(try store.transaction("rejected-tid")?.state == .rejected)
         #expect(store.maintain(now: Date().addingTimeInterval(86400 + 60)).transactionsPruned == 1)
         #expect(try store.transaction("rejected-tid") == nil)

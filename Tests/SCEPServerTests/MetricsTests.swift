@@ -1,3 +1,4 @@
+import FileStore
 import Foundation
 import SCEP
 import SCEPCrypto
@@ -134,7 +135,7 @@ struct MetricsTests {
         #expect(h.audit.events.count == events)
 
         // The store's issued/ directory gone: 503 naming the store, nothing else.
-        try FileManager.default.moveItem(atPath: h.directory.issuedPath, toPath: h.directory.issuedPath + ".away")
+        try FileManager.default.moveItem(atPath: h.layout.issuedPath, toPath: h.layout.issuedPath + ".away")
         let failing = h.get("", path: "/scep-health")
         #expect(failing.status == 503)
         #expect(String(decoding: failing.body, as: UTF8.self).contains(#""store":"store-not-writable""#))

@@ -1,9 +1,12 @@
+import SCEPStore
 import Foundation
 import SCEP
 import SCEPCrypto
 import Testing
 
 @testable import SCEPServer
+import DurableFiles
+@testable import FileStore
 
 @Suite("Subject and subjectAltName policy (RFC 5280 §4.2.1.6)")
 struct NamePolicyTests {

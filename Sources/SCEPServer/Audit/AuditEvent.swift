@@ -154,40 +154,6 @@ extension AuditEvent {
     }
 }
 
-/// RFC 3339 UTC timestamps with milliseconds, e.g. `2026-11-26T04:55:15.123Z`.
-/// Hand-formatted: this runs for every request, and `String(format:)` is slow.
-package enum RFC3339 {
-    package static func string(_ date: Date) -> String {
-        let seconds = date.timeIntervalSince1970
-        let parts = UTCTime(seconds)
-        let millis = Int((seconds - seconds.rounded(.down)) * 1000)
-        return "\(pad(parts.year, 4))-\(pad(parts.month, 2))-\(pad(parts.day, 2))T\(pad(parts.hour, 2)):\(pad(parts.minute, 2)):"
-            + "\(pad(parts.second, 2)).\(pad(millis, 3))Z"
-    }
-
-    static func pad(_ value: Int, _ width: Int) -> String {
-        let digits = String(value)
-        return digits.count >= width ? digits : String(repeating: "0", count: width - digits.count) + digits
-    }
-}
-
-/// Broken-down UTC time (gmtime_r), without Foundation's Calendar.
-struct UTCTime {
-    let year, month, day, hour, minute, second: Int
-
-    init(_ secondsSince1970: Double) {
-        var time = time_t(secondsSince1970.rounded(.down))
-        var parts = tm()
-        gmtime_r(&time, &parts)
-        self.year = Int(parts.tm_year) + 1900
-        self.month = Int(parts.tm_mon) + 1
-        self.day = Int(parts.tm_mday)
-        self.hour = Int(parts.tm_hour)
-        self.minute = Int(parts.tm_min)
-        self.second = Int(parts.tm_sec)
-    }
-}
-
 /// Builds one JSON object with keys in insertion order.
 package struct JSONObjectWriter {
     private var text = "{"

@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 import SCEPLocking
+import DurableFiles
 
 /// The single choke point every audit record goes through.
 public protocol AuditSink: Sendable {

@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 import SCEPCrypto
+import DurableFiles
 
 /// The on-disk layout of `ca.dir` (see docs/ca-layout.md):
 ///
@@ -11,11 +12,11 @@ import SCEPCrypto
 /// ra-encrypt.pem/.key      optional separate encryption RA (NDES style)
 /// next/ca.pem, ca.key      the next CA during a rollover (GetNextCACert)
 /// previous/ca.pem, ca.key  the CA before the last rollover: decrypts, verifies renewals, GetCert/GetCRL
-/// issued/SERIAL.pem        one file per issued certificate (SERIAL.withheld: never delivered)
-/// index.txt                OpenSSL `ca`-compatible index; index.txt.lock serialises its writers
-/// crl/ca.crl, ca.crl.pem   the current CA's CRL (crl/previous.crl for the previous CA), crl/*.crlnumber
-/// transactions/, pending/  replay records and requests waiting for approval
+/// crl/ca.crl, ca.crl.pem   the current CA's CRL (crl/previous.crl for the previous CA)
 /// ```
+///
+/// The file store (`FileStore`, the default) keeps its records here too: `issued/`, `index.txt`,
+/// `transactions/`, `pending/`, `unaudited/`.
 public struct CADirectory: Sendable {
     public let path: String
     /// How to reach a CA key kept on a PKCS#11 token (`KEY.uri` beside where `KEY` would be).
@@ -46,18 +47,15 @@ public struct CADirectory: Sendable {
     public var ocspKeyPath: String { self.path + "/ocsp.key" }
     public var nextPath: String { self.path + "/next" }
     public var previousPath: String { self.path + "/previous" }
-    public var issuedPath: String { self.path + "/issued" }
-    public var indexPath: String { self.path + "/index.txt" }
     public var crlPath: String { self.path + "/crl" }
-    public var transactionsPath: String { self.path + "/transactions" }
-    public var pendingPath: String { self.path + "/pending" }
 
     /// Creates a new RSA CA (see ``initialize(subject:key:days:passphrase:)``).
     public func initialize(subject: String, keyBits: Int, days: Int, passphrase: [UInt8]?) throws -> Certificate {
         try self.initialize(subject: subject, key: .rsa(bits: keyBits), days: days, passphrase: passphrase)
     }
 
-    /// Creates a new CA: key, self-signed certificate, empty store. Refuses to overwrite.
+    /// Creates a new CA: key and self-signed certificate (the store is the caller's to create).
+    /// Refuses to overwrite.
     public func initialize(subject: String, key keySpec: CAKeySpec, days: Int, passphrase: [UInt8]?) throws -> Certificate {
         let fm = FileManager.default
         for existing in [self.certificatePath, self.keyPath, Self.uriPath(ofKey: self.keyPath)] where fm.fileExists(atPath: existing) {
@@ -87,10 +85,6 @@ public struct CADirectory: Sendable {
         if !fm.fileExists(atPath: self.path) {
             try fm.createDirectory(atPath: self.path, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o751])
         }
-        if !fm.fileExists(atPath: self.issuedPath) {
-            try fm.createDirectory(atPath: self.issuedPath, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o750])
-            created.append(self.issuedPath)
-        }
         if case .token(let uri) = keySpec {
             // The key stays on the token: only where to find it is written (no PIN).
             try AtomicFile.create(Self.uriPath(ofKey: self.keyPath), contents: Array((uri + "\n").utf8), mode: 0o644)
@@ -101,10 +95,6 @@ public struct CADirectory: Sendable {
         }
         try AtomicFile.create(self.certificatePath, contents: Array(certificate.pemEncoded.utf8), mode: 0o644)
         created.append(self.certificatePath)
-        for (path, contents) in [(self.indexPath, ""), (self.indexPath + ".attr", "unique_subject = no\n")] where !fm.fileExists(atPath: path) {
-            try AtomicFile.create(path, contents: Array(contents.utf8), mode: 0o640)
-            created.append(path)
-        }
         return certificate
     }
 
@@ -181,14 +171,6 @@ public struct CADirectory: Sendable {
                     "\(self.keyPath): an \(current.key.algorithm.rawValue) CA needs an RSA RA to receive SCEP requests: "
                         + "scep-fcgi ca ra --dir \(self.path) --subject \"CN=… SCEP RA\"")
             }
-        }
-        if !FileManager.default.fileExists(atPath: self.issuedPath) {
-            problems.append("\(self.issuedPath): missing (scep-fcgi ca init creates it)")
-        } else if access(self.issuedPath, W_OK) != 0 {
-            problems.append("\(self.issuedPath): not writable by this user")
-        }
-        if access(self.indexPath, F_OK) == 0, access(self.indexPath, W_OK) != 0 {
-            problems.append("\(self.indexPath): not writable by this user")
         }
         guard problems.isEmpty, let current else { return .failure(CAProblems(lines: problems)) }
         return .success(

@@ -1,6 +1,8 @@
 import FoundationEssentials
 import Glibc
 import SCEPCrypto
+import SCEPStore
+import DurableFiles
 
 /// What the `scep-fcgi ca …` commands do to a CA directory, safe while servers serve from it:
 /// every change goes through the store's locks and atomic renames, and servers pick up new key

@@ -2,6 +2,7 @@ import FoundationEssentials
 import Glibc
 import SCEP
 import SCEPCrypto
+import SCEPStore
 
 /// The one issuance path: sign → store → notify → audit → deliver, or withhold.
 ///

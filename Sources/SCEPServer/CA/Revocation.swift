@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 import SCEPCrypto
+import SCEPStore
 
 /// The one revocation path: store → audit → CRL. `scep-fcgi ca revoke` and the Intune revocation
 /// sync (`scep-fcgi intune sync-revocations`) both come through ``revoke(_:now:)``.

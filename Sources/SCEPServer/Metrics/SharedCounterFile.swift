@@ -1,6 +1,7 @@
 import CSharedCounters
 import FoundationEssentials
 import Glibc
+import DurableFiles
 
 /// 64-bit counters in one small file that every process serving a CA directory maps
 /// `MAP_SHARED` and updates with atomic adds, so any process can report the totals of all of them

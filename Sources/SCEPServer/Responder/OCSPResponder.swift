@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 import SCEPCrypto
+import SCEPStore
 
 /// The OCSP responder (RFC 6960, with the RFC 5019 lightweight profile), answered by the same
 /// program at `ocsp.path`: POST `application/ocsp-request`, or GET `{path}/{url-encoded base64}`.

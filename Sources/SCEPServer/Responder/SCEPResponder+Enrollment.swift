@@ -2,6 +2,7 @@ import FoundationEssentials
 import Glibc
 import SCEP
 import SCEPCrypto
+import SCEPStore
 
 extension SCEPResponder {
     /// PKCSReq and RenewalReq (RFC 8894 §3.3.1): checks, renewal rules, one issuance per

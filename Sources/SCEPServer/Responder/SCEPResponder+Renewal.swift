@@ -2,6 +2,7 @@ import FoundationEssentials
 import Glibc
 import SCEP
 import SCEPCrypto
+import SCEPStore
 
 extension SCEPResponder {
     /// Renewal (RFC 8894 §3.3.1.2): a RenewalReq, or a PKCSReq signed by a certificate one of our

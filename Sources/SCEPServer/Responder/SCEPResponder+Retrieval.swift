@@ -2,6 +2,7 @@ import FoundationEssentials
 import Glibc
 import SCEP
 import SCEPCrypto
+import SCEPStore
 
 extension SCEPResponder {
     /// CertPoll, formerly GetCertInitial (RFC 8894 §3.3.3): keyed on the transactionID; the

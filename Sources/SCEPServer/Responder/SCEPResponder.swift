@@ -3,6 +3,8 @@ import Glibc
 import SCEP
 import SCEPCrypto
 import SCEPLocking
+import SCEPStore
+import DurableFiles
 
 /// The transport-neutral core: one SCEP HTTP request in, one complete response out.
 ///

@@ -7,30 +7,30 @@ public enum AtomicFile {
     /// `path`. `link(2)` fails if `path` exists, so an existing file is never replaced.
     ///
     /// - Parameter intent: a second name linked *before* `path` appears (the same inode), so a
-    ///   crash can never leave `path` without it (``FileCertificateStore``'s unaudited marker).
+    ///   crash can never leave `path` without it (the file store's unaudited marker).
     public static func create(_ path: String, contents: [UInt8], mode: mode_t, intent: String? = nil) throws {
         let directory = Self.directory(of: path)
         let temporary = Self.temporaryPath(in: directory)
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
-        guard fd >= 0 else { throw ServerError(.store, "create \(temporary): \(errnoText())") }
+        guard fd >= 0 else { throw FileError("create \(temporary): \(errnoText())") }
         defer { unlink(temporary) }
         do {
             defer { close(fd) }
             try writeAll(fd, contents, what: temporary)
-            guard fchmod(fd, mode) == 0, fsync(fd) == 0 else { throw ServerError(.store, "sync \(temporary): \(errnoText())") }
+            guard fchmod(fd, mode) == 0, fsync(fd) == 0 else { throw FileError("sync \(temporary): \(errnoText())") }
         }
-        if let intent, link(temporary, intent) != 0 { throw ServerError(.store, "link \(intent): \(errnoText())") }
+        if let intent, link(temporary, intent) != 0 { throw FileError("link \(intent): \(errnoText())") }
         guard link(temporary, path) == 0 else {
             let text = errno == EEXIST ? "\(path) already exists" : "link \(path): \(errnoText())"
             if let intent { unlink(intent) }
-            throw ServerError(.store, text)
+            throw FileError(text)
         }
         syncDirectory(directory)
     }
 
     /// A fresh temporary name in `directory`: `.tmp-PID-RANDOM`, the form ``removeOrphans(in:)``
     /// (and the transaction directory's pruning) recognise.
-    static func temporaryPath(in directory: String) -> String {
+    package static func temporaryPath(in directory: String) -> String {
         "\(directory)/.tmp-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
     }
 
@@ -54,18 +54,18 @@ public enum AtomicFile {
         let directory = Self.directory(of: path)
         let temporary = Self.temporaryPath(in: directory)
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
-        guard fd >= 0 else { throw ServerError(.store, "create \(temporary): \(errnoText())") }
+        guard fd >= 0 else { throw FileError("create \(temporary): \(errnoText())") }
         do {
             defer { close(fd) }
             try writeAll(fd, contents, what: temporary)
-            guard fchmod(fd, mode) == 0, !sync || fsync(fd) == 0 else { throw ServerError(.store, "sync \(temporary): \(errnoText())") }
+            guard fchmod(fd, mode) == 0, !sync || fsync(fd) == 0 else { throw FileError("sync \(temporary): \(errnoText())") }
         } catch {
             unlink(temporary)
             throw error
         }
         guard rename(temporary, path) == 0 else {
             unlink(temporary)
-            throw ServerError(.store, "replace \(path): \(errnoText())")
+            throw FileError("replace \(path): \(errnoText())")
         }
         if sync { syncDirectory(directory) }
     }
@@ -76,17 +76,17 @@ public enum AtomicFile {
         return slash == path.startIndex ? "/" : String(path[..<slash])
     }
 
-    static func writeAll(_ fd: Int32, _ bytes: [UInt8], what: String) throws {
+    package static func writeAll(_ fd: Int32, _ bytes: [UInt8], what: String) throws {
         var offset = 0
         while offset < bytes.count {
             let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
             if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw ServerError(.store, "write \(what): \(errnoText())") }
+            guard n > 0 else { throw FileError("write \(what): \(errnoText())") }
             offset += n
         }
     }
 
-    static func syncDirectory(_ path: String) {
+    package static func syncDirectory(_ path: String) {
         let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if fd >= 0 {
             fsync(fd)
@@ -95,4 +95,4 @@ public enum AtomicFile {
     }
 }
 
-func errnoText() -> String { String(cString: strerror(errno)) }
+package func errnoText() -> String { String(cString: strerror(errno)) }

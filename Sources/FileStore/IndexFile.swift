@@ -1,6 +1,8 @@
 import FoundationEssentials
 import Glibc
+import DurableFiles
 import SCEPCrypto
+import SCEPStore
 import SCEPLocking
 
 /// One line of the OpenSSL `ca` database (`index.txt`):
@@ -37,19 +39,10 @@ struct IndexEntry: Sendable, Equatable {
             subject: certificate.subjectOneLine)
     }
 
+    /// One line of `index.txt`, without its newline (``IndexLineParser``).
     init?(line: Substring) {
-        let fields = line.split(separator: "\t", omittingEmptySubsequences: false)
-        guard fields.count >= 6, let status = Status(rawValue: String(fields[0])), let expiry = IndexTime.parse(fields[1]),
-            let serial = SerialHex.normalize(String(fields[3]))
-        else { return nil }
-        self.status = status
-        self.expiry = expiry
-        self.serial = serial
-        self.issuer = IssuerID(hex: String(fields[4]))
-        self.subject = fields[5...].joined(separator: "\t")
-        let revocation = fields[2].split(separator: ",")
-        self.revokedAt = revocation.first.flatMap { IndexTime.parse($0) }
-        self.reason = revocation.count > 1 ? RevocationReason(name: String(revocation[1])) : nil
+        guard let entry = Array(line.utf8).withUnsafeBufferPointer({ IndexLineParser.entry($0) }) else { return nil }
+        self = entry
     }
 
     var line: String {
@@ -59,38 +52,6 @@ struct IndexEntry: Sendable, Equatable {
         }
         let subject = self.subject.map { $0 == "\t" || $0 == "\n" || $0 == "\r" ? " " : $0 }
         return "\(self.status.rawValue)\t\(IndexTime.string(self.expiry))\t\(revocation)\t\(self.serial)\t\(self.issuer?.hex ?? "unknown")\t\(String(subject))\n"
-    }
-}
-
-/// `index.txt` times: UTCTime `YYMMDDHHMMSSZ` until 2049, GeneralizedTime after (RFC 5280 §4.1.2.5).
-enum IndexTime {
-    static func string(_ date: Date) -> String {
-        let t = UTCTime(date.timeIntervalSince1970)
-        let head = t.year < 2050 ? RFC3339.pad(t.year % 100, 2) : RFC3339.pad(t.year, 4)
-        return head + [t.month, t.day, t.hour, t.minute, t.second].map { RFC3339.pad($0, 2) }.joined() + "Z"
-    }
-
-    static func parse(_ text: Substring) -> Date? {
-        let digits = text.dropLast()
-        guard text.last == "Z", digits.count == 12 || digits.count == 14, digits.allSatisfy(\.isNumber) else { return nil }
-        let values = Array(digits)
-        func number(_ from: Int, _ count: Int) -> Int32 { Int32(String(values[from..<(from + count)]))! }
-        var parts = tm()
-        var offset = 0
-        if digits.count == 12 {
-            let yy = number(0, 2)
-            parts.tm_year = (yy < 50 ? 2000 + yy : 1900 + yy) - 1900
-            offset = 2
-        } else {
-            parts.tm_year = number(0, 4) - 1900
-            offset = 4
-        }
-        parts.tm_mon = number(offset, 2) - 1
-        parts.tm_mday = number(offset + 2, 2)
-        parts.tm_hour = number(offset + 4, 2)
-        parts.tm_min = number(offset + 6, 2)
-        parts.tm_sec = number(offset + 8, 2)
-        return Date(timeIntervalSince1970: TimeInterval(timegm(&parts)))
     }
 }
 
@@ -121,6 +82,8 @@ final class IndexFile: Sendable {
         var offset = 0
         var entries: [IndexEntry] = []
         var bySerial: [String: Int] = [:]
+        /// Positions in `entries` of the revoked ones: a CRL costs what is revoked, not what was issued.
+        var revoked: Set<Int> = []
     }
 
     final class Descriptor: Sendable {
@@ -145,9 +108,9 @@ final class IndexFile: Sendable {
             let written = line.withUnsafeBytes { write(descriptor.fd, $0.baseAddress, $0.count) }
             guard written == line.count else {
                 if written > 0 { torn = (descriptor, lseek(descriptor.fd, 0, SEEK_CUR), written) }
-                throw ServerError(.store, "append to \(self.path): \(written < 0 ? errnoText() : "short write")")
+                throw StoreError("append to \(self.path): \(written < 0 ? errnoText() : "short write")")
             }
-            guard fdatasync(descriptor.fd) == 0 else { throw ServerError(.store, "sync \(self.path): \(errnoText())") }
+            guard fdatasync(descriptor.fd) == 0 else { throw StoreError("sync \(self.path): \(errnoText())") }
         }
     }
 
@@ -167,7 +130,7 @@ final class IndexFile: Sendable {
             var info = stat()
             if let open = current, fstat(open.fd, &info) == 0, info.st_nlink > 0 { return open }
             let fd = open(self.path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
-            guard fd >= 0 else { throw ServerError(.store, "open \(self.path): \(errnoText())") }
+            guard fd >= 0 else { throw StoreError("open \(self.path): \(errnoText())") }
             let descriptor = Descriptor(fd)
             current = descriptor
             return descriptor
@@ -184,18 +147,18 @@ final class IndexFile: Sendable {
             let temporary = "\(self.path).tmp-\(getpid())"
             unlink(temporary)
             let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o640)
-            guard fd >= 0 else { throw ServerError(.store, "create \(temporary): \(errnoText())") }
+            guard fd >= 0 else { throw StoreError("create \(temporary): \(errnoText())") }
             do {
                 defer { close(fd) }
                 try AtomicFile.writeAll(fd, Array(text.utf8), what: temporary)
-                guard fsync(fd) == 0 else { throw ServerError(.store, "sync \(temporary): \(errnoText())") }
+                guard fsync(fd) == 0 else { throw StoreError("sync \(temporary): \(errnoText())") }
             } catch {
                 unlink(temporary)
                 throw error
             }
             guard rename(temporary, self.path) == 0 else {
                 unlink(temporary)
-                throw ServerError(.store, "replace \(self.path): \(errnoText())")
+                throw StoreError("replace \(self.path): \(errnoText())")
             }
             AtomicFile.syncDirectory(AtomicFile.directory(of: self.path))
             return result
@@ -210,25 +173,37 @@ final class IndexFile: Sendable {
         try self.refreshed { cache in cache.bySerial[serial].map { cache.entries[$0] } }
     }
 
+    /// The revoked entries, without looking at the others.
+    func revokedEntries() throws -> [IndexEntry] {
+        try self.refreshed { cache in cache.revoked.sorted().map { cache.entries[$0] } }
+    }
+
+    /// `body` sees the cache brought up to date: the new tail parsed if the file only grew, all
+    /// of it if it was replaced (a revocation) or shrank.
     private func refreshed<T>(_ body: (Cache) -> T) throws -> T {
         var info = stat()
         guard stat(self.path, &info) == 0 else {
             if errno == ENOENT { return body(Cache()) }
-            throw ServerError(.store, "stat \(self.path): \(errnoText())")
+            throw StoreError("stat \(self.path): \(errnoText())")
         }
         return try self.cache.withLock { cache in
             let inode = UInt(info.st_ino)
             if cache.inode != inode || Int(info.st_size) < cache.offset { cache = Cache() }
             cache.inode = inode
             if Int(info.st_size) > cache.offset {
-                let (tail, consumed) = try self.read(from: cache.offset)
-                for line in tail.split(separator: "\n") {
-                    guard let entry = IndexEntry(line: line) else { continue }
-                    if let existing = cache.bySerial[entry.serial] {
-                        cache.entries[existing] = entry
-                    } else {
-                        cache.bySerial[entry.serial] = cache.entries.count
-                        cache.entries.append(entry)
+                let (tail, consumed) = try self.read(from: cache.offset, size: Int(info.st_size))
+                tail.withUnsafeBytes { bytes in
+                    IndexLineParser.entries(bytes) { entry in
+                        let position: Int
+                        if let existing = cache.bySerial[entry.serial] {
+                            cache.entries[existing] = entry
+                            position = existing
+                        } else {
+                            position = cache.entries.count
+                            cache.bySerial[entry.serial] = position
+                            cache.entries.append(entry)
+                        }
+                        if entry.status == .revoked { cache.revoked.insert(position) } else { cache.revoked.remove(position) }
                     }
                 }
                 cache.offset += consumed
@@ -238,41 +213,45 @@ final class IndexFile: Sendable {
     }
 
     private func readAll() throws -> [IndexEntry] {
-        guard access(self.path, F_OK) == 0 else { return [] }
-        return try self.read(from: 0).0.split(separator: "\n").compactMap { IndexEntry(line: $0) }
+        var info = stat()
+        guard stat(self.path, &info) == 0 else { return [] }
+        var entries: [IndexEntry] = []
+        try self.read(from: 0, size: Int(info.st_size)).0.withUnsafeBytes { bytes in IndexLineParser.entries(bytes) { entries.append($0) } }
+        return entries
     }
 
-    /// The complete lines from `offset` on, and how many bytes they span.
-    private func read(from offset: Int) throws -> (Substring, Int) {
+    /// The complete lines from `offset` on, and how many bytes they span (`size` is what stat
+    /// said; the file may have grown since, and what was added is read too).
+    private func read(from offset: Int, size: Int) throws -> ([UInt8], Int) {
         let fd = open(self.path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw ServerError(.store, "open \(self.path): \(errnoText())") }
+        guard fd >= 0 else { throw StoreError("open \(self.path): \(errnoText())") }
         defer { close(fd) }
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        var position = off_t(offset)
+        var bytes = [UInt8](repeating: 0, count: max(size - offset, 0) + 65536)
+        var length = 0
         while true {
-            let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, position) }
+            if length == bytes.count { bytes += [UInt8](repeating: 0, count: bytes.count) }
+            let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + length, $0.count - length, off_t(offset + length)) }
             if n < 0 && errno == EINTR { continue }
-            guard n >= 0 else { throw ServerError(.store, "read \(self.path): \(errnoText())") }
+            guard n >= 0 else { throw StoreError("read \(self.path): \(errnoText())") }
             if n == 0 { break }
-            bytes += buffer[0..<n]
-            position += off_t(n)
+            length += n
         }
         // A line being appended right now is left for the next read.
-        let complete = bytes.lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 } ?? 0
-        return (Substring(String(decoding: bytes[0..<complete], as: UTF8.self)), complete)
+        let complete = bytes[0..<length].lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 } ?? 0
+        bytes.removeSubrange(complete...)
+        return (bytes, complete)
     }
 
     private func withLock<T>(_ operation: Int32, _ body: () throws -> T) throws -> T {
         var fd = self.lockDescriptors.withLock { $0.popLast() } ?? -1
         if fd < 0 {
             fd = open(self.lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-            guard fd >= 0 else { throw ServerError(.store, "open \(self.lockPath): \(errnoText())") }
+            guard fd >= 0 else { throw StoreError("open \(self.lockPath): \(errnoText())") }
         }
         while flock(fd, operation) != 0 {
             guard errno == EINTR else {
                 close(fd)
-                throw ServerError(.store, "lock \(self.lockPath): \(errnoText())")
+                throw StoreError("lock \(self.lockPath): \(errnoText())")
             }
         }
         defer {

@@ -1,6 +1,8 @@
 import FoundationEssentials
 import Glibc
 import SCEPCrypto
+import SCEPStore
+import DurableFiles
 
 /// Writes and reads the CRLs of a CA directory (RFC 5280 §5): `crl/ca.crl` (DER),
 /// `crl/ca.crl.pem` and the CA certificate `crl/ca.cer` (DER) for the current CA, `crl/previous.crl(.pem)` for the previous one during a

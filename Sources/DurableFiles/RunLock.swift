@@ -8,12 +8,12 @@ public final class RunLock {
     /// Nil when another process holds it.
     public init?(path: String) throws {
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o640)
-        guard fd >= 0 else { throw ServerError(.store, "open \(path): \(errnoText())") }
+        guard fd >= 0 else { throw FileError("open \(path): \(errnoText())") }
         while flock(fd, LOCK_EX | LOCK_NB) != 0 {
             if errno == EINTR { continue }
             close(fd)
             if errno == EWOULDBLOCK { return nil }
-            throw ServerError(.store, "lock \(path): \(errnoText())")
+            throw FileError("lock \(path): \(errnoText())")
         }
         self.fd = fd
     }

@@ -1,6 +1,8 @@
 import FoundationEssentials
 import Glibc
+import DurableFiles
 import SCEPCrypto
+import SCEPStore
 
 /// A transaction record as one text line (rejected transactions; claims of older versions):
 /// `scep-fcgi-tx 1 STATE KEYHASH SERIAL|- UNIXTIME PID TRANSACTIONID`. The transactionID
@@ -53,13 +55,13 @@ struct TransactionDirectory: Sendable {
     /// A claim written as a record line (not a marker link) older than this is stale.
     static let claimLifetime: TimeInterval = 600
 
-    init(directory: CADirectory, retention: TimeInterval) throws {
-        self.path = directory.transactionsPath
-        self.issuedPath = directory.issuedPath
-        self.pendingPath = directory.pendingPath
+    init(layout: FileStoreLayout, retention: TimeInterval) throws {
+        self.path = layout.transactionsPath
+        self.issuedPath = layout.issuedPath
+        self.pendingPath = layout.pendingPath
         self.retention = retention
         for path in [self.path, self.pendingPath] where access(path, F_OK) != 0 {
-            guard mkdir(path, 0o750) == 0 || errno == EEXIST else { throw ServerError(.store, "create \(path): \(errnoText())") }
+            guard mkdir(path, 0o750) == 0 || errno == EEXIST else { throw StoreError("create \(path): \(errnoText())") }
         }
         let me = ProcessIdentity.current
         self.marker = "\(self.path)/.claim-\(me.tag)"
@@ -68,7 +70,7 @@ struct TransactionDirectory: Sendable {
             defer { close(fd) }
             try AtomicFile.writeAll(fd, Array("scep-fcgi-claim \(me.pid) \(me.start)\n".utf8), what: self.marker)
         } else if errno != EEXIST {
-            throw ServerError(.store, "create \(self.marker): \(errnoText())")
+            throw StoreError("create \(self.marker): \(errnoText())")
         }
     }
 
@@ -83,14 +85,14 @@ struct TransactionDirectory: Sendable {
         let entry = self.entryPath(key.transactionID)
         for _ in 0..<4 {
             if link(self.marker, entry) == 0 { return .claimed }
-            guard errno == EEXIST else { throw ServerError(.store, "claim \(entry): \(errnoText())") }
+            guard errno == EEXIST else { throw StoreError("claim \(entry): \(errnoText())") }
             guard let (record, stale) = self.read(entry, key.transactionID) else { continue }  // gone meanwhile: try again
             if !stale { return .existing(record) }
             // Stale: move it aside; of several processes doing this at once, one rename succeeds.
             let aside = "\(entry).stale-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
             if rename(entry, aside) == 0 { unlink(aside) }
         }
-        throw ServerError(.store, "transaction \(key.transactionID): claim kept changing hands")
+        throw StoreError("transaction \(key.transactionID): claim kept changing hands")
     }
 
     func update(_ key: TransactionKey, _ state: TransactionState, serial: String?) throws {
@@ -99,7 +101,7 @@ struct TransactionDirectory: Sendable {
         case .inFlight:
             try self.relink(self.marker, to: entry)
         case .issued:
-            guard let serial else { throw ServerError(.store, "transaction \(key.transactionID): issued without a serial") }
+            guard let serial else { throw StoreError("transaction \(key.transactionID): issued without a serial") }
             try self.relink("\(self.issuedPath)/\(serial).pem", to: entry)
         case .pending:
             // The only record of a waiting request: durable before PENDING is answered.
@@ -121,7 +123,7 @@ struct TransactionDirectory: Sendable {
         let aside = "\(entry).stale-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         guard rename(entry, aside) == 0 else {
             if errno == ENOENT { return false }
-            throw ServerError(.store, "supersede \(entry): \(errnoText())")
+            throw StoreError("supersede \(entry): \(errnoText())")
         }
         defer { unlink(aside) }
         guard let (record, _) = self.read(aside, key.transactionID), record.state == .issued, record.serial == serial else {
@@ -204,10 +206,10 @@ struct TransactionDirectory: Sendable {
     /// the new state, never none.
     private func relink(_ source: String, to entry: String) throws {
         let temporary = AtomicFile.temporaryPath(in: self.path)
-        guard link(source, temporary) == 0 else { throw ServerError(.store, "link \(source): \(errnoText())") }
+        guard link(source, temporary) == 0 else { throw StoreError("link \(source): \(errnoText())") }
         guard rename(temporary, entry) == 0 else {
             unlink(temporary)
-            throw ServerError(.store, "replace \(entry): \(errnoText())")
+            throw StoreError("replace \(entry): \(errnoText())")
         }
     }
 
@@ -217,39 +219,5 @@ struct TransactionDirectory: Sendable {
         let fields = content.split(whereSeparator: { $0 == " " || $0 == "\n" })
         guard fields.count >= 3, let pid = Int32(fields[1]), let start = UInt64(fields[2]) else { return false }
         return ProcessIdentity(pid: pid, start: start).isRunning
-    }
-}
-
-/// A process as the kernel knows it: pid and start time (clock ticks after boot, field 22 of
-/// /proc/PID/stat), which together never repeat while the machine runs.
-struct ProcessIdentity {
-    let pid: Int32
-    let start: UInt64
-
-    static let current = ProcessIdentity(pid: getpid(), start: startTime(of: getpid()) ?? 0)
-
-    /// `PID-START`, as it appears in file names.
-    var tag: String { "\(self.pid)-\(self.start)" }
-
-    /// Whether this is still the same running process: pids are reused, start times are not.
-    var isRunning: Bool { Self.startTime(of: self.pid) == self.start }
-
-    /// The process of a `PID-START` tag, if it still runs.
-    static func running(tag: Substring) -> Bool {
-        let parts = tag.split(separator: "-")
-        guard parts.count == 2, let pid = Int32(parts[0]), let start = UInt64(parts[1]) else { return false }
-        return ProcessIdentity(pid: pid, start: start).isRunning
-    }
-
-    static func startTime(of pid: Int32) -> UInt64? {
-        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/stat") else {
-            // No /proc: fall back to "the pid exists".
-            return kill(pid, 0) == 0 || errno == EPERM ? 0 : nil
-        }
-        let text = String(decoding: data, as: UTF8.self)
-        // The command name (field 2) is in parentheses and may hold spaces: count after the last ')'.
-        guard let close = text.lastIndex(of: ")") else { return nil }
-        let fields = text[text.index(after: close)...].split(separator: " ")
-        return fields.count > 19 ? UInt64(fields[19]) : nil
     }
 }

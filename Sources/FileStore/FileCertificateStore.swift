@@ -1,6 +1,8 @@
 import FoundationEssentials
 import Glibc
+import DurableFiles
 import SCEPCrypto
+import SCEPStore
 
 /// The CA directory as a store (docs/ca-layout.md), safe with many processes:
 ///
@@ -14,14 +16,48 @@ import SCEPCrypto
 ///
 /// Nothing from a request reaches a path: names are serials (hex) and hashes.
 public final class FileCertificateStore: CertificateStore, Sendable {
-    public let directory: CADirectory
+    public let directory: FileStoreLayout
     let index: IndexFile
     let transactions: TransactionDirectory
 
-    public init(directory: CADirectory, retentionDays: Int = 30) throws {
-        self.directory = directory
-        self.index = IndexFile(path: directory.indexPath)
-        self.transactions = try TransactionDirectory(directory: directory, retention: Double(retentionDays) * 86400)
+    /// The store in the CA directory `root`, creating what is missing (`issued/` and `index.txt`
+    /// as `ca init` does, `transactions/`, `pending/`).
+    public init(root: String, retentionDays: Int = 30) throws {
+        let layout = FileStoreLayout(root: root)
+        self.directory = layout
+        try Self.prepare(layout)
+        self.index = IndexFile(path: layout.indexPath)
+        self.transactions = try TransactionDirectory(layout: layout, retention: Double(retentionDays) * 86400)
+    }
+
+    /// Modes (docs/ca-layout.md): the index and the issued certificates name every device, so
+    /// neither is readable by others.
+    private static func prepare(_ layout: FileStoreLayout) throws {
+        guard access(layout.path, F_OK) == 0 else { throw StoreError("\(layout.path): no such CA directory (scep-fcgi ca init creates it)") }
+        if access(layout.issuedPath, F_OK) != 0, mkdir(layout.issuedPath, 0o750) != 0, errno != EEXIST {
+            throw StoreError("create \(layout.issuedPath): \(errnoText())")
+        }
+        for (path, contents) in [(layout.indexPath, ""), (layout.indexPath + ".attr", "unique_subject = no\n")] where access(path, F_OK) != 0 {
+            do { try AtomicFile.create(path, contents: Array(contents.utf8), mode: 0o640) } catch {
+                if access(path, F_OK) != 0 { throw StoreError("\(error)") }  // else another process made it first
+            }
+        }
+    }
+
+    /// What would stop this store from taking certificates (a server refuses to start), one line
+    /// each; with `checking` (`scep-fcgi check`) also what may already have lost lines.
+    public func problems(checking: Bool = false) -> [String] {
+        var problems: [String] = []
+        if access(self.directory.issuedPath, W_OK) != 0 { problems.append("\(self.directory.issuedPath): not writable by this user") }
+        if access(self.directory.indexPath, W_OK) != 0 { problems.append("\(self.directory.indexPath): not writable by this user") }
+        // `openssl ca` rewrites index.txt without the lock this store's writers take, and leaves
+        // index.txt.old behind: lines appended meanwhile may be lost.
+        if checking, access(self.directory.indexPath + ".old", F_OK) == 0 {
+            problems.append(
+                "\(self.directory.indexPath).old exists: index.txt was rewritten by `openssl ca`, which is not supported while "
+                    + "scep-fcgi serves (use scep-fcgi ca revoke / ca crl); compare the two files, then remove index.txt.old")
+        }
+        return problems
     }
 
     // MARK: transactions
@@ -105,11 +141,11 @@ public final class FileCertificateStore: CertificateStore, Sendable {
         }
     }
 
-    var unauditedDirectory: String { self.directory.path + "/unaudited" }
+    var unauditedDirectory: String { self.directory.unauditedPath }
 
     private func ensureUnauditedDirectory() throws {
         guard mkdir(self.unauditedDirectory, 0o750) == 0 || errno == EEXIST else {
-            throw ServerError(.store, "create \(self.unauditedDirectory): \(errnoText())")
+            throw StoreError("create \(self.unauditedDirectory): \(errnoText())")
         }
     }
 
@@ -127,10 +163,10 @@ public final class FileCertificateStore: CertificateStore, Sendable {
         try self.ensureUnauditedDirectory()
         let failed = self.unauditedDirectory + "/\(serial).failed"
         for name in self.markers(of: serial) where !name.hasSuffix(".failed") {
-            guard rename(self.unauditedDirectory + "/" + name, failed) == 0 else { throw ServerError(.store, "mark \(failed): \(errnoText())") }
+            guard rename(self.unauditedDirectory + "/" + name, failed) == 0 else { throw StoreError("mark \(failed): \(errnoText())") }
         }
         if self.markers(of: serial).isEmpty {
-            guard link(self.certificatePath(serial), failed) == 0 else { throw ServerError(.store, "mark \(failed): \(errnoText())") }
+            guard link(self.certificatePath(serial), failed) == 0 else { throw StoreError("mark \(failed): \(errnoText())") }
         }
     }
 
@@ -140,7 +176,7 @@ public final class FileCertificateStore: CertificateStore, Sendable {
         let names: [String]
         do { names = try FileManager.default.contentsOfDirectory(atPath: self.unauditedDirectory) } catch {
             if access(self.unauditedDirectory, F_OK) != 0 { return [] }
-            throw ServerError(.store, "list \(self.unauditedDirectory): \(error)")
+            throw StoreError("list \(self.unauditedDirectory): \(error)")
         }
         return names.compactMap { name -> (serial: String, cause: UnauditedCertificate.Cause)? in
             guard let dot = name.firstIndex(of: "."), !name.hasPrefix(".") else { return nil }
@@ -163,7 +199,7 @@ public final class FileCertificateStore: CertificateStore, Sendable {
         }
         // Killed between the marker and issued/SERIAL.pem, or between the file and its index line.
         if access(self.certificatePath(serial), F_OK) != 0, link(marker, self.certificatePath(serial)) != 0, errno != EEXIST {
-            throw ServerError(.store, "restore \(self.certificatePath(serial)): \(errnoText())")
+            throw StoreError("restore \(self.certificatePath(serial)): \(errnoText())")
         }
         // The issuer is not in the note: a CRL finds it from the certificate (as for imported entries).
         if try self.index.entry(serial: serial) == nil { try self.index.append(IndexEntry(valid: certificate, issuer: nil)) }
@@ -213,29 +249,28 @@ public final class FileCertificateStore: CertificateStore, Sendable {
     }
 
     public func revoked() throws -> [RevokedEntry] {
-        try self.index.entries().compactMap { entry in
-            guard entry.status == .revoked else { return nil }
-            return RevokedEntry(serial: entry.serial, revokedAt: entry.revokedAt ?? Date(timeIntervalSince1970: 0), reason: entry.reason, issuer: entry.issuer)
+        try self.index.revokedEntries().map { entry in
+            RevokedEntry(serial: entry.serial, revokedAt: entry.revokedAt ?? Date(timeIntervalSince1970: 0), reason: entry.reason, issuer: entry.issuer)
         }
     }
 
     public func latestRevocation() throws -> Date? {
-        try self.index.entries().compactMap { $0.status == .revoked ? $0.revokedAt : nil }.max()
+        try self.index.revokedEntries().compactMap(\.revokedAt).max()
     }
 
     /// `crl/ISSUER.crlnumber`: the next number in hex (OpenSSL's crlnumber convention), taken
     /// under an exclusive `flock` of the file itself and replaced durably before it is handed out.
     public func nextCRLNumber(issuer: IssuerID, atLeast: UInt64) throws -> UInt64 {
         guard mkdir(self.directory.crlPath, 0o755) == 0 || errno == EEXIST else {
-            throw ServerError(.store, "create \(self.directory.crlPath): \(errnoText())")
+            throw StoreError("create \(self.directory.crlPath): \(errnoText())")
         }
         let path = "\(self.directory.crlPath)/\(issuer.hex).crlnumber"
         let lockPath = path + ".lock"
         let lock = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard lock >= 0 else { throw ServerError(.store, "open \(lockPath): \(errnoText())") }
+        guard lock >= 0 else { throw StoreError("open \(lockPath): \(errnoText())") }
         defer { close(lock) }
         while flock(lock, LOCK_EX) != 0 {
-            guard errno == EINTR else { throw ServerError(.store, "lock \(lockPath): \(errnoText())") }
+            guard errno == EINTR else { throw StoreError("lock \(lockPath): \(errnoText())") }
         }
         let text = FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) } ?? ""
         let number = max(UInt64(text.trimmedWhitespace, radix: 16) ?? 1, atLeast, 1)
@@ -290,7 +325,7 @@ public final class FileCertificateStore: CertificateStore, Sendable {
 
     private func removePending(_ transactionID: String) throws {
         guard unlink(self.transactions.pendingFile(transactionID)) == 0 || errno == ENOENT else {
-            throw ServerError(.store, "remove pending request: \(errnoText())")
+            throw StoreError("remove pending request: \(errnoText())")
         }
     }
 }

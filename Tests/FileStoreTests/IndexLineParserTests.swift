@@ -1,0 +1,51 @@
+import Foundation
+import SCEPCrypto
+import SCEPStore
+import Testing
+
+@testable import FileStore
+
+@Suite("index.txt parsing")
+struct IndexLineParserTests {
+    func parse(_ text: String) -> [IndexEntry] {
+        var out: [IndexEntry] = []
+        Array(text.utf8).withUnsafeBytes { IndexLineParser.entries($0) { out.append($0) } }
+        return out
+    }
+
+    @Test("the lines this store and openssl ca write, torn and malformed lines skipped")
+    func lines() throws {
+        let issuer = String(repeating: "ab", count: 32)
+        let text = """
+            V\t271207101112Z\t\t0A1B\t\(issuer)\t/O=Example/CN=device-1
+            R\t20510101000000Z\t261207101112Z,keyCompromise\t00C0FFEE\tunknown\t/CN=tab\there
+            E\t990101000000Z\t\tbeef\tunknown\t/CN=old
+            X\tgarbage
+            V\t271207101112Z\t\tNOTHEX\tunknown\t/CN=bad
+            V\t271207101112Z\t\t0C\tunknown\t/CN=torn
+            """
+        let entries = self.parse(text)
+        try #require(entries.count == 3)
+        #expect(entries[0].status == .valid && entries[0].serial == "0A1B" && entries[0].issuer?.hex == issuer)
+        #expect(entries[0].subject == "/O=Example/CN=device-1")
+        #expect(entries[0].expiry == IndexTime.parse("271207101112Z"))
+        #expect(entries[1].status == .revoked && entries[1].serial == "C0FFEE" && entries[1].issuer == nil)
+        #expect(entries[1].reason == .keyCompromise && entries[1].revokedAt == IndexTime.parse("261207101112Z"))
+        #expect(entries[1].expiry == IndexTime.parse("20510101000000Z") && entries[1].subject == "/CN=tab\there")
+        #expect(entries[2].status == .expired && entries[2].serial == "BEEF" && entries[2].expiry == IndexTime.parse("990101000000Z"))
+    }
+
+    @Test("times agree with timegm over 1950–2100, and lines round-trip")
+    func times() throws {
+        for _ in 0..<2000 {
+            let date = Date(timeIntervalSince1970: TimeInterval(Int64.random(in: -631_152_000...4_102_444_799)))
+            let text = IndexTime.string(date)
+            let parsed = Array(text.utf8).withUnsafeBufferPointer { IndexLineParser.time($0, 0..<$0.count) }
+            #expect(parsed == IndexTime.parse(Substring(text)) && parsed == date, "\(text)")
+        }
+        let entry = IndexEntry(
+            status: .revoked, expiry: Date(timeIntervalSince1970: 1_900_000_000), revokedAt: Date(timeIntervalSince1970: 1_800_000_000),
+            reason: .superseded, serial: "40AB", issuer: IssuerID(hex: String(repeating: "0f", count: 32)), subject: "/CN=x")
+        #expect(self.parse(entry.line) == [entry])
+    }
+}
