@@ -22,6 +22,7 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CFastCGI", pkgConfig: "fcgi", providers: [.apt(["libfcgi-dev"])]),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "CPostgreSQL", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         // Header only: atomic adds on a shared file mapping (the cross-process metrics counters).
         .systemLibrary(name: "CSharedCounters"),
         // OpenSSL's (deprecated) ENGINE API, for the pkcs11 engine only: see its shim.h.
@@ -34,6 +35,7 @@ let package = Package(
         .target(name: "SCEPCrypto", dependencies: ["COpenSSL", "CEnginePKCS11", "SCEPLocking"], swiftSettings: strict),
         .target(name: "FastCGI", dependencies: ["CFastCGI", "SCEPLocking"], swiftSettings: strict),
         .target(name: "CurlHTTP", dependencies: ["CCurl", "SCEPLocking"], swiftSettings: strict),
+        .target(name: "PostgreSQL", dependencies: ["CPostgreSQL", "SCEPLocking"], swiftSettings: strict),
 
         // Durable file writes shared by the file store and the CA directory (temp + fsync + link/rename).
         .target(name: "DurableFiles", swiftSettings: strict),
@@ -43,11 +45,14 @@ let package = Package(
         // The embedded default: the CA directory's files (index.txt, issued/, transactions/).
         .target(name: "FileStore", dependencies: ["SCEPStore", "SCEPCrypto", "DurableFiles", "SCEPLocking"], swiftSettings: strict),
 
+        // The store for many hosts: PostgreSQL through libpq (store.backend = postgresql).
+        .target(name: "PostgreSQLStore", dependencies: ["SCEPStore", "SCEPCrypto", "PostgreSQL", "SCEPLocking"], swiftSettings: strict),
         // What every store must do, as cases each store's tests run (and workers for the multi-process ones).
         .target(name: "StoreConformance", dependencies: ["SCEPStore", "SCEPCrypto", "SCEPLocking"], swiftSettings: strict),
         // The suite as a program: `store-conformance run --file DIR`, and the worker processes.
         .executableTarget(
-            name: "store-conformance", dependencies: ["StoreConformance", "FileStore", "SCEPStore", "SCEPCrypto"], swiftSettings: strict),
+            name: "store-conformance", dependencies: ["StoreConformance", "FileStore", "PostgreSQLStore", "SCEPStore", "SCEPCrypto"],
+            swiftSettings: strict),
 
         // RFC 8894 wire model: query decoding, pkiMessage decoding, CertRep encoding, client builder.
         .target(name: "SCEP", dependencies: ["SCEPCrypto"], swiftSettings: strict),
@@ -92,6 +97,8 @@ let package = Package(
             name: "SCEPServerTests", dependencies: ["SCEPServer", "SCEP", "SCEPCrypto", "SCEPStore", "FileStore", "DurableFiles"], swiftSettings: strict),
         .testTarget(
             name: "FileStoreTests", dependencies: ["FileStore", "StoreConformance", "SCEPStore", "SCEPCrypto", "DurableFiles"], swiftSettings: strict),
+        .testTarget(
+            name: "PostgreSQLStoreTests", dependencies: ["PostgreSQLStore", "PostgreSQL", "StoreConformance", "SCEPStore"], swiftSettings: strict),
         .testTarget(name: "CurlHTTPTests", dependencies: ["CurlHTTP"], swiftSettings: strict),
         .testTarget(name: "FastCGITests", dependencies: ["FastCGI"], swiftSettings: strict),
         .testTarget(

@@ -118,34 +118,15 @@ class Deployment:
             time.sleep(0.05)
 
         self.port = free_port()
-        tmp = os.path.join(self.root, "nginx-tmp")
-        os.makedirs(tmp)
-        conf = os.path.join(self.root, "nginx.conf")
-        with open(conf, "w") as f:
-            f.write(f"""daemon off;
-worker_processes 2;
-pid {self.root}/nginx.pid;
-error_log {self.root}/nginx-error.log;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp}/body; fastcgi_temp_path {tmp}/fastcgi; proxy_temp_path {tmp}/proxy;
-    uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
-    upstream scep_fcgi {{ server unix:{self.socket}; }}
-    upstream micromdm {{ server 127.0.0.1:{self.micromdm_port}; keepalive 64; }}
-    server {{
-        listen 127.0.0.1:{self.port} backlog=1024;
-        include {REPO}/nginx/scep-fcgi-locations.conf;
-        # micromdm behind the same nginx, as it would be deployed for TLS.
-        location = /micromdm/scep {{
+        conf = nginx_conf(self.root, self.port, self.socket, workers=2,
+                          upstreams=f"upstream micromdm {{ server 127.0.0.1:{self.micromdm_port}; keepalive 64; }}",
+                          locations="""# micromdm behind the same nginx, as it would be deployed for TLS.
+        location = /micromdm/scep {
             proxy_pass http://micromdm/scep;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             client_max_body_size 1m;
-        }}
-    }}
-}}
-""")
+        }""")
         self.nginx = subprocess.Popen(["nginx", "-c", conf, "-e", f"{self.root}/nginx-error.log"], stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL, start_new_session=True)
         self.procs.append(self.nginx)
@@ -165,6 +146,34 @@ http {{
         if not os.path.exists(self.audit):
             return 0
         return sum(1 for line in open(self.audit) if '"outcome":"issued"' in line)
+
+
+def nginx_conf(root, port, socket_path, workers=1, upstreams="", locations=""):
+    """Writes ROOT/nginx.conf: nginx on 127.0.0.1:PORT with the shipped scep-fcgi locations in
+    front of the FastCGI socket; returns its path."""
+    tmp = os.path.join(root, "nginx-tmp")
+    os.makedirs(tmp, exist_ok=True)
+    conf = os.path.join(root, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"""daemon off;
+worker_processes {workers};
+pid {root}/nginx.pid;
+error_log {root}/nginx-error.log;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/body; fastcgi_temp_path {tmp}/fastcgi; proxy_temp_path {tmp}/proxy;
+    uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
+    upstream scep_fcgi {{ server unix:{socket_path}; }}
+    {upstreams}
+    server {{
+        listen 127.0.0.1:{port} backlog=1024;
+        include {REPO}/nginx/scep-fcgi-locations.conf;
+        {locations}
+    }}
+}}
+""")
+    return conf
 
 
 def load(url, requests_dir, concurrency):

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building, running and testing scep-fcgi needs on Debian 12 (idempotent).
-# The C libraries are fixed by design: libfcgi, OpenSSL 3, libcurl.
+# The C libraries are fixed by design: libfcgi, OpenSSL 3, libcurl; libpq for the PostgreSQL store.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 packages=(
@@ -11,6 +11,7 @@ packages=(
   prometheus                                                                  # promtool and a Prometheus server for the metrics tests
   softhsm2 opensc libengine-pkcs11-openssl                                    # the CA key on a PKCS#11 token (SoftHSM2 in the tests)
   freeradius eapoltest                                                        # EAP-TLS with OCSP (docs/eap-tls.md)
+  libpq-dev postgresql                                                        # the PostgreSQL store and the server its tests start
 )
 missing=()
 for p in "${packages[@]}"; do

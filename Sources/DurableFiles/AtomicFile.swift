@@ -8,9 +8,11 @@ public enum AtomicFile {
     ///
     /// - Parameter intent: a second name linked *before* `path` appears (the same inode), so a
     ///   crash can never leave `path` without it (the file store's unaudited marker).
-    public static func create(_ path: String, contents: [UInt8], mode: mode_t, intent: String? = nil) throws {
+    /// - Parameter scratch: where the temporary file is made (same filesystem), when not beside
+    ///   `path`: a directory with a few entries is cheap to sweep for orphans, one of 200,000 is not.
+    public static func create(_ path: String, contents: [UInt8], mode: mode_t, intent: String? = nil, scratch: String? = nil) throws {
         let directory = Self.directory(of: path)
-        let temporary = Self.temporaryPath(in: directory)
+        let temporary = Self.temporaryPath(in: scratch ?? directory)
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
         guard fd >= 0 else { throw FileError("create \(temporary): \(errnoText())") }
         defer { unlink(temporary) }
@@ -50,9 +52,9 @@ public enum AtomicFile {
 
     /// Replaces `path` with `contents` atomically (temporary file + `rename(2)`): readers see the
     /// old or the new file, never a part. With `sync`, the data and the rename are made durable.
-    public static func replace(_ path: String, contents: [UInt8], mode: mode_t, sync: Bool) throws {
+    public static func replace(_ path: String, contents: [UInt8], mode: mode_t, sync: Bool, scratch: String? = nil) throws {
         let directory = Self.directory(of: path)
-        let temporary = Self.temporaryPath(in: directory)
+        let temporary = Self.temporaryPath(in: scratch ?? directory)
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
         guard fd >= 0 else { throw FileError("create \(temporary): \(errnoText())") }
         do {

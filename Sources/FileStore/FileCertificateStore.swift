@@ -2,6 +2,7 @@ import FoundationEssentials
 import Glibc
 import DurableFiles
 import SCEPCrypto
+import SCEPLocking
 import SCEPStore
 
 /// The CA directory as a store (docs/ca-layout.md), safe with many processes:
@@ -19,6 +20,7 @@ public final class FileCertificateStore: CertificateStore, Sendable {
     public let directory: FileStoreLayout
     let index: IndexFile
     let transactions: TransactionDirectory
+    private let sweptIssued = Locked(false)
 
     /// The store in the CA directory `root`, creating what is missing (`issued/` and `index.txt`
     /// as `ca init` does, `transactions/`, `pending/`).
@@ -34,8 +36,8 @@ public final class FileCertificateStore: CertificateStore, Sendable {
     /// neither is readable by others.
     private static func prepare(_ layout: FileStoreLayout) throws {
         guard access(layout.path, F_OK) == 0 else { throw StoreError("\(layout.path): no such CA directory (scep-fcgi ca init creates it)") }
-        if access(layout.issuedPath, F_OK) != 0, mkdir(layout.issuedPath, 0o750) != 0, errno != EEXIST {
-            throw StoreError("create \(layout.issuedPath): \(errnoText())")
+        for path in [layout.issuedPath, layout.scratchPath] where access(path, F_OK) != 0 {
+            guard mkdir(path, 0o750) == 0 || errno == EEXIST else { throw StoreError("create \(path): \(errnoText())") }
         }
         for (path, contents) in [(layout.indexPath, ""), (layout.indexPath + ".attr", "unique_subject = no\n")] where access(path, F_OK) != 0 {
             do { try AtomicFile.create(path, contents: Array(contents.utf8), mode: 0o640) } catch {
@@ -72,7 +74,11 @@ public final class FileCertificateStore: CertificateStore, Sendable {
 
     public func transaction(_ transactionID: String) throws -> TransactionRecord? { self.transactions.record(transactionID) }
 
+    /// One process at a time (the others skip their turn), and nothing that lists `issued/`
+    /// after this process's first turn: what it costs does not grow with the CA's age.
     public func maintain(now: Date) -> StoreMaintenance {
+        guard let lock = try? RunLock(path: self.directory.path + "/.maintenance.lock") else { return StoreMaintenance() }
+        defer { lock.release() }
         let leftovers = self.removeOrphans()
         let pruned = self.transactions.prune(olderThan: now.addingTimeInterval(-self.transactions.retention))
         return StoreMaintenance(transactionsPruned: pruned, leftoversRemoved: leftovers)
@@ -102,7 +108,8 @@ public final class FileCertificateStore: CertificateStore, Sendable {
         // whatever kills the process in between, ``unaudited()`` finds the certificate.
         try self.ensureUnauditedDirectory()
         let marker = self.unauditedMarker(serial)
-        try AtomicFile.create(self.certificatePath(serial), contents: Array(certificate.pemEncoded.utf8), mode: 0o644, intent: marker)
+        try AtomicFile.create(
+            self.certificatePath(serial), contents: Array(certificate.pemEncoded.utf8), mode: 0o644, intent: marker, scratch: self.directory.scratchPath)
         do {
             try self.index.append(IndexEntry(valid: certificate, issuer: issuer))
         } catch {
@@ -120,7 +127,7 @@ public final class FileCertificateStore: CertificateStore, Sendable {
     }
 
     public func withhold(serial: String, auditLineWritten: Bool) throws {
-        try AtomicFile.replace(self.withheldPath(serial), contents: Array("withheld\n".utf8), mode: 0o644, sync: true)
+        try AtomicFile.replace(self.withheldPath(serial), contents: Array("withheld\n".utf8), mode: 0o644, sync: true, scratch: self.directory.scratchPath)
         if !auditLineWritten { try self.markUnaudited(serial: serial) }
     }
 
@@ -203,13 +210,18 @@ public final class FileCertificateStore: CertificateStore, Sendable {
         }
         // The issuer is not in the note: a CRL finds it from the certificate (as for imported entries).
         if try self.index.entry(serial: serial) == nil { try self.index.append(IndexEntry(valid: certificate, issuer: nil)) }
-        try AtomicFile.replace(self.withheldPath(serial), contents: Array("withheld\n".utf8), mode: 0o644, sync: true)
+        try AtomicFile.replace(self.withheldPath(serial), contents: Array("withheld\n".utf8), mode: 0o644, sync: true, scratch: self.directory.scratchPath)
         return certificate
     }
 
     /// Temporary files of writers that died; returns how many were removed.
     func removeOrphans() -> Int {
-        [self.directory.path, self.directory.issuedPath, self.directory.pendingPath, self.directory.crlPath, self.unauditedDirectory]
+        // issued/ itself only once per process: older versions made their temporary files there.
+        let legacy = self.sweptIssued.withLock { swept in
+            defer { swept = true }
+            return swept ? [] : [self.directory.issuedPath]
+        }
+        return ([self.directory.path, self.directory.scratchPath, self.directory.pendingPath, self.directory.crlPath, self.unauditedDirectory] + legacy)
             .reduce(0) { $0 + AtomicFile.removeOrphans(in: $1) }
     }
 
@@ -224,11 +236,30 @@ public final class FileCertificateStore: CertificateStore, Sendable {
     }
 
     public func certificates() throws -> [CertificateEntry] {
-        try self.index.entries().map(self.summary)
+        // One pass over issued/ for the withheld markers, not one access(2) per certificate.
+        let withheld = Self.names(in: self.directory.issuedPath, suffix: ".withheld")
+        return try self.index.entries().map { self.summary($0, withheld: withheld.contains($0.serial)) }
+    }
+
+    /// The names in `directory` ending in `suffix`, without it (readdir: a String only for those).
+    static func names(in directory: String, suffix: String) -> Set<String> {
+        guard let dir = opendir(directory) else { return [] }
+        defer { closedir(dir) }
+        let tail = Array(suffix.utf8)
+        var found: Set<String> = []
+        while let entry = readdir(dir) {
+            withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                let name = raw.bindMemory(to: UInt8.self)
+                let length = name.firstIndex(of: 0) ?? name.count
+                guard length > tail.count, name[(length - tail.count)..<length].elementsEqual(tail) else { return }
+                found.insert(String(decoding: name[0..<(length - tail.count)], as: UTF8.self))
+            }
+        }
+        return found
     }
 
     public func certificates(subject: String) throws -> [CertificateEntry] {
-        try self.index.entries().filter { $0.subject == subject }.map(self.summary)
+        try self.index.entries().filter { $0.subject == subject }.map { self.summary($0) }
     }
 
     public func revoke(serial: String, reason: RevocationReason?, at date: Date) throws -> StoreRevocation {
@@ -278,16 +309,17 @@ public final class FileCertificateStore: CertificateStore, Sendable {
         return number
     }
 
-    private func summary(_ entry: IndexEntry) -> CertificateEntry {
-        CertificateEntry(serial: entry.serial, subject: entry.subject, notAfter: entry.expiry, status: self.status(entry), issuer: entry.issuer)
+    private func summary(_ entry: IndexEntry, withheld: Bool? = nil) -> CertificateEntry {
+        CertificateEntry(serial: entry.serial, subject: entry.subject, notAfter: entry.expiry, status: self.status(entry, withheld: withheld), issuer: entry.issuer)
     }
 
-    private func status(_ entry: IndexEntry) -> CertificateStatus {
+    /// `withheld`: whether its marker exists, when the caller already knows.
+    private func status(_ entry: IndexEntry, withheld: Bool? = nil) -> CertificateStatus {
         switch entry.status {
         case .revoked: return .revoked(at: entry.revokedAt ?? Date(timeIntervalSince1970: 0), reason: entry.reason)
         case .expired: return .expired
         case .valid:
-            if access(self.withheldPath(entry.serial), F_OK) == 0 { return .withheld }
+            if withheld ?? (access(self.withheldPath(entry.serial), F_OK) == 0) { return .withheld }
             return entry.expiry < Date() ? .expired : .valid
         }
     }

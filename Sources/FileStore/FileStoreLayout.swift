@@ -7,6 +7,8 @@ public struct FileStoreLayout: Sendable {
 
     /// One PEM file per certificate (`SERIAL.pem`; `SERIAL.withheld` marks one never delivered).
     public var issuedPath: String { self.path + "/issued" }
+    /// Temporary files of writes into `issued/` (swept for orphans without listing `issued/`).
+    public var scratchPath: String { self.path + "/issued/.tmp" }
     /// OpenSSL `ca`-compatible index, one line per certificate; `index.txt.lock` serialises writers.
     public var indexPath: String { self.path + "/index.txt" }
     /// One entry per transactionID, for replay and polling.

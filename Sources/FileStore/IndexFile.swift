@@ -192,6 +192,10 @@ final class IndexFile: Sendable {
             cache.inode = inode
             if Int(info.st_size) > cache.offset {
                 let (tail, consumed) = try self.read(from: cache.offset, size: Int(info.st_size))
+                // About 140 bytes a line: room for them all at once, not a dozen rehashes.
+                let expected = cache.entries.count + tail.count / 100
+                cache.entries.reserveCapacity(expected)
+                cache.bySerial.reserveCapacity(expected)
                 tail.withUnsafeBytes { bytes in
                     IndexLineParser.entries(bytes) { entry in
                         let position: Int

@@ -1,4 +1,5 @@
 import FoundationEssentials
+import Glibc
 import SCEPCrypto
 import SCEPStore
 
@@ -11,11 +12,26 @@ enum IndexLineParser {
     static func entries(_ bytes: UnsafeRawBufferPointer, into body: (IndexEntry) -> Void) {
         guard let base = bytes.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
         let buffer = UnsafeBufferPointer(start: base, count: bytes.count)
+        var issuers = IssuerCache()
         var start = 0
         while start < buffer.count {
             guard let end = Self.index(of: 0x0A, in: buffer, from: start) else { break }
-            if let entry = Self.entry(UnsafeBufferPointer(rebasing: buffer[start..<end])) { body(entry) }
+            if let entry = Self.entry(UnsafeBufferPointer(rebasing: buffer[start..<end]), issuers: &issuers) { body(entry) }
             start = end + 1
+        }
+    }
+
+    /// A CA has one or two issuers (two during a rollover): their IDs are parsed once.
+    struct IssuerCache {
+        var known: [([UInt8], IssuerID)] = []
+
+        mutating func issuer(_ line: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> IssuerID? {
+            guard range.count == 64 else { return nil }
+            let bytes = UnsafeBufferPointer(rebasing: line[range])
+            for (known, id) in self.known where known.withUnsafeBytes({ memcmp($0.baseAddress!, bytes.baseAddress!, 64) }) == 0 { return id }
+            guard let id = IssuerID(hex: String(decoding: bytes, as: UTF8.self)) else { return nil }
+            if self.known.count < 8 { self.known.append((Array(bytes), id)) }
+            return id
         }
     }
 
@@ -30,34 +46,57 @@ enum IndexLineParser {
 
     /// One line: `status \t expiry \t revocation \t serial \t file \t subject` (the subject may hold tabs).
     static func entry(_ line: UnsafeBufferPointer<UInt8>) -> IndexEntry? {
-        var fields: [Range<Int>] = []
-        fields.reserveCapacity(6)
+        var issuers = IssuerCache()
+        return Self.entry(line, issuers: &issuers)
+    }
+
+    static func entry(_ line: UnsafeBufferPointer<UInt8>, issuers: inout IssuerCache) -> IndexEntry? {
+        // Six fields without an array per line (200,000 lines: allocations are most of the cost).
+        var fields = (0..<0, 0..<0, 0..<0, 0..<0, 0..<0, 0..<0)
+        var found = 0
         var start = 0
-        for i in 0..<line.count where line[i] == 0x09 && fields.count < 5 {
-            fields.append(start..<i)
-            start = i + 1
+        var i = 0
+        while i < line.count && found < 5 {
+            if line[i] == 0x09 {
+                switch found {
+                case 0: fields.0 = start..<i
+                case 1: fields.1 = start..<i
+                case 2: fields.2 = start..<i
+                case 3: fields.3 = start..<i
+                default: fields.4 = start..<i
+                }
+                found += 1
+                start = i + 1
+            }
+            i += 1
         }
-        guard fields.count == 5 else { return nil }
-        fields.append(start..<line.count)
+        guard found == 5 else { return nil }
+        fields.5 = start..<line.count
+        return Self.entry(line, fields, issuers: &issuers)
+    }
+
+    private static func entry(
+        _ line: UnsafeBufferPointer<UInt8>, _ f: (Range<Int>, Range<Int>, Range<Int>, Range<Int>, Range<Int>, Range<Int>), issuers: inout IssuerCache
+    ) -> IndexEntry? {
         let status: IndexEntry.Status
-        guard fields[0].count == 1 else { return nil }
-        switch line[fields[0].lowerBound] {
+        guard f.0.count == 1 else { return nil }
+        switch line[f.0.lowerBound] {
         case UInt8(ascii: "V"): status = .valid
         case UInt8(ascii: "R"): status = .revoked
         case UInt8(ascii: "E"): status = .expired
         default: return nil
         }
-        guard let expiry = Self.time(line, fields[1]), let serial = Self.serial(line, fields[3]) else { return nil }
+        guard let expiry = Self.time(line, f.1), let serial = Self.serial(line, f.3) else { return nil }
         var revokedAt: Date? = nil
         var reason: RevocationReason? = nil
-        if !fields[2].isEmpty {
-            let comma = fields[2].first { line[$0] == UInt8(ascii: ",") }
-            revokedAt = Self.time(line, fields[2].lowerBound..<(comma ?? fields[2].upperBound))
-            if let comma { reason = RevocationReason(name: Self.text(line, (comma + 1)..<fields[2].upperBound)) }
+        if !f.2.isEmpty {
+            let comma = f.2.first { line[$0] == UInt8(ascii: ",") }
+            revokedAt = Self.time(line, f.2.lowerBound..<(comma ?? f.2.upperBound))
+            if let comma { reason = RevocationReason(name: Self.text(line, (comma + 1)..<f.2.upperBound)) }
         }
-        let issuer = fields[4].count == 64 ? IssuerID(hex: Self.text(line, fields[4])) : nil
         return IndexEntry(
-            status: status, expiry: expiry, revokedAt: revokedAt, reason: reason, serial: serial, issuer: issuer, subject: Self.text(line, fields[5]))
+            status: status, expiry: expiry, revokedAt: revokedAt, reason: reason, serial: serial, issuer: issuers.issuer(line, f.4),
+            subject: Self.text(line, f.5))
     }
 
     private static func text(_ line: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> String {
@@ -75,17 +114,15 @@ enum IndexLineParser {
     /// `YYMMDDHHMMSSZ` (UTCTime, 1950–2049) or `YYYYMMDDHHMMSSZ` (RFC 5280 §4.1.2.5), as seconds.
     static func time(_ line: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> Date? {
         guard range.count == 13 || range.count == 15, line[range.upperBound - 1] == UInt8(ascii: "Z") else { return nil }
-        var digits: [Int] = []
-        digits.reserveCapacity(14)
-        for i in range.dropLast() {
-            let d = Int(line[i]) - 0x30
-            guard (0...9).contains(d) else { return nil }
-            digits.append(d)
+        for i in range.dropLast() where !(0x30...0x39).contains(line[i]) { return nil }
+        func number(_ at: Int, _ count: Int) -> Int {
+            var value = 0
+            for i in (range.lowerBound + at)..<(range.lowerBound + at + count) { value = value * 10 + Int(line[i] - 0x30) }
+            return value
         }
-        func number(_ at: Int, _ count: Int) -> Int { digits[at..<(at + count)].reduce(0) { $0 * 10 + $1 } }
         var year: Int
-        var offset: Int
-        if digits.count == 12 {
+        let offset: Int
+        if range.count == 13 {
             let yy = number(0, 2)
             year = yy < 50 ? 2000 + yy : 1900 + yy
             offset = 2

@@ -157,6 +157,8 @@ struct TransactionDirectory: Sendable {
                 if Date().timeIntervalSince1970 - TimeInterval(info.st_mtim.tv_sec) > Self.claimLifetime, unlink(entry) == 0 { removed += 1 }
                 continue
             }
+            // An issued or rejected record is as old as its file: a younger one is not read at all.
+            if TimeInterval(info.st_mtim.tv_sec) >= date.timeIntervalSince1970 { continue }
             guard let (record, _) = self.read(entry, "") else { continue }
             if record.state == .issued || record.state == .rejected, record.updated < date, unlink(entry) == 0 { removed += 1 }
         }

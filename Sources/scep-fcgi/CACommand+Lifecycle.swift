@@ -21,6 +21,9 @@ extension CACommand {
         func run() throws {
             try operatorCommand {
                 let operations = try self.location.operations()
+                // 200,000 lines: written in large blocks, not one print each.
+                var output = BufferedOutput()
+                defer { output.flush() }
                 for entry in try operations.store.certificates() where self.status == nil || entry.status.name == self.status {
                     let status = entry.status
                     var reason: String? = nil
@@ -30,12 +33,12 @@ extension CACommand {
                         reason = (why ?? .unspecified).name
                     }
                     if self.json {
-                        print(jsonLine([
+                        output.line(jsonLine([
                             ("serial", entry.serial), ("status", status.name), ("subject", entry.subject),
                             ("notAfter", RFC3339.string(entry.notAfter)), ("revokedAt", revoked), ("reason", reason),
                         ]))
                     } else {
-                        print([entry.serial, status.name, RFC3339.string(entry.notAfter), entry.subject, revoked.map { "revoked \($0) \(reason ?? "")" } ?? ""]
+                        output.line([entry.serial, status.name, RFC3339.string(entry.notAfter), entry.subject, revoked.map { "revoked \($0) \(reason ?? "")" } ?? ""]
                             .joined(separator: "\t").trimmedTrailingTab)
                     }
                 }

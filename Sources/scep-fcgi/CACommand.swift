@@ -194,6 +194,28 @@ func operatorCommand(_ body: () throws -> Void) throws {
     }
 }
 
+/// Standard output in 64 KiB writes (`ca list` of a large CA prints hundreds of thousands of lines).
+struct BufferedOutput {
+    private var buffer: [UInt8] = []
+
+    mutating func line(_ text: String) {
+        self.buffer += text.utf8
+        self.buffer.append(UInt8(ascii: "\n"))
+        if self.buffer.count >= 65536 { self.flush() }
+    }
+
+    mutating func flush() {
+        var offset = 0
+        while offset < self.buffer.count {
+            let n = self.buffer[offset...].withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { break }  // a closed pipe (| head): nothing more to say
+            offset += n
+        }
+        self.buffer.removeAll(keepingCapacity: true)
+    }
+}
+
 enum FileHandleWriter {
     static func standardError(_ text: String) { _ = Array(text.utf8).withUnsafeBytes { write(2, $0.baseAddress, $0.count) } }
 }

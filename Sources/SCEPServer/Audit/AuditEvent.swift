@@ -187,6 +187,9 @@ package struct JSONObjectWriter {
 
     /// RFC 8259 §7 string escaping; control characters as \u00XX so a line never breaks.
     static func quote(_ s: String) -> String {
+        // Most values (serials, times, names) need no escape: one pass over the bytes finds that.
+        // 0xE2 starts U+2028/U+2029 (E2 80 A8/A9): such strings take the slow path too.
+        if s.utf8.allSatisfy({ $0 >= 0x20 && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") && $0 != 0xE2 }) { return "\"" + s + "\"" }
         var out = "\""
         for scalar in s.unicodeScalars {
             switch scalar {
