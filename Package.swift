@@ -68,7 +68,8 @@ let package = Package(
         .executableTarget(
             name: "scep-fcgi",
             dependencies: [
-                "SCEPServer", "SCEP", "SCEPCrypto", "SCEPStore", "FileStore", "DurableFiles", "FastCGI", "CurlHTTP", "IntuneChallenge",
+                "SCEPServer", "SCEP", "SCEPCrypto", "SCEPStore", "FileStore", "PostgreSQLStore", "DurableFiles", "FastCGI", "CurlHTTP",
+                "IntuneChallenge",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict

@@ -21,6 +21,8 @@ public final class PostgreSQLCertificateStore: CertificateStore, Sendable {
     let pool: ConnectionPool
     let presence: Presence
     let retention: TimeInterval
+    /// Serials whose audit line is written but whose ``audited(serial:)`` did not reach the database.
+    private let unsettled = Locked<Set<String>>([])
 
     /// - Parameter dsn: a libpq connection string (from `store.postgresql_dsn_file`, never a flag).
     public init(dsn: String, retentionDays: Int = 30, poolSize: Int = 4) throws {
@@ -158,15 +160,25 @@ public final class PostgreSQLCertificateStore: CertificateStore, Sendable {
         _ = try self.transaction { c in try c.execute(SQL.withhold, [.text(serial), .bool(!auditLineWritten)]) }
     }
 
+    /// A failed write (the database away) is kept and written again before the next
+    /// ``unaudited()``: a certificate whose line is written must not come back as unaudited.
     public func audited(serial: String) {
-        _ = try? self.transaction { c in
-            try c.execute(SQL.asynchronous)
-            try c.execute(SQL.audited, [.text(serial)])
+        do {
+            _ = try self.transaction { c in
+                try c.execute(SQL.asynchronous)
+                try c.execute(SQL.audited, [.text(serial)])
+            }
+        } catch {
+            self.unsettled.withLock { _ = $0.insert(serial) }
         }
     }
 
     public func unaudited() throws -> [UnauditedCertificate] {
-        try self.transaction { c in
+        for serial in self.unsettled.withLock({ $0 }) {
+            _ = try self.transaction { c in try c.execute(SQL.audited, [.text(serial)]) }
+            self.unsettled.withLock { _ = $0.remove(serial) }
+        }
+        return try self.transaction { c in
             try c.execute(SQL.takeUnaudited).rows.compactMap { row in
                 guard let serial = row[0] else { return nil }
                 let certificate = Rows.bytes(row[1]).flatMap { try? Certificate(derEncoded: $0) }
@@ -281,7 +293,7 @@ public final class PostgreSQLCertificateStore: CertificateStore, Sendable {
 /// key fails) or gone (it succeeds). Reconnected on demand after the database comes back.
 final class Presence: @unchecked Sendable {
     private let dsn: String
-    private let state = Locked<(connection: Connection?, key: Int64)>((nil, Int64.random(in: 1...Int64.max)))
+    private let state = Locked<(connection: Connection?, key: Int64, checked: ContinuousClock.Instant)>((nil, Int64.random(in: 1...Int64.max), .now))
 
     init(dsn: String) { self.dsn = dsn }
 
@@ -291,13 +303,74 @@ final class Presence: @unchecked Sendable {
     /// This process's key, with its lock held (taken now if the connection was lost).
     func key() throws -> Int64 {
         try self.state.withLock { state in
-            if let connection = state.connection, connection.isHealthy { return state.key }
+            // Checked at most once a second: a restarted database dropped the lock with the session.
+            if let connection = state.connection, connection.isHealthy {
+                if ContinuousClock.now - state.checked < .seconds(1) { return state.key }
+                if (try? connection.execute("SELECT 1")) != nil {
+                    state.checked = .now
+                    return state.key
+                }
+            }
+            // The same key again after a lost connection (a database restart): this process's claims
+            // and certificates in progress are alive again as soon as it holds the lock anew.
             let connection = try Connection(self.dsn)
-            // A new key after a lost connection: claims under the old one may have been taken over.
-            state.key = Int64.random(in: 1...Int64.max)
             try connection.execute(SQL.presenceLock, [.int(state.key)])
             state.connection = connection
+            state.checked = .now
             return state.key
+        }
+    }
+}
+
+// MARK: import (`scep-fcgi store import --from-dir`)
+
+/// A certificate as another store holds it, for ``PostgreSQLCertificateStore/importCertificates(_:)``.
+public struct ImportedCertificate: Sendable {
+    public let certificate: Certificate
+    public let issuer: IssuerID?
+    public let status: CertificateStatus
+
+    public init(certificate: Certificate, issuer: IssuerID?, status: CertificateStatus) {
+        self.certificate = certificate
+        self.issuer = issuer
+        self.status = status
+    }
+}
+
+extension PostgreSQLCertificateStore {
+    /// Adds certificates in one transaction; safe to run again: a certificate already present
+    /// keeps its row, except that a revocation in the import is applied if the row has none.
+    /// Returns how many were new.
+    public func importCertificates(_ batch: [ImportedCertificate]) throws -> Int {
+        try self.transaction { c in
+            var added = 0
+            for item in batch {
+                var revokedAt: Value? = nil
+                var reason: Value? = nil
+                if case .revoked(let at, let why) = item.status {
+                    revokedAt = .double(at.timeIntervalSince1970)
+                    reason = why.map { .int(Int64($0.rawValue)) }
+                }
+                let withheld: Bool = if case .withheld = item.status { true } else { false }
+                let rows = try c.execute(SQL.importCertificate, [
+                    .text(item.certificate.serialNumberHex), item.issuer.map { .text($0.hex) }, .text(item.certificate.subjectOneLine),
+                    .double(item.certificate.notAfter.timeIntervalSince1970), .bytes(item.certificate.derEncoded), revokedAt, reason, .bool(withheld),
+                ])
+                added += rows.first?[0] == "t" ? 1 : 0
+            }
+            return added
+        }
+    }
+
+    /// Adds a request waiting for approval (and its transaction), unless present.
+    public func importPending(_ request: PendingRequest) throws {
+        _ = try self.transaction { c in
+            guard try c.execute(SQL.pendingOne, [.text(request.transactionID)]).isEmpty else { return }
+            try c.execute(SQL.hold, [
+                .text(request.transactionID), .text(request.keyHash), .text(request.subject), .text(SQL.array(request.subjectAltNames)),
+                .double(request.received.timeIntervalSince1970), .text(request.remoteAddr), .bytes(request.csr), request.renews.map { .text($0) },
+            ])
+            try c.execute(SQL.setState, [.text(request.transactionID), .text(request.keyHash), .text(TransactionState.pending.rawValue), nil])
         }
     }
 }

@@ -101,6 +101,19 @@ enum SQL {
         RETURNING next - 1
         """)
 
+    /// An imported certificate: audited already (its source store's audit log has it). Returns
+    /// whether the row is new (xmax = 0 on insert).
+    static let importCertificate = Statement(
+        "scep_import_certificate",
+        """
+        INSERT INTO scep_certificates AS c (serial, issuer, subject, not_after, der, revoked_at, reason, withheld, audit_pending, committed_at)
+        VALUES ($1, $2, $3, to_timestamp($4::float8), $5::bytea, to_timestamp($6::float8), $7::smallint, $8::boolean, false, now())
+        ON CONFLICT (serial) DO UPDATE
+        SET revoked_at = coalesce(c.revoked_at, EXCLUDED.revoked_at), reason = CASE WHEN c.revoked_at IS NULL THEN EXCLUDED.reason ELSE c.reason END,
+            issuer = coalesce(c.issuer, EXCLUDED.issuer)
+        RETURNING (xmax = 0)
+        """)
+
     static let maintenanceLock = Statement("scep_maintenance_lock", "SELECT pg_try_advisory_xact_lock(7291002)")
     static let prune = Statement(
         "scep_prune", "DELETE FROM scep_transactions WHERE state IN ('issued', 'rejected') AND updated < to_timestamp($1::float8)")

@@ -21,7 +21,7 @@ struct SCEPFCGI: ParsableCommand {
             spawn-fcgi or Apache mod_fcgid it serves the inherited socket; run as CGI it answers one request.
             """,
         version: versionText,
-        subcommands: [ServeCommand.self, CheckCommand.self, CACommand.self, AuditCommand.self, IntuneCommand.self]
+        subcommands: [ServeCommand.self, CheckCommand.self, CACommand.self, StoreCommand.self, AuditCommand.self, IntuneCommand.self]
     )
 }
 

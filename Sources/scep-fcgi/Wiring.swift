@@ -7,6 +7,7 @@ import SCEPCrypto
 import SCEPServer
 import SCEPStore
 import FileStore
+import PostgreSQLStore
 
 /// The composition root: the only place that knows every concrete type.
 enum Wiring {
@@ -20,7 +21,8 @@ enum Wiring {
             do { material = try CAMaterialSource(directory: directory, passphraseFile: config.ca.keyPassphraseFile, diagnostics: diagnostics) } catch {
                 return .failure(Problems(lines: error.lines))
             }
-            let storeProblems = Self.storeProblems(config)
+            let store = try Self.store(config)
+            let storeProblems = Self.storeProblems(store)
             guard storeProblems.isEmpty else { return .failure(Problems(lines: storeProblems)) }
             let validator: any ChallengeValidator
             switch config.challenge.mode {
@@ -40,7 +42,7 @@ enum Wiring {
                 metrics = counters
             }
             let responder = try SCEPResponder(
-                material: material, store: try Self.store(config), validator: validator, audit: audit,
+                material: material, store: store, validator: validator, audit: audit,
                 policy: IssuancePolicy(config.issue, challengeMode: config.challenge.mode, store: config.store),
                 crls: CRLPublisher(directory: directory, validityHours: config.ca.crlValidityHours), diagnostics: diagnostics,
                 metrics: metrics, monitoring: config.monitoring, ocsp: config.ocsp)
@@ -53,20 +55,31 @@ enum Wiring {
     }
 
     /// The `audit.chain_key_file` secret, read once.
-    /// The store of `config`: the CA directory's files (the only backend so far).
+    /// The store of `config`: the CA directory's files, or PostgreSQL (`store.backend`).
     static func store(_ config: Configuration) throws -> any CertificateStore {
-        try FileCertificateStore(root: config.ca.dir, retentionDays: config.store.transactionRetentionDays)
+        switch config.store.backend {
+        case .file:
+            return try FileCertificateStore(root: config.ca.dir, retentionDays: config.store.transactionRetentionDays)
+        case .postgresql:
+            guard let file = config.store.postgresqlDSNFile else { throw ServerError(.configuration, "store.postgresql_dsn_file is not set") }
+            var dsn = try SecretFile.read(file, key: "store.postgresql_dsn_file")
+            defer { OpenSSL.cleanse(&dsn) }
+            return try PostgreSQLCertificateStore(
+                dsn: String(decoding: dsn, as: UTF8.self).trimmedWhitespace, retentionDays: config.store.transactionRetentionDays,
+                poolSize: config.store.postgresqlPoolSize)
+        }
     }
 
-    /// What would stop the store of `config` from taking certificates, one line each (with
-    /// `checking`, `scep-fcgi check`'s further findings).
+    /// What would stop `store` from taking certificates, one line each (with `checking`,
+    /// `scep-fcgi check`'s further findings).
+    static func storeProblems(_ store: any CertificateStore, checking: Bool = false) -> [String] {
+        if let file = store as? FileCertificateStore { return file.problems(checking: checking) }
+        if let database = store as? PostgreSQLCertificateStore { return database.schemaProblem().map { [$0] } ?? [] }
+        return []
+    }
+
     static func storeProblems(_ config: Configuration, checking: Bool = false) -> [String] {
-        do {
-            let store = try Self.store(config)
-            return (store as? FileCertificateStore)?.problems(checking: checking) ?? []
-        } catch {
-            return ["\(error)"]
-        }
+        do { return Self.storeProblems(try Self.store(config), checking: checking) } catch { return ["\(error)"] }
     }
 
     static func chainKey(_ config: Configuration) throws -> [UInt8]? {

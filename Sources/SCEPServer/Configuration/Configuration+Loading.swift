@@ -113,6 +113,14 @@ extension Configuration {
         Key(name: "store.transaction_retention_days") {
             $0.store.transactionRetentionDays = try integer($1, "store.transaction_retention_days", 1...3650)
         },
+        Key(name: "store.backend") { config, value in
+            guard let backend = Store.Backend(rawValue: value.lowercased()) else {
+                throw ServerError(.configuration, "store.backend: \"\(value)\" is not one of \(Store.Backend.allCases.map(\.rawValue))")
+            }
+            config.store.backend = backend
+        },
+        Key(name: "store.postgresql_dsn_file") { $0.store.postgresqlDSNFile = $1.isEmpty ? nil : $1 },
+        Key(name: "store.postgresql_pool_size") { $0.store.postgresqlPoolSize = try integer($1, "store.postgresql_pool_size", 1...64) },
         Key(name: "audit.path") { $0.audit.path = $1 },
         Key(name: "audit.sync") { $0.audit.sync = try boolean($1, "audit.sync") },
         Key(name: "audit.chain_key_file") { $0.audit.chainKeyFile = $1.isEmpty ? nil : $1 },
@@ -378,6 +386,13 @@ extension Configuration {
             }
             if let bundle = self.intune.caBundle, !FileManager.default.isReadableFile(atPath: bundle) {
                 out.append("intune.ca_bundle: \(bundle) cannot be read")
+            }
+        }
+        if self.store.backend == .postgresql {
+            if let file = self.store.postgresqlDSNFile {
+                if let problem = SecretFile.problem(file, key: "store.postgresql_dsn_file") { out.append(problem) }
+            } else {
+                out.append("store.postgresql_dsn_file is not set (store.backend = postgresql)")
             }
         }
         if let problem = Self.socketProblem(self.server.socket) { out.append(problem) }

@@ -41,6 +41,9 @@ import SCEPCrypto
 /// | `issue.signer_clock_skew_minutes` | 1440 | slack for the signer certificate's validity and signingTime (FAILURE badTime past it) |
 /// | `ca.crl_validity_hours` | 168 | CRL validity; reissued at half of it or after a revocation |
 /// | `store.transaction_retention_days` | 30 | how long a transactionID is remembered for replay |
+/// | `store.backend` | `file` | `file` (the CA directory) or `postgresql` (many hosts, docs/scale-out.md) |
+/// | `store.postgresql_dsn_file` | none | file holding the libpq connection string, password included (`store.backend = postgresql`) |
+/// | `store.postgresql_pool_size` | 4 | connections per process to PostgreSQL |
 /// | `log.level` | `notice` | error, warn, notice, info (one line per request), debug |
 /// | `audit.path` | required | JSON-lines audit log, opened append-only |
 /// | `audit.sync` | `true` | fdatasync after every audit line |
@@ -73,7 +76,16 @@ public struct Configuration: Sendable, Equatable {
     }
 
     public struct Store: Sendable, Equatable {
+        public enum Backend: String, Sendable, Equatable, CaseIterable {
+            case file
+            case postgresql
+        }
+
         public var transactionRetentionDays: Int = 30
+        public var backend: Backend = .file
+        /// The libpq connection string lives in this file (it carries the password): never a flag, never logged.
+        public var postgresqlDSNFile: String? = nil
+        public var postgresqlPoolSize: Int = 4
         public init() {}
     }
 
