@@ -77,13 +77,57 @@ final class IndexFile: Sendable {
     /// `flock` locks belong to an open file description, so each concurrent holder needs its own.
     private let lockDescriptors = Locked<[Int32]>([])
 
+    /// What was read of the file: its bytes, one parsed ``IndexLine`` per certificate pointing
+    /// into them, and lookups by serial. Entries are made (Strings and all) only when asked for.
     struct Cache {
         var inode: UInt = 0
         var offset = 0
-        var entries: [IndexEntry] = []
-        var bySerial: [String: Int] = [:]
-        /// Positions in `entries` of the revoked ones: a CRL costs what is revoked, not what was issued.
-        var revoked: Set<Int> = []
+        var text: [UInt8] = []
+        var lines: [IndexLine] = []
+        var bySerial: [SerialKey: Int32] = [:]
+        /// Positions in `lines` of the revoked ones: a CRL costs what is revoked, not what was issued.
+        var revoked: Set<Int32> = []
+        var issuers = IndexLineParser.IssuerCache()
+
+        mutating func entry(_ position: Int32) -> IndexEntry {
+            let line = self.lines[Int(position)]
+            return self.text.withUnsafeBufferPointer { IndexLineParser.entry(line, in: $0, issuers: &self.issuers) }
+        }
+
+        /// Parses `tail` (complete lines) after what was read before.
+        mutating func add(_ tail: [UInt8]) {
+            let base = self.text.count
+            self.text += tail
+            // About 140 bytes a line: room for them all at once, not a dozen rehashes.
+            let expected = self.lines.count + tail.count / 100
+            self.lines.reserveCapacity(expected)
+            self.bySerial.reserveCapacity(expected)
+            var parsed: [IndexLine] = []
+            self.text.withUnsafeBufferPointer { text in
+                IndexLineParser.lines(UnsafeBufferPointer(rebasing: text[base...])) { line in
+                    var line = line
+                    line.serial = (line.serial.lowerBound + base)..<(line.serial.upperBound + base)
+                    line.issuer = (line.issuer.lowerBound + base)..<(line.issuer.upperBound + base)
+                    line.subject = (line.subject.lowerBound + base)..<(line.subject.upperBound + base)
+                    parsed.append(line)
+                }
+            }
+            for line in parsed {
+                let key = line.normalizedSerial.flatMap(SerialKey.init)
+                    ?? self.text.withUnsafeBufferPointer { SerialKey(hex: UnsafeBufferPointer(rebasing: $0[line.serial])) }
+                guard let key else { continue }
+                let position: Int32
+                if let existing = self.bySerial[key] {
+                    self.lines[Int(existing)] = line
+                    position = existing
+                } else {
+                    position = Int32(self.lines.count)
+                    self.bySerial[key] = position
+                    self.lines.append(line)
+                }
+                if line.status == .revoked { self.revoked.insert(position) } else { self.revoked.remove(position) }
+            }
+        }
     }
 
     final class Descriptor: Sendable {
@@ -166,24 +210,30 @@ final class IndexFile: Sendable {
     }
 
     /// Every entry, in file order.
-    func entries() throws -> [IndexEntry] { try self.refreshed { $0.entries } }
+    func entries() throws -> [IndexEntry] {
+        try self.refreshed { cache in (0..<Int32(cache.lines.count)).map { cache.entry($0) } }
+    }
 
     /// The entry for a serial (upper-case hex), if any.
     func entry(serial: String) throws -> IndexEntry? {
-        try self.refreshed { cache in cache.bySerial[serial].map { cache.entries[$0] } }
+        guard let key = SerialKey(serial) else { return nil }
+        return try self.refreshed { cache in cache.bySerial[key].map { cache.entry($0) } }
     }
 
     /// The revoked entries, without looking at the others.
     func revokedEntries() throws -> [IndexEntry] {
-        try self.refreshed { cache in cache.revoked.sorted().map { cache.entries[$0] } }
+        try self.refreshed { cache in cache.revoked.sorted().map { cache.entry($0) } }
     }
 
     /// `body` sees the cache brought up to date: the new tail parsed if the file only grew, all
     /// of it if it was replaced (a revocation) or shrank.
-    private func refreshed<T>(_ body: (Cache) -> T) throws -> T {
+    private func refreshed<T>(_ body: (inout Cache) -> T) throws -> T {
         var info = stat()
         guard stat(self.path, &info) == 0 else {
-            if errno == ENOENT { return body(Cache()) }
+            if errno == ENOENT {
+                var empty = Cache()
+                return body(&empty)
+            }
             throw StoreError("stat \(self.path): \(errnoText())")
         }
         return try self.cache.withLock { cache in
@@ -192,27 +242,10 @@ final class IndexFile: Sendable {
             cache.inode = inode
             if Int(info.st_size) > cache.offset {
                 let (tail, consumed) = try self.read(from: cache.offset, size: Int(info.st_size))
-                // About 140 bytes a line: room for them all at once, not a dozen rehashes.
-                let expected = cache.entries.count + tail.count / 100
-                cache.entries.reserveCapacity(expected)
-                cache.bySerial.reserveCapacity(expected)
-                tail.withUnsafeBytes { bytes in
-                    IndexLineParser.entries(bytes) { entry in
-                        let position: Int
-                        if let existing = cache.bySerial[entry.serial] {
-                            cache.entries[existing] = entry
-                            position = existing
-                        } else {
-                            position = cache.entries.count
-                            cache.bySerial[entry.serial] = position
-                            cache.entries.append(entry)
-                        }
-                        if entry.status == .revoked { cache.revoked.insert(position) } else { cache.revoked.remove(position) }
-                    }
-                }
+                cache.add(tail)
                 cache.offset += consumed
             }
-            return body(cache)
+            return body(&cache)
         }
     }
 

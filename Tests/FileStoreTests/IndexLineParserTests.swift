@@ -41,11 +41,38 @@ struct IndexLineParserTests {
             let date = Date(timeIntervalSince1970: TimeInterval(Int64.random(in: -631_152_000...4_102_444_799)))
             let text = IndexTime.string(date)
             let parsed = Array(text.utf8).withUnsafeBufferPointer { IndexLineParser.time($0, 0..<$0.count) }
-            #expect(parsed == IndexTime.parse(Substring(text)) && parsed == date, "\(text)")
+            #expect(parsed.map { Date(timeIntervalSince1970: TimeInterval($0)) } == IndexTime.parse(Substring(text)), "\(text)")
+            #expect(parsed == Int64(date.timeIntervalSince1970), "\(text)")
         }
         let entry = IndexEntry(
             status: .revoked, expiry: Date(timeIntervalSince1970: 1_900_000_000), revokedAt: Date(timeIntervalSince1970: 1_800_000_000),
             reason: .superseded, serial: "40AB", issuer: IssuerID(hex: String(repeating: "0f", count: 32)), subject: "/CN=x")
         #expect(self.parse(entry.line) == [entry])
+    }
+}
+
+@Suite("index.txt cache")
+struct IndexCacheTests {
+    @Test("lookups by serial in any written form, appends picked up, a replaced file read afresh")
+    func lookups() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("index-\(UUID().uuidString).txt").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let issuer = String(repeating: "cd", count: 32)
+        try "V\t271207101112Z\t\t0a1b\tunknown\t/CN=lower\nV\t271207101112Z\t\t40AB\t\(issuer)\t/CN=upper\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let index = IndexFile(path: path)
+        #expect(try index.entry(serial: "0A1B")?.subject == "/CN=lower")
+        #expect(try index.entry(serial: "40AB")?.issuer?.hex == issuer)
+        #expect(try index.entry(serial: "FFFF") == nil)
+        // Appended by another process: only the tail is read.
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data("R\t271207101112Z\t261201000000Z,superseded\t0C0D\tunknown\t/CN=new\n".utf8))
+        try handle.close()
+        #expect(try index.entry(serial: "0C0D")?.status == .revoked)
+        #expect(try index.revokedEntries().map(\.serial) == ["0C0D"])
+        #expect(try index.entries().map(\.serial) == ["0A1B", "40AB", "0C0D"])
+        // Replaced (as a revocation does): read afresh.
+        try "R\t271207101112Z\t261201000000Z\t40AB\t\(issuer)\t/CN=upper\n".write(toFile: path, atomically: true, encoding: .utf8)
+        #expect(try index.entries().map(\.serial) == ["40AB"] && index.revokedEntries().map(\.serial) == ["40AB"])
     }
 }
