@@ -193,9 +193,4 @@ public final class IntuneRevocationSync: @unchecked Sendable {
             throw IntuneError(.badResponse, "uploadRevocationResults answered HTTP \(response.status) without {\"value\":true}")
         }
     }
-
-    /// Token and discovery of the revocation service, for `check --intune`.
-    public func probe() throws -> String {
-        try self.client.locator.service(IntuneSettings.revocationServiceName, deadline: Deadline(seconds: self.client.settings.timeoutSeconds))
-    }
 }

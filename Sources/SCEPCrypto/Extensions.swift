@@ -59,17 +59,18 @@ extension CertificateSigningRequest {
         }
     }
 
-    /// Every SID the request names: each requested SID security extension (its SID, or "" when
-    /// it cannot be read) and each Intune URI subjectAltName. Raw bytes of the URIs, so a NUL or
-    /// control character inside is seen (and refused by ``SecurityIdentifier/isWellFormed(_:)``).
-    public var requestedSecurityIdentifiers: [String] {
-        let fromExtensions = self.requestedExtensionValues(oid: SecurityIdentifier.extensionOID).map {
-            SecurityIdentifier.parse(extensionValue: $0) ?? ""
-        }
+    /// The SIDs the request names (strong mapping): those of its Intune URI subjectAltNames, from
+    /// the raw bytes (so a NUL or control character is seen, and refused by
+    /// ``SecurityIdentifier/isWellFormed(_:)``), and those of each requested SID security
+    /// extension ("" when one cannot be read).
+    public var requestedSecurityIdentifiers: (fromURIs: [String], fromExtensions: [String]) {
         let fromURIs = self.requestedNames.compactMap { name -> String? in
             name.kind == .uri ? SecurityIdentifier.fromURI(String(decoding: name.value, as: UTF8.self)) : nil
         }
-        return fromExtensions + fromURIs
+        let fromExtensions = self.requestedExtensionValues(oid: SecurityIdentifier.extensionOID).map {
+            SecurityIdentifier.parse(extensionValue: $0) ?? ""
+        }
+        return (fromURIs, fromExtensions)
     }
 }
 

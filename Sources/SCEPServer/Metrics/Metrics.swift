@@ -54,11 +54,16 @@ public final class Metrics: Sendable {
     /// One OCSP answer: its kind (the first certificate's status, or the failure) and how long it took.
     func countOCSP(_ kind: String, durationMs: Double) {
         self.file.add(Layout.ocspSlot(kind))
-        let seconds = durationMs / 1000
+        self.observeLatency(at: Layout.ocspLatency, milliseconds: durationMs)
+    }
+
+    /// One observation of a latency histogram laid out at `base`: its bucket, the sum (µs), the count.
+    private func observeLatency(at base: Int, milliseconds ms: Double) {
+        let seconds = ms / 1000
         let bucket = Layout.buckets.firstIndex { seconds <= $0 } ?? Layout.buckets.count
-        self.file.add(Layout.ocspLatency + bucket)
-        self.file.add(Layout.ocspLatency + Layout.bucketSlots, UInt64(max(0, durationMs * 1000).rounded()))
-        self.file.add(Layout.ocspLatency + Layout.bucketSlots + 1)
+        self.file.add(base + bucket)
+        self.file.add(base + Layout.bucketSlots, UInt64(max(0, ms * 1000).rounded()))
+        self.file.add(base + Layout.bucketSlots + 1)
     }
 
     /// Totals of the Intune revocation sync, for the exposition.
@@ -73,13 +78,7 @@ public final class Metrics: Sendable {
 
     private func observe(_ call: ValidatorCall, at time: Date) {
         let base = Layout.intuneSlot(call.operation)
-        if let ms = call.durationMs {
-            let seconds = ms / 1000
-            let bucket = Layout.buckets.firstIndex { seconds <= $0 } ?? Layout.buckets.count
-            self.file.add(base + bucket)
-            self.file.add(base + Layout.bucketSlots, UInt64(max(0, ms * 1000).rounded()))
-            self.file.add(base + Layout.bucketSlots + 1)
-        }
+        if let ms = call.durationMs { self.observeLatency(at: base, milliseconds: ms) }
         if call.failed { self.file.add(base + Layout.bucketSlots + 2) }
         // The last call's time and verdict in one word, so a reader never pairs one call's time
         // with another's verdict: milliseconds since 1970, shifted left, low bit set on failure.

@@ -92,14 +92,7 @@ extension Metrics {
             let base = Layout.intune + c * Layout.intuneSlots
             let count = self.file.load(base + Layout.bucketSlots + 1)
             guard count > 0 || call == "validateRequest" || call == "successNotification" else { continue }
-            var cumulative: UInt64 = 0
-            for (b, bound) in Layout.buckets.enumerated() {
-                cumulative += self.file.load(base + b)
-                out.sample(histogram + "_bucket", [("call", call), ("le", PrometheusText.number(bound))], Double(cumulative))
-            }
-            out.sample(histogram + "_bucket", [("call", call), ("le", "+Inf")], Double(count))
-            out.sample(histogram + "_sum", [("call", call)], Double(self.file.load(base + Layout.bucketSlots)) / 1e6)
-            out.sample(histogram + "_count", [("call", call)], Double(count))
+            self.histogramSamples(&out, histogram, labels: [("call", call)], base: base)
         }
         out.family("scep_intune_call_errors_total", .counter, "Calls to Entra, Graph or Intune that got no answer or an HTTP error status.")
         for (c, call) in Layout.intuneCalls.enumerated() {
@@ -136,15 +129,21 @@ extension Metrics {
         for (kind, count) in counts { out.sample("scep_ocsp_responses_total", [("status", kind)], Double(count)) }
         let histogram = "scep_ocsp_response_duration_seconds"
         out.family(histogram, .histogram, "Time to answer an OCSP request (store lookup and signature).")
+        self.histogramSamples(&out, histogram, labels: [], base: Layout.ocspLatency)
+    }
+
+    /// The cumulative buckets, +Inf, sum and count of the latency histogram laid out at `base`
+    /// (``Metrics/observeLatency(at:milliseconds:)`` records them).
+    fileprivate func histogramSamples(_ out: inout PrometheusText, _ name: String, labels: [(String, String)], base: Int) {
         var cumulative: UInt64 = 0
-        for (i, bound) in Layout.buckets.enumerated() {
-            cumulative += self.file.load(Layout.ocspLatency + i)
-            out.sample(histogram + "_bucket", [("le", PrometheusText.number(bound))], Double(cumulative))
+        for (b, bound) in Layout.buckets.enumerated() {
+            cumulative += self.file.load(base + b)
+            out.sample(name + "_bucket", labels + [("le", PrometheusText.number(bound))], Double(cumulative))
         }
-        let count = self.file.load(Layout.ocspLatency + Layout.bucketSlots + 1)
-        out.sample(histogram + "_bucket", [("le", "+Inf")], Double(count))
-        out.sample(histogram + "_sum", [], Double(self.file.load(Layout.ocspLatency + Layout.bucketSlots)) / 1e6)
-        out.sample(histogram + "_count", [], Double(count))
+        let count = self.file.load(base + Layout.bucketSlots + 1)
+        out.sample(name + "_bucket", labels + [("le", "+Inf")], Double(count))
+        out.sample(name + "_sum", labels, Double(self.file.load(base + Layout.bucketSlots)) / 1e6)
+        out.sample(name + "_count", labels, Double(count))
     }
 }
 

@@ -16,8 +16,7 @@ extension IssuancePolicy {
     /// The SID of the request (SID extension or Intune URI subjectAltName), checked for form: every
     /// one must be well formed and all must agree. Before the challenge, like the other names.
     func requestedSID(of csr: CertificateSigningRequest) throws -> RequestedSID? {
-        let fromURIs = csr.requestedNames.compactMap { $0.kind == .uri ? SecurityIdentifier.fromURI(String(decoding: $0.value, as: UTF8.self)) : nil }
-        let fromExtensions = csr.requestedExtensionValues(oid: SecurityIdentifier.extensionOID).map { SecurityIdentifier.parse(extensionValue: $0) ?? "" }
+        let (fromURIs, fromExtensions) = csr.requestedSecurityIdentifiers
         let all = fromURIs + fromExtensions
         guard let first = all.first else { return nil }
         guard all.allSatisfy(SecurityIdentifier.isWellFormed) else { throw SCEPError(.sidInvalid) }
