@@ -84,6 +84,15 @@ public final class FileCertificateStore: CertificateStore, Sendable {
         return StoreMaintenance(transactionsPruned: pruned, leftoversRemoved: leftovers)
     }
 
+    /// `.JOB.lock` in the CA directory, under a non-blocking `flock` (`job` is a fixed name, never input).
+    public func exclusively<T>(_ job: String, _ body: () throws -> T) throws -> T? {
+        let lock: RunLock?
+        do { lock = try RunLock(path: "\(self.directory.path)/.\(job).lock") } catch { throw StoreError("\(error)") }
+        guard let lock else { return nil }
+        defer { lock.release() }
+        return try body()
+    }
+
     public func healthProblem() -> String? {
         FileHealth.problem(writing: self.directory.indexPath, prefix: "store")
             ?? FileHealth.problem(writing: self.directory.issuedPath, prefix: "store", directory: true)

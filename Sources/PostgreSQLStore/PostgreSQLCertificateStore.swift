@@ -278,6 +278,18 @@ public final class PostgreSQLCertificateStore: CertificateStore, Sendable {
         return StoreMaintenance(transactionsPruned: pruned ?? 0, leftoversRemoved: 0)
     }
 
+    /// A session advisory lock on the job's name, held on one pooled connection while `body`
+    /// runs: the database releases it if this process dies.
+    public func exclusively<T>(_ job: String, _ body: () throws -> T) throws -> T? {
+        try self.run {
+            try self.pool.withConnection { c -> T? in
+                guard try c.execute(SQL.jobLock, [.text(job)]).first?[0] == "t" else { return nil }
+                defer { _ = try? c.execute(SQL.jobUnlock, [.text(job)]) }
+                return try body()
+            }
+        }
+    }
+
     public func healthProblem() -> String? {
         do {
             _ = try self.pool.withConnection { try $0.execute(SQL.ping) }

@@ -117,6 +117,8 @@ enum SQL {
     static let maintenanceLock = Statement("scep_maintenance_lock", "SELECT pg_try_advisory_xact_lock(7291002)")
     static let prune = Statement(
         "scep_prune", "DELETE FROM scep_transactions WHERE state IN ('issued', 'rejected') AND updated < to_timestamp($1::float8)")
+    static let jobLock = Statement("scep_job_lock", "SELECT pg_try_advisory_lock(7291100, hashtext($1))")
+    static let jobUnlock = Statement("scep_job_unlock", "SELECT pg_advisory_unlock(7291100, hashtext($1))")
     static let ping = Statement("scep_ping", "SELECT 1")
     static let presenceLock = Statement("scep_presence", "SELECT pg_advisory_lock($1::bigint)")
 

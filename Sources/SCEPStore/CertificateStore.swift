@@ -289,6 +289,11 @@ public protocol CertificateStore: Sendable {
 
     // MARK: upkeep
 
+    /// Runs `body` unless the job named `job` is running right now in another process, on this
+    /// host or another sharing the store (then nil, and nothing is run): jobs that must run once,
+    /// like the Intune revocation sync. The hold ends when `body` returns or its process dies.
+    func exclusively<T>(_ job: String, _ body: () throws -> T) throws -> T?
+
     /// Periodic work (about once a minute, any process): forget transactions past their
     /// retention, clean up what dead writers left. Returns what it did, for the log.
     func maintain(now: Date) -> StoreMaintenance

@@ -13,7 +13,32 @@ enum ConcurrencyCases {
         .init(name: "4 processes claim the same 40 transactionIDs: each is won exactly once", run: processesClaim),
         .init(name: "4 processes take CRL numbers: all distinct", run: processesCRLNumbers),
         .init(name: "4 processes commit while another revokes: nothing lost, the revocation kept", run: processesCommit),
+        .init(name: "a job runs once at a time across handles, and again once it is done", run: exclusiveJob),
     ]
+
+    static func exclusiveJob(_ fixture: any StoreFixture) throws {
+        let (a, b) = (try fixture.open(), try fixture.open())
+        let job = "conformance-\(UInt32.random(in: 0...UInt32.max))"
+        let inside = DispatchSemaphore(value: 0)
+        let finish = DispatchSemaphore(value: 0)
+        let first = Locked<Int?>(nil)
+        DispatchQueue.global().async {
+            let ran = try? a.exclusively(job) { () -> Int in
+                inside.signal()
+                finish.wait()
+                return 1
+            }
+            first.withLock { $0 = ran ?? 0 }
+            inside.signal()
+        }
+        inside.wait()
+        let second = try b.exclusively(job) { 2 }
+        finish.signal()
+        inside.wait()
+        try expect(first.withLock { $0 } == 1 && second == nil, "held: the second run must not start (first \(String(describing: first.withLock { $0 })), second \(String(describing: second)))")
+        try expect(try b.exclusively(job) { 3 } == 3, "free again once the first is done")
+        try expect(try b.exclusively("\(job)-other") { 4 } == 4, "another job is not held")
+    }
 
     static func threadsClaim(_ fixture: any StoreFixture) throws {
         let k = TransactionKey(transactionID: freshID("race"), keyHash: String(repeating: "ef", count: 32))

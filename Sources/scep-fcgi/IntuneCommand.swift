@@ -5,7 +5,7 @@ import Glibc
 import IntuneChallenge
 import SCEPCrypto
 import SCEPServer
-import DurableFiles
+import SCEPStore
 
 struct IntuneCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -35,30 +35,35 @@ struct IntuneCommand: ParsableCommand {
             try OpenSSL.bootstrap()
             try CurlHTTPTransport.bootstrap()
             try operatorCommand {
-                guard let lock = try RunLock(path: config.ca.dir + "/.intune-revocations.lock") else {
-                    print("another sync-revocations is running for \(config.ca.dir); nothing done")
-                    return
-                }
-                defer { lock.release() }
                 let operations = try CALocation.operations(config, fromFile: true)
-                let revocation = try operations.revocation(operation: "IntuneRevocation")
-                let sync = try Wiring.intuneRevocationSync(config, material: try operations.material())
-                let metrics = config.monitoring.enabled ? try? Metrics(path: Wiring.countersPath(config), create: false) : nil
-                let report: IntuneRevocationSync.Report
-                do { report = try sync.run(revoke: { revocation.revoke($0) }) } catch let error as IntuneError {
-                    throw ServerError(.configuration, "Intune revocation sync failed: \(error.message) [\(error.auditCode)]")
+                // One run at a time for the whole CA: every host sharing its store, not only this one.
+                let ran = try operations.store.exclusively("intune-revocations") { () throws -> Bool in
+                    try Self.sync(config, operations)
+                    return true
                 }
-                metrics?.countRevocationSync(
-                    downloaded: report.downloaded, revoked: report.revoked, alreadyRevoked: report.alreadyRevoked, notFound: report.unknown,
-                    failed: report.failed, succeededAt: report.failed == 0 ? Date() : nil)
-                print(
-                    "downloaded \(report.downloaded) in \(report.pages) page(s): revoked \(report.revoked), already revoked \(report.alreadyRevoked), "
-                        + "unknown \(report.unknown), failed \(report.failed), uploaded \(report.uploaded); left for other CAs \(report.othersLeft)")
-                if let crlError = report.crlError {
-                    FileHandleWriter.standardError("scep-fcgi: the CRL was not published now (the server publishes it at its next housekeeping): \(crlError)\n")
-                }
-                if report.failed > 0 { throw ExitCode(1) }
+                if ran == nil { print("another sync-revocations is running for this CA; nothing done") }
             }
+        }
+
+        /// One run: download, revoke through the one revocation path, publish, report back.
+        static func sync(_ config: Configuration, _ operations: CAOperations) throws {
+            let revocation = try operations.revocation(operation: "IntuneRevocation")
+            let sync = try Wiring.intuneRevocationSync(config, material: try operations.material())
+            let metrics = config.monitoring.enabled ? try? Metrics(path: Wiring.countersPath(config), create: false) : nil
+            let report: IntuneRevocationSync.Report
+            do { report = try sync.run(revoke: { revocation.revoke($0) }) } catch let error as IntuneError {
+                throw ServerError(.configuration, "Intune revocation sync failed: \(error.message) [\(error.auditCode)]")
+            }
+            metrics?.countRevocationSync(
+                downloaded: report.downloaded, revoked: report.revoked, alreadyRevoked: report.alreadyRevoked, notFound: report.unknown,
+                failed: report.failed, succeededAt: report.failed == 0 ? Date() : nil)
+            print(
+                "downloaded \(report.downloaded) in \(report.pages) page(s): revoked \(report.revoked), already revoked \(report.alreadyRevoked), "
+                    + "unknown \(report.unknown), failed \(report.failed), uploaded \(report.uploaded); left for other CAs \(report.othersLeft)")
+            if let crlError = report.crlError {
+                FileHandleWriter.standardError("scep-fcgi: the CRL was not published now (the server publishes it at its next housekeeping): \(crlError)\n")
+            }
+            if report.failed > 0 { throw ExitCode(1) }
         }
     }
 }

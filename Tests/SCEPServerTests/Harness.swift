@@ -49,6 +49,7 @@ final class FailingStore: CertificateStore, Sendable {
     func latestRevocation() throws -> Date? { try self.base.latestRevocation() }
     func nextCRLNumber(issuer: IssuerID, atLeast: UInt64) throws -> UInt64 { try self.base.nextCRLNumber(issuer: issuer, atLeast: atLeast) }
     func maintain(now: Date) -> StoreMaintenance { self.base.maintain(now: now) }
+    func exclusively<T>(_ job: String, _ body: () throws -> T) throws -> T? { try self.base.exclusively(job, body) }
     func healthProblem() -> String? { self.base.healthProblem() }
 }
 
