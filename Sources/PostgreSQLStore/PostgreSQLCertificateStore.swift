@@ -14,9 +14,11 @@ import SCEPStore
 /// writer's lock can be taken belongs to a process (or host) that is gone; a claim also ends
 /// when its lease runs out.
 ///
-/// Durability: committing a certificate is the one durable write of an enrollment; what follows
-/// (audited, issued) is committed with `synchronous_commit = off`, because losing it in a crash
-/// only hands the certificate back as unaudited (recorded withheld), never loses it.
+/// Durability: committing a certificate is the one durable write of an enrollment. The claim
+/// before it and what follows (audited, issued) are committed with `synchronous_commit = off`:
+/// a claim lost in a database crash went with the request that held it, and a lost audited or
+/// issued mark only hands the certificate back as unaudited (recorded withheld), never loses it.
+/// Held requests, revocations and CRL numbers are durable.
 public final class PostgreSQLCertificateStore: CertificateStore, Sendable {
     let pool: ConnectionPool
     let presence: Presence
@@ -60,6 +62,8 @@ public final class PostgreSQLCertificateStore: CertificateStore, Sendable {
     public func claim(_ key: TransactionKey, lease: TimeInterval) throws -> ClaimResult {
         let writer = try self.run { try self.presence.key() }
         return try self.transaction { c in
+            // Not durable on its own: a claim lost in a database crash went with the request holding it.
+            try c.execute(SQL.asynchronous)
             let won = try c.execute(SQL.claim, [.text(key.transactionID), .text(key.keyHash), .double(lease), .int(writer), .double(self.retention)])
             if !won.isEmpty { return .claimed }
             guard let record = try Self.record(c, key.transactionID) else { return .claimed }  // gone meanwhile: cannot happen in one transaction
