@@ -225,13 +225,23 @@ public final class FileCertificateStore: CertificateStore, Sendable {
 
     /// Temporary files of writers that died; returns how many were removed.
     func removeOrphans() -> Int {
-        // issued/ itself only once per process: older versions made their temporary files there.
-        let legacy = self.sweptIssued.withLock { swept in
-            defer { swept = true }
-            return swept ? [] : [self.directory.issuedPath]
-        }
-        return ([self.directory.path, self.directory.scratchPath, self.directory.pendingPath, self.directory.crlPath, self.unauditedDirectory] + legacy)
+        let swept = [self.directory.path, self.directory.scratchPath, self.directory.pendingPath, self.directory.crlPath, self.unauditedDirectory]
             .reduce(0) { $0 + AtomicFile.removeOrphans(in: $1) }
+        return swept + self.sweepLegacyTemporaries()
+    }
+
+    /// Older versions made their temporary files in issued/ itself: it is swept once, ever (a
+    /// marker in issued/.tmp says so), not at every start: listing 200,000 names is not free.
+    private func sweepLegacyTemporaries() -> Int {
+        let marker = self.directory.scratchPath + "/.legacy-swept"
+        guard !self.sweptIssued.withLock({ $0 }), access(marker, F_OK) != 0 else { return 0 }
+        self.sweptIssued.withLock { $0 = true }
+        let removed = AtomicFile.removeOrphans(in: self.directory.issuedPath)
+        // Only when no temporary file of a live older process is left to sweep later.
+        if !((try? FileManager.default.contentsOfDirectory(atPath: self.directory.issuedPath)) ?? []).contains(where: { $0.contains(".tmp-") }) {
+            try? AtomicFile.create(marker, contents: [], mode: 0o640)
+        }
+        return removed
     }
 
     // MARK: certificates

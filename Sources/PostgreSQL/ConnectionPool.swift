@@ -20,8 +20,9 @@ public final class ConnectionPool: @unchecked Sendable {
     /// Runs `body` with a connection of the pool (waiting while all are lent out). For reads:
     /// when a connection that sat in the pool turns out broken (the database restarted since),
     /// `body` runs once more on a fresh one.
-    public func withConnection<T>(_ body: (Connection) throws -> T) throws -> T {
-        do { return try self.lend(body) } catch let error as PostgreSQLError where error.code == .connection {
+    /// With `retry` false, `body` runs once whatever happens (it does more than read).
+    public func withConnection<T>(retry: Bool = true, _ body: (Connection) throws -> T) throws -> T {
+        do { return try self.lend(body) } catch let error as PostgreSQLError where error.code == .connection && retry {
             return try self.lend(body)
         }
     }

@@ -66,7 +66,8 @@ public final class PostgreSQLCertificateStore: CertificateStore, Sendable {
             try c.execute(SQL.asynchronous)
             let won = try c.execute(SQL.claim, [.text(key.transactionID), .text(key.keyHash), .double(lease), .int(writer), .double(self.retention)])
             if !won.isEmpty { return .claimed }
-            guard let record = try Self.record(c, key.transactionID) else { return .claimed }  // gone meanwhile: cannot happen in one transaction
+            // The upsert saw a row it did not take, so one exists in this transaction's view.
+            guard let record = try Self.record(c, key.transactionID) else { throw StoreError("claim \(key.transactionID): no record after a lost claim") }
             return .existing(record)
         }
     }
@@ -286,7 +287,8 @@ public final class PostgreSQLCertificateStore: CertificateStore, Sendable {
     /// runs: the database releases it if this process dies.
     public func exclusively<T>(_ job: String, _ body: () throws -> T) throws -> T? {
         try self.run {
-            try self.pool.withConnection { c -> T? in
+            // Not retried: the job itself runs inside.
+            try self.pool.withConnection(retry: false) { c -> T? in
                 guard try c.execute(SQL.jobLock, [.text(job)]).first?[0] == "t" else { return nil }
                 defer { _ = try? c.execute(SQL.jobUnlock, [.text(job)]) }
                 return try body()

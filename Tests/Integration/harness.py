@@ -171,8 +171,12 @@ max_body_bytes = {MAX_BODY}
         default = "    server unix:/run/scep-fcgi/scep-fcgi.sock;\n"
         assert default in committed
         upstream = os.path.join(self.root, "scep-fcgi-upstream.conf")
+        # Several sockets (several processes, tests that kill them): max_fails=0, so that nginx moves on
+        # to the next socket when one refuses (a process restarting) instead of setting both aside for
+        # fail_timeout and answering 502 "no live upstreams" while both are up again.
+        options = " max_fails=0" if len(sockets) > 1 else ""
         with open(upstream, "w") as f:
-            f.write(committed.replace(default, "".join(f"    server unix:{s};\n" for s in sockets)))
+            f.write(committed.replace(default, "".join(f"    server unix:{s}{options};\n" for s in sockets)))
         conf = os.path.join(self.root, "nginx.conf")
         tmp = os.path.join(self.log_dir, "tmp")
         with open(conf, "w") as f:
