@@ -12,6 +12,7 @@ import argparse
 import concurrent.futures
 import json
 import os
+import pwd
 import shutil
 import statistics
 import subprocess
@@ -27,12 +28,13 @@ SCRATCH = os.path.join(REPO, "scripts", "postgresql-scratch.sh")
 
 def postgres_cpu():
     """CPU seconds of every process of the postgres user (the scratch server is the only one)."""
+    uid = pwd.getpwnam("postgres").pw_uid
     total = 0.0
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
         try:
-            if os.stat(f"/proc/{pid}").st_uid == int(subprocess.run(["id", "-u", "postgres"], capture_output=True, text=True).stdout):
+            if os.stat(f"/proc/{pid}").st_uid == uid:
                 total += cpu_seconds(int(pid))
         except (FileNotFoundError, ProcessLookupError, ValueError):
             pass

@@ -38,17 +38,23 @@ public enum AtomicFile {
 
     /// Temporary files of writers that died (kill -9 between create and rename/link): the
     /// process in the name is gone. Returns how many were removed.
-    public static func removeOrphans(in directory: String) -> Int {
-        var removed = 0
+    public static func removeOrphans(in directory: String) -> Int { Self.sweep(directory).removed }
+
+    /// ``removeOrphans(in:)``, also counting the temporary files left alone (their writer lives).
+    public static func sweep(_ directory: String) -> (removed: Int, live: Int) {
+        var (removed, live) = (0, 0)
         for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] {
             // Bytes first: a directory may hold 200,000 names, and String splitting each is slow.
             let bytes = Array(name.utf8)
             guard let at = Self.marker(in: bytes) else { continue }
             let pid = String(decoding: bytes[(at + 5)...].prefix { (0x30...0x39).contains($0) }, as: UTF8.self)
-            guard let number = Int32(pid), number != getpid(), kill(number, 0) != 0, errno == ESRCH else { continue }
+            guard let number = Int32(pid), number != getpid(), kill(number, 0) != 0, errno == ESRCH else {
+                live += 1
+                continue
+            }
             if unlink(directory + "/" + name) == 0 { removed += 1 }
         }
-        return removed
+        return (removed, live)
     }
 
     /// Where `.tmp-` starts in a file name, if anywhere.

@@ -1,15 +1,16 @@
 import Glibc
 
-/// A non-blocking `flock` held for one command's run: a second run, on this host or another
-/// sharing the directory's filesystem lock, finds it taken and does nothing.
+/// An exclusive `flock` on a lock file, held until ``release()``: by default non-blocking, for
+/// one command's run (a second run, on this host or another sharing the directory's filesystem
+/// lock, finds it taken and does nothing); with `wait`, taken in turn (CRL publication, numbers).
 public final class RunLock {
     private let fd: Int32
 
-    /// Nil when another process holds it.
-    public init?(path: String) throws {
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o640)
+    /// Nil when another process holds it and `wait` is false.
+    public init?(path: String, wait: Bool = false, mode: mode_t = 0o640) throws {
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, mode)
         guard fd >= 0 else { throw FileError("open \(path): \(errnoText())") }
-        while flock(fd, LOCK_EX | LOCK_NB) != 0 {
+        while flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB)) != 0 {
             if errno == EINTR { continue }
             close(fd)
             if errno == EWOULDBLOCK { return nil }

@@ -136,8 +136,13 @@ public final class FileCertificateStore: CertificateStore, Sendable {
     }
 
     public func withhold(serial: String, auditLineWritten: Bool) throws {
-        try AtomicFile.replace(self.withheldPath(serial), contents: Array("withheld\n".utf8), mode: 0o644, sync: true, scratch: self.directory.scratchPath)
+        try self.markWithheld(serial)
         if !auditLineWritten { try self.markUnaudited(serial: serial) }
+    }
+
+    /// `issued/SERIAL.withheld`, durably: the certificate is never delivered.
+    private func markWithheld(_ serial: String) throws {
+        try AtomicFile.replace(self.withheldPath(serial), contents: Array("withheld\n".utf8), mode: 0o644, sync: true, scratch: self.directory.scratchPath)
     }
 
     /// On every delivered enrollment: one unlink of the note this process made, no directory
@@ -219,7 +224,7 @@ public final class FileCertificateStore: CertificateStore, Sendable {
         }
         // The issuer is not in the note: a CRL finds it from the certificate (as for imported entries).
         if try self.index.entry(serial: serial) == nil { try self.index.append(IndexEntry(valid: certificate, issuer: nil)) }
-        try AtomicFile.replace(self.withheldPath(serial), contents: Array("withheld\n".utf8), mode: 0o644, sync: true, scratch: self.directory.scratchPath)
+        try self.markWithheld(serial)
         return certificate
     }
 
@@ -234,13 +239,14 @@ public final class FileCertificateStore: CertificateStore, Sendable {
     /// marker in issued/.tmp says so), not at every start: listing 200,000 names is not free.
     private func sweepLegacyTemporaries() -> Int {
         let marker = self.directory.scratchPath + "/.legacy-swept"
-        guard !self.sweptIssued.withLock({ $0 }), access(marker, F_OK) != 0 else { return 0 }
-        self.sweptIssued.withLock { $0 = true }
-        let removed = AtomicFile.removeOrphans(in: self.directory.issuedPath)
-        // Only when no temporary file of a live older process is left to sweep later.
-        if !((try? FileManager.default.contentsOfDirectory(atPath: self.directory.issuedPath)) ?? []).contains(where: { $0.contains(".tmp-") }) {
-            try? AtomicFile.create(marker, contents: [], mode: 0o640)
+        let first = self.sweptIssued.withLock { swept in
+            defer { swept = true }
+            return !swept
         }
+        guard first, access(marker, F_OK) != 0 else { return 0 }
+        let (removed, live) = AtomicFile.sweep(self.directory.issuedPath)
+        // Only when no temporary file of a live older process is left to sweep later.
+        if live == 0 { try? AtomicFile.create(marker, contents: [], mode: 0o640) }
         return removed
     }
 
@@ -304,9 +310,7 @@ public final class FileCertificateStore: CertificateStore, Sendable {
         }
     }
 
-    public func latestRevocation() throws -> Date? {
-        try self.index.revokedEntries().compactMap(\.revokedAt).max()
-    }
+    public func latestRevocation() throws -> Date? { try self.index.latestRevocation() }
 
     /// `crl/ISSUER.crlnumber`: the next number in hex (OpenSSL's crlnumber convention), taken
     /// under an exclusive `flock` of the file itself and replaced durably before it is handed out.
@@ -315,13 +319,9 @@ public final class FileCertificateStore: CertificateStore, Sendable {
             throw StoreError("create \(self.directory.crlPath): \(errnoText())")
         }
         let path = "\(self.directory.crlPath)/\(issuer.hex).crlnumber"
-        let lockPath = path + ".lock"
-        let lock = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard lock >= 0 else { throw StoreError("open \(lockPath): \(errnoText())") }
-        defer { close(lock) }
-        while flock(lock, LOCK_EX) != 0 {
-            guard errno == EINTR else { throw StoreError("lock \(lockPath): \(errnoText())") }
-        }
+        let lock: RunLock?
+        do { lock = try RunLock(path: path + ".lock", wait: true, mode: 0o644) } catch { throw StoreError("\(error)") }
+        defer { lock?.release() }
         let text = FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) } ?? ""
         let number = max(UInt64(text.trimmedWhitespace, radix: 16) ?? 1, atLeast, 1)
         try AtomicFile.replace(path, contents: Array((String(number + 1, radix: 16, uppercase: true) + "\n").utf8), mode: 0o644, sync: true)

@@ -39,12 +39,6 @@ struct IndexEntry: Sendable, Equatable {
             subject: certificate.subjectOneLine)
     }
 
-    /// One line of `index.txt`, without its newline (``IndexLineParser``).
-    init?(line: Substring) {
-        guard let entry = Array(line.utf8).withUnsafeBufferPointer({ IndexLineParser.entry($0) }) else { return nil }
-        self = entry
-    }
-
     var line: String {
         var revocation = ""
         if let revokedAt = self.revokedAt, self.status == .revoked {
@@ -223,6 +217,13 @@ final class IndexFile: Sendable {
     /// The revoked entries, without looking at the others.
     func revokedEntries() throws -> [IndexEntry] {
         try self.refreshed { cache in cache.revoked.sorted().map { cache.entry($0) } }
+    }
+
+    /// When the newest revocation happened, from the parsed lines (no entry made).
+    func latestRevocation() throws -> Date? {
+        try self.refreshed { cache in
+            cache.revoked.compactMap { cache.lines[Int($0)].revokedAt }.max().map { Date(timeIntervalSince1970: TimeInterval($0)) }
+        }
     }
 
     /// `body` sees the cache brought up to date: the new tail parsed if the file only grew, all

@@ -41,12 +41,6 @@ enum IndexLineParser {
         Self.lines(buffer) { body(Self.entry($0, in: buffer, issuers: &issuers)) }
     }
 
-    /// One line (without its newline) as an entry.
-    static func entry(_ line: UnsafeBufferPointer<UInt8>) -> IndexEntry? {
-        var issuers = IssuerCache()
-        return Self.line(line, 0..<line.count).map { Self.entry($0, in: line, issuers: &issuers) }
-    }
-
     static func entry(_ line: IndexLine, in buffer: UnsafeBufferPointer<UInt8>, issuers: inout IssuerCache) -> IndexEntry {
         IndexEntry(
             status: line.status, expiry: Date(timeIntervalSince1970: TimeInterval(line.expiry)),

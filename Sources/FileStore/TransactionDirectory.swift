@@ -89,7 +89,7 @@ struct TransactionDirectory: Sendable {
             guard let (record, stale) = self.read(entry, key.transactionID) else { continue }  // gone meanwhile: try again
             if !stale { return .existing(record) }
             // Stale: move it aside; of several processes doing this at once, one rename succeeds.
-            let aside = "\(entry).stale-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+            let aside = Self.asidePath(entry)
             if rename(entry, aside) == 0 { unlink(aside) }
         }
         throw StoreError("transaction \(key.transactionID): claim kept changing hands")
@@ -115,12 +115,18 @@ struct TransactionDirectory: Sendable {
 
     func release(_ key: TransactionKey) { unlink(self.entryPath(key.transactionID)) }
 
+    /// A unique name to rename `entry` to, so that of several processes taking it over at once
+    /// exactly one succeeds (``prune(olderThan:)`` removes leftovers by `.stale-` in the name).
+    private static func asidePath(_ entry: String) -> String {
+        "\(entry).stale-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    }
+
     /// Takes over the entry of an issued transaction: it is renamed aside (of several processes
     /// doing this at once, one rename succeeds), checked to be the issued record of `serial`,
     /// and replaced by this process's claim.
     func supersede(_ key: TransactionKey, issued serial: String) throws -> Bool {
         let entry = self.entryPath(key.transactionID)
-        let aside = "\(entry).stale-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        let aside = Self.asidePath(entry)
         guard rename(entry, aside) == 0 else {
             if errno == ENOENT { return false }
             throw StoreError("supersede \(entry): \(errnoText())")

@@ -80,7 +80,7 @@ public final class PostgreSQLCertificateStore: CertificateStore, Sendable {
     }
 
     public func release(_ key: TransactionKey) {
-        // Only our own claim: after a lost connection (a new key) the lease ends it instead.
+        // Only our own claim (the holder is this process's key): one taken over meanwhile stays.
         let writer = self.presence.currentKey
         _ = try? self.transaction { c in try c.execute(SQL.release, [.text(key.transactionID), .int(writer)]) }
     }
@@ -107,13 +107,21 @@ public final class PostgreSQLCertificateStore: CertificateStore, Sendable {
     // MARK: manual approval
 
     public func hold(_ request: PendingRequest) throws {
-        _ = try self.transaction { c in
-            try c.execute(SQL.hold, [
-                .text(request.transactionID), .text(request.keyHash), .text(request.subject), .text(SQL.array(request.subjectAltNames)),
-                .double(request.received.timeIntervalSince1970), .text(request.remoteAddr), .bytes(request.csr), request.renews.map { .text($0) },
-            ])
-            try c.execute(SQL.setState, [.text(request.transactionID), .text(request.keyHash), .text(TransactionState.pending.rawValue), nil])
-        }
+        try self.transaction { c in try Self.hold(c, request) }
+    }
+
+    /// The request and its transaction's `pending` state, in `c`'s transaction.
+    static func hold(_ c: Connection, _ request: PendingRequest) throws {
+        try c.execute(SQL.hold, [
+            .text(request.transactionID), .text(request.keyHash), .text(request.subject), .text(SQL.array(request.subjectAltNames)),
+            .double(request.received.timeIntervalSince1970), .text(request.remoteAddr), .bytes(request.csr), request.renews.map { .text($0) },
+        ])
+        try Self.setState(c, request.key, .pending)
+    }
+
+    /// Puts `key`'s transaction in `state` (no lease, no holder), creating its row if need be.
+    static func setState(_ c: Connection, _ key: TransactionKey, _ state: TransactionState, serial: String? = nil) throws {
+        try c.execute(SQL.setState, [.text(key.transactionID), .text(key.keyHash), .text(state.rawValue), serial.map { .text($0) }])
     }
 
     public func pendingRequests() throws -> [PendingRequest] {
@@ -135,7 +143,7 @@ public final class PostgreSQLCertificateStore: CertificateStore, Sendable {
 
     public func reject(_ key: TransactionKey) throws {
         _ = try self.transaction { c in
-            try c.execute(SQL.setState, [.text(key.transactionID), .text(key.keyHash), .text(TransactionState.rejected.rawValue), nil])
+            try Self.setState(c, key, .rejected)
             try c.execute(SQL.removePending, [.text(key.transactionID)])
         }
     }
@@ -156,7 +164,7 @@ public final class PostgreSQLCertificateStore: CertificateStore, Sendable {
     public func issued(_ key: TransactionKey, serial: String) throws {
         _ = try self.transaction { c in
             try c.execute(SQL.asynchronous)
-            try c.execute(SQL.setState, [.text(key.transactionID), .text(key.keyHash), .text(TransactionState.issued.rawValue), .text(serial)])
+            try Self.setState(c, key, .issued, serial: serial)
             try c.execute(SQL.removePending, [.text(key.transactionID)])
         }
     }
@@ -382,13 +390,9 @@ extension PostgreSQLCertificateStore {
 
     /// Adds a request waiting for approval (and its transaction), unless present.
     public func importPending(_ request: PendingRequest) throws {
-        _ = try self.transaction { c in
+        try self.transaction { c in
             guard try c.execute(SQL.pendingOne, [.text(request.transactionID)]).isEmpty else { return }
-            try c.execute(SQL.hold, [
-                .text(request.transactionID), .text(request.keyHash), .text(request.subject), .text(SQL.array(request.subjectAltNames)),
-                .double(request.received.timeIntervalSince1970), .text(request.remoteAddr), .bytes(request.csr), request.renews.map { .text($0) },
-            ])
-            try c.execute(SQL.setState, [.text(request.transactionID), .text(request.keyHash), .text(TransactionState.pending.rawValue), nil])
+            try Self.hold(c, request)
         }
     }
 }

@@ -82,27 +82,4 @@ package enum IndexTime {
         let head = t.year < 2050 ? RFC3339.pad(t.year % 100, 2) : RFC3339.pad(t.year, 4)
         return head + [t.month, t.day, t.hour, t.minute, t.second].map { RFC3339.pad($0, 2) }.joined() + "Z"
     }
-
-    package static func parse(_ text: Substring) -> Date? {
-        let digits = text.dropLast()
-        guard text.last == "Z", digits.count == 12 || digits.count == 14, digits.allSatisfy(\.isNumber) else { return nil }
-        let values = Array(digits)
-        func number(_ from: Int, _ count: Int) -> Int32 { Int32(String(values[from..<(from + count)]))! }
-        var parts = tm()
-        var offset = 0
-        if digits.count == 12 {
-            let yy = number(0, 2)
-            parts.tm_year = (yy < 50 ? 2000 + yy : 1900 + yy) - 1900
-            offset = 2
-        } else {
-            parts.tm_year = number(0, 4) - 1900
-            offset = 4
-        }
-        parts.tm_mon = number(offset, 2) - 1
-        parts.tm_mday = number(offset + 2, 2)
-        parts.tm_hour = number(offset + 4, 2)
-        parts.tm_min = number(offset + 6, 2)
-        parts.tm_sec = number(offset + 8, 2)
-        return Date(timeIntervalSince1970: TimeInterval(timegm(&parts)))
-    }
 }

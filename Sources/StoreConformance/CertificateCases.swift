@@ -47,9 +47,7 @@ enum CertificateCases {
         let certificate = try authority.issue("CN=old,O=Example", notAfter: Date().addingTimeInterval(-5))
         let k = try key(freshID("expired"), for: certificate)
         _ = try store.claim(k, lease: 600)
-        try store.commit(certificate, issuer: authority.id, transaction: k)
-        store.audited(serial: certificate.serialNumberHex)
-        try store.issued(k, serial: certificate.serialNumberHex)
+        try deliver(certificate, by: authority, for: k, to: store)
         try expect(try store.certificate(serial: certificate.serialNumberHex)?.status == .expired, "expired")
     }
 

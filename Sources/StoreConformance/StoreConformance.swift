@@ -90,8 +90,13 @@ func enroll(_ store: any CertificateStore, _ authority: TestAuthority, subject: 
     let certificate = try authority.issue(subject)
     let k = try key(freshID("enroll"), for: certificate)
     try expect(try store.claim(k, lease: 600) == .claimed, "a fresh transactionID is claimed")
+    try deliver(certificate, by: authority, for: k, to: store)
+    return (k, certificate)
+}
+
+/// Commits, audits and marks issued: what the one issuance path does once a claim is held.
+func deliver(_ certificate: Certificate, by authority: TestAuthority, for k: TransactionKey, to store: any CertificateStore) throws {
     try store.commit(certificate, issuer: authority.id, transaction: k)
     store.audited(serial: certificate.serialNumberHex)
     try store.issued(k, serial: certificate.serialNumberHex)
-    return (k, certificate)
 }

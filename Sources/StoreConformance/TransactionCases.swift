@@ -46,9 +46,7 @@ enum TransactionCases {
         try expect(try store.transaction(k.transactionID)?.state == .inFlight, "superseded: in flight")
         try expect(!(try fixture.open().supersede(k, issued: old.serialNumberHex, lease: 600)), "a second superseder loses")
         let new = try authority.issue()
-        try store.commit(new, issuer: authority.id, transaction: k)
-        store.audited(serial: new.serialNumberHex)
-        try store.issued(k, serial: new.serialNumberHex)
+        try deliver(new, by: authority, for: k, to: store)
         try expect(try store.transaction(k.transactionID)?.serial == new.serialNumberHex, "now names the new certificate")
         try expect(!(try store.supersede(k, issued: old.serialNumberHex, lease: 600)), "superseding the old serial again fails")
     }
@@ -88,9 +86,7 @@ enum TransactionCases {
         try store.hold(pending(k))
         // The operator's `ca approve`, in another process.
         let operatorStore = try fixture.open()
-        try operatorStore.commit(certificate, issuer: authority.id, transaction: k)
-        operatorStore.audited(serial: certificate.serialNumberHex)
-        try operatorStore.issued(k, serial: certificate.serialNumberHex)
+        try deliver(certificate, by: authority, for: k, to: operatorStore)
         let record = try unwrap(try store.transaction(k.transactionID), "record")
         try expect(record.state == .issued && record.serial == certificate.serialNumberHex, "CertPoll finds it issued: \(record)")
         try expect(try store.pendingRequest(k.transactionID) == nil, "no longer pending")

@@ -24,10 +24,7 @@ struct IntuneCommand: ParsableCommand {
         @OptionGroup var options: ConfigOption
 
         func run() throws {
-            let config: Configuration
-            do { config = try Configuration.load(file: self.options.config, environment: ProcessInfo.processInfo.environment) } catch let error as ServerError {
-                throw ValidationError(error.message)
-            }
+            let config = try self.options.load()
             guard !config.intune.tenant.isEmpty, !config.intune.clientID.isEmpty else {
                 throw ValidationError("intune.tenant and intune.client_id must be set")
             }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CurlHTTP
 import FastCGI
+import FoundationEssentials
 import SCEPCrypto
 import SCEPServer
 
@@ -28,4 +29,11 @@ struct SCEPFCGI: ParsableCommand {
 struct ConfigOption: ParsableArguments {
     @Option(name: .long, help: "Configuration file (default: $SCEP_CONFIG).")
     var config: String?
+
+    /// The configuration, with the environment applied; a bad one is a usage error.
+    func load() throws -> Configuration {
+        do { return try Configuration.load(file: self.config, environment: ProcessInfo.processInfo.environment) } catch let error as ServerError {
+            throw ValidationError(error.message)
+        }
+    }
 }

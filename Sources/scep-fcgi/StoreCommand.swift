@@ -15,10 +15,7 @@ struct StoreCommand: ParsableCommand {
 
     /// The configured PostgreSQL store (store.backend = postgresql), or a usage error.
     static func database(_ options: ConfigOption) throws -> (Configuration, PostgreSQLCertificateStore) {
-        let config: Configuration
-        do { config = try Configuration.load(file: options.config, environment: ProcessInfo.processInfo.environment) } catch let error as ServerError {
-            throw ValidationError(error.message)
-        }
+        let config = try options.load()
         guard config.store.backend == .postgresql else { throw ValidationError("store.backend is not postgresql in \(options.config ?? "the configuration")") }
         do {
             guard let store = try Wiring.store(config) as? PostgreSQLCertificateStore else { throw ValidationError("not a PostgreSQL store") }

@@ -54,7 +54,6 @@ enum Wiring {
         }
     }
 
-    /// The `audit.chain_key_file` secret, read once.
     /// The store of `config`: the CA directory's files, or PostgreSQL (`store.backend`).
     static func store(_ config: Configuration) throws -> any CertificateStore {
         switch config.store.backend {
@@ -82,6 +81,7 @@ enum Wiring {
         do { return Self.storeProblems(try Self.store(config), checking: checking) } catch { return ["\(error)"] }
     }
 
+    /// The `audit.chain_key_file` secret, read once.
     static func chainKey(_ config: Configuration) throws -> [UInt8]? {
         try config.audit.chainKeyFile.map { try SecretFile.read($0, key: "audit.chain_key_file") }
     }

@@ -71,14 +71,10 @@ public struct CRLPublisher: Sendable {
         guard mkdir(self.directory.crlPath, 0o755) == 0 || errno == EEXIST else {
             throw ServerError(.store, "create \(self.directory.crlPath): \(errnoText())")
         }
-        let lockPath = self.directory.crlPath + "/.lock"
-        let lock = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard lock >= 0 else { throw ServerError(.store, "open \(lockPath): \(errnoText())") }
-        defer { close(lock) }
-        while flock(lock, LOCK_EX | (wait ? 0 : LOCK_NB)) != 0 {
-            if errno == EWOULDBLOCK { return nil }
-            guard errno == EINTR else { throw ServerError(.store, "lock \(lockPath): \(errnoText())") }
-        }
+        let held: RunLock?
+        do { held = try RunLock(path: self.directory.crlPath + "/.lock", wait: wait, mode: 0o644) } catch { throw ServerError(.store, "\(error)") }
+        guard let lock = held else { return nil }
+        defer { lock.release() }
         let entries = try self.revoked(for: authority, material: material, store: store)
         let number = try store.nextCRLNumber(issuer: IssuerID(authority: authority.certificate), atLeast: self.numberFloor(slot))
         let crl = try CertificateRevocationList.build(
