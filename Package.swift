@@ -25,6 +25,8 @@ let package = Package(
         .systemLibrary(name: "CPostgreSQL", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         // Header only: atomic adds on a shared file mapping (the cross-process metrics counters).
         .systemLibrary(name: "CSharedCounters"),
+        // Header only: syncfs(2), which Swift's Glibc module does not declare (the file store's journal checkpoint).
+        .systemLibrary(name: "CFileSync"),
         // OpenSSL's (deprecated) ENGINE API, for the pkcs11 engine only: see its shim.h.
         .systemLibrary(name: "CEnginePKCS11", providers: [.apt(["libengine-pkcs11-openssl"])]),
 
@@ -38,7 +40,7 @@ let package = Package(
         .target(name: "PostgreSQL", dependencies: ["CPostgreSQL", "SCEPLocking"], swiftSettings: strict),
 
         // Durable file writes shared by the file store and the CA directory (temp + fsync + link/rename).
-        .target(name: "DurableFiles", swiftSettings: strict),
+        .target(name: "DurableFiles", dependencies: ["CFileSync", "SCEPLocking"], swiftSettings: strict),
 
         // The certificate store protocol (what a CA asks of its records) and its one error type.
         .target(name: "SCEPStore", dependencies: ["SCEPCrypto"], swiftSettings: strict),

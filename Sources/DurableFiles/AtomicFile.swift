@@ -10,7 +10,10 @@ public enum AtomicFile {
     ///   crash can never leave `path` without it (the file store's unaudited marker).
     /// - Parameter scratch: where the temporary file is made (same filesystem), when not beside
     ///   `path`: a directory with a few entries is cheap to sweep for orphans, one of 200,000 is not.
-    public static func create(_ path: String, contents: [UInt8], mode: mode_t, intent: String? = nil, scratch: String? = nil) throws {
+    /// - Parameter sync: false when something else makes the file durable (the file store's
+    ///   journal): no fsync of the file nor of its directory. A crash of the process loses nothing
+    ///   (the kernel has the file); only a power loss can, and the journal restores it.
+    public static func create(_ path: String, contents: [UInt8], mode: mode_t, intent: String? = nil, scratch: String? = nil, sync: Bool = true) throws {
         let directory = Self.directory(of: path)
         let temporary = Self.temporaryPath(in: scratch ?? directory)
         let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
@@ -19,7 +22,7 @@ public enum AtomicFile {
         do {
             defer { close(fd) }
             try writeAll(fd, contents, what: temporary)
-            guard fchmod(fd, mode) == 0, fsync(fd) == 0 else { throw FileError("sync \(temporary): \(errnoText())") }
+            guard fchmod(fd, mode) == 0, !sync || fsync(fd) == 0 else { throw FileError("sync \(temporary): \(errnoText())") }
         }
         if let intent, link(temporary, intent) != 0 { throw FileError("link \(intent): \(errnoText())") }
         guard link(temporary, path) == 0 else {
@@ -27,7 +30,7 @@ public enum AtomicFile {
             if let intent { unlink(intent) }
             throw FileError(text)
         }
-        syncDirectory(directory)
+        if sync { syncDirectory(directory) }
     }
 
     /// A fresh temporary name in `directory`: `.tmp-PID-RANDOM`, the form ``removeOrphans(in:)``

@@ -7,12 +7,13 @@ import SCEPStore
 
 /// The CA directory as a store (docs/ca-layout.md), safe with many processes:
 ///
-/// - `issued/SERIAL.pem`: temp file + fsync + `link(2)` (never overwriting), then one line
-///   appended to `index.txt` (see ``IndexFile``); `issued/SERIAL.withheld` marks one never delivered.
+/// - `issued/SERIAL.pem`: temp file + `link(2)` (never overwriting), then one line appended to
+///   `index.txt` (see ``IndexFile``), then one record in `journal`, the one durable write of an
+///   issuance (see ``IssuanceJournal``); `issued/SERIAL.withheld` marks one never delivered.
 /// - `transactions/`: one hard link per transactionID (see ``TransactionDirectory``), so two
-///   processes never both issue for one transactionID. These entries get no sync of their own
-///   (the budget is the four syncs of an issuance): after a power loss one may be missing, and the
-///   client's retry is then issued anew, never answered with a certificate that was not recorded.
+///   processes never both issue for one transactionID. These entries get no sync of their own:
+///   after a power loss one may be missing, and the client's retry is then issued anew, never
+///   answered with a certificate that was not recorded.
 /// - `pending/HASH.json`: requests waiting for an operator, fsynced before PENDING is answered.
 ///
 /// Nothing from a request reaches a path: names are serials (hex) and hashes.
@@ -20,7 +21,12 @@ public final class FileCertificateStore: CertificateStore, Sendable {
     public let directory: FileStoreLayout
     let index: IndexFile
     let transactions: TransactionDirectory
+    let journal: IssuanceJournal
     private let sweptIssued = Locked(false)
+    /// Whether this process has looked at the journal for a previous boot's records.
+    private let restored = Locked(false)
+    /// A journal this large is checkpointed by the issuance that finds it so (else housekeeping does).
+    static let journalLimit = 64 << 20
 
     /// The store in the CA directory `root`, creating what is missing (`issued/` and `index.txt`
     /// as `ca init` does, `transactions/`, `pending/`).
@@ -29,6 +35,7 @@ public final class FileCertificateStore: CertificateStore, Sendable {
         self.directory = layout
         try Self.prepare(layout)
         self.index = IndexFile(path: layout.indexPath)
+        self.journal = IssuanceJournal(path: layout.journalPath)
         self.transactions = try TransactionDirectory(layout: layout, retention: Double(retentionDays) * 86400)
     }
 
@@ -79,6 +86,8 @@ public final class FileCertificateStore: CertificateStore, Sendable {
     public func maintain(now: Date) -> StoreMaintenance {
         guard let lock = try? RunLock(path: self.directory.path + "/.maintenance.lock") else { return StoreMaintenance() }
         defer { lock.release() }
+        // Failures come back at the next turn; an issuance never waits for this one.
+        _ = try? self.checkpoint()
         let leftovers = self.removeOrphans()
         let pruned = self.transactions.prune(olderThan: now.addingTimeInterval(-self.transactions.retention))
         return StoreMaintenance(transactionsPruned: pruned, leftoversRemoved: leftovers)
@@ -95,8 +104,17 @@ public final class FileCertificateStore: CertificateStore, Sendable {
 
     public func healthProblem() -> String? {
         FileHealth.problem(writing: self.directory.indexPath, prefix: "store")
+            ?? self.journalProblem()
             ?? FileHealth.problem(writing: self.directory.issuedPath, prefix: "store", directory: true)
             ?? FileHealth.problem(writing: self.directory.transactionsPath, prefix: "store", directory: true)
+    }
+
+    /// The journal (once it exists) must be a writable file, and one this boot has looked at.
+    private func journalProblem() -> String? {
+        guard access(self.journal.path, F_OK) == 0 else { return nil }
+        var info = stat()
+        if stat(self.journal.path, &info) != 0 || (info.st_mode & S_IFMT) != S_IFREG { return "store-not-writable" }
+        return FileHealth.problem(writing: self.journal.path, prefix: "store")
     }
 
     static func hashName(_ transactionID: String) -> String { TransactionDirectory.hashName(transactionID) }
@@ -115,19 +133,86 @@ public final class FileCertificateStore: CertificateStore, Sendable {
         // The unaudited marker (a second link to the same file) exists before issued/SERIAL.pem
         // does, and goes once the certificate's audit record is written (``audited(serial:)``):
         // whatever kills the process in between, ``unaudited()`` finds the certificate.
+        // None of these writes is synced: the journal's record, written after them, is (a
+        // checkpoint relies on that order).
         try self.ensureUnauditedDirectory()
         let marker = self.unauditedMarker(serial)
         try AtomicFile.create(
-            self.certificatePath(serial), contents: Array(certificate.pemEncoded.utf8), mode: 0o644, intent: marker, scratch: self.directory.scratchPath)
+            self.certificatePath(serial), contents: Array(certificate.pemEncoded.utf8), mode: 0o644, intent: marker,
+            scratch: self.directory.scratchPath, sync: false)
         do {
-            try self.index.append(IndexEntry(valid: certificate, issuer: issuer))
+            try self.index.append(IndexEntry(valid: certificate, issuer: issuer), sync: false)
         } catch {
             // Not recorded, so never delivered: no issued/ file may remain without its index line.
             unlink(self.certificatePath(serial))
             unlink(marker)
             throw error
         }
+        let size: Int
+        do { size = try self.journal.recordIssued(certificate, issuer: issuer, owner: ProcessIdentity.current.tag) } catch {
+            // In the index but not durably: never delivered, and audited as withheld by housekeeping.
+            try? self.markUnaudited(serial: serial, as: Self.storeFailedSuffix)
+            throw error
+        }
+        if size > Self.journalLimit, let lock = try? RunLock(path: self.directory.path + "/.maintenance.lock") {
+            defer { lock.release() }
+            _ = try? self.checkpoint()
+        }
     }
+
+    /// Makes what the journal's records would restore durable where it lies (one `syncfs` of each
+    /// filesystem involved, instead of three syncs per certificate), then drops those records.
+    func checkpoint() throws -> Bool {
+        try self.restoreAfterPowerLoss()
+        let (size, hasRecords) = self.journal.size()
+        guard hasRecords else { return false }
+        try self.syncFilesystems()
+        return try self.journal.checkpoint(size: size)
+    }
+
+    /// `syncfs` of the CA directory's filesystem, and of `issued/`'s if it is another one.
+    private func syncFilesystems() throws {
+        var devices: Set<UInt> = []
+        for path in [self.directory.path, self.directory.issuedPath, self.unauditedDirectory] {
+            var info = stat()
+            guard stat(path, &info) == 0, devices.insert(UInt(info.st_dev)).inserted else { continue }
+            do { try syncFilesystem(containing: path) } catch { throw StoreError("\(error)") }
+        }
+    }
+
+    /// After the machine went down (the journal is another boot's), puts back what its records
+    /// say was issued and a power loss may have taken: the certificate file, the index line, and
+    /// for a certificate whose audit was not recorded, a marker (`SERIAL.restored`) so that
+    /// housekeeping audits it as withheld. Once per process; a start on the same boot reads one line.
+    func restoreAfterPowerLoss() throws {
+        guard !self.restored.withLock({ $0 }) else { return }
+        try self.journal.restore { records in
+            var audited: Set<String> = []
+            for case let .audited(serial) in records { audited.insert(serial) }
+            for case let .issued(certificate, issuer, _) in records {
+                let serial = certificate.serialNumberHex
+                let path = self.certificatePath(serial)
+                let stored = FileManager.default.contents(atPath: path).flatMap { try? Certificate.certificates(pemEncoded: Array($0)).first }
+                if stored?.derEncoded != certificate.derEncoded {
+                    try AtomicFile.replace(path, contents: Array(certificate.pemEncoded.utf8), mode: 0o644, sync: false, scratch: self.directory.scratchPath)
+                }
+                if try self.index.entry(serial: serial) == nil { try self.index.append(IndexEntry(valid: certificate, issuer: issuer), sync: false) }
+                if !audited.contains(serial), self.markers(of: serial).isEmpty {
+                    try self.ensureUnauditedDirectory()
+                    let marker = self.unauditedDirectory + "/\(serial).\(Self.restoredSuffix)"
+                    guard link(path, marker) == 0 || errno == EEXIST else { throw StoreError("mark \(marker): \(errnoText())") }
+                }
+            }
+            try self.syncFilesystems()
+        }
+        self.restored.withLock { $0 = true }
+    }
+
+    /// Marker suffixes besides a live process's `PID-START`: the audit write failed, the store's
+    /// durable write failed, put back after a power loss.
+    static let auditFailedSuffix = "failed"
+    static let storeFailedSuffix = "storefailed"
+    static let restoredSuffix = "restored"
 
     public func issued(_ key: TransactionKey, serial: String) throws {
         try self.transactions.update(key, .issued, serial: serial)
@@ -137,7 +222,7 @@ public final class FileCertificateStore: CertificateStore, Sendable {
 
     public func withhold(serial: String, auditLineWritten: Bool) throws {
         try self.markWithheld(serial)
-        if !auditLineWritten { try self.markUnaudited(serial: serial) }
+        if !auditLineWritten { try self.markUnaudited(serial: serial, as: Self.auditFailedSuffix) }
     }
 
     /// `issued/SERIAL.withheld`, durably: the certificate is never delivered.
@@ -148,8 +233,10 @@ public final class FileCertificateStore: CertificateStore, Sendable {
     /// On every delivered enrollment: one unlink of the note this process made, no directory
     /// listing. Any other note of the serial (a dead process's, a failed write's) goes too.
     public func audited(serial: String) {
-        guard unlink(self.unauditedMarker(serial)) != 0 else { return }
-        for name in self.markers(of: serial) { unlink(self.unauditedDirectory + "/" + name) }
+        if unlink(self.unauditedMarker(serial)) != 0 {
+            for name in self.markers(of: serial) { unlink(self.unauditedDirectory + "/" + name) }
+        }
+        self.journal.recordAudited(serial: serial)
     }
 
     public func unaudited() throws -> [UnauditedCertificate] {
@@ -180,10 +267,12 @@ public final class FileCertificateStore: CertificateStore, Sendable {
         self.unauditedDirectory + "/\(serial).\(ProcessIdentity.current.tag)"
     }
 
-    private func markUnaudited(serial: String) throws {
+    /// Turns the serial's note into `SERIAL.SUFFIX` (``auditFailedSuffix``, ``storeFailedSuffix``),
+    /// which housekeeping picks up while this process still runs.
+    private func markUnaudited(serial: String, as suffix: String) throws {
         try self.ensureUnauditedDirectory()
-        let failed = self.unauditedDirectory + "/\(serial).failed"
-        for name in self.markers(of: serial) where !name.hasSuffix(".failed") {
+        let failed = self.unauditedDirectory + "/\(serial).\(suffix)"
+        for name in self.markers(of: serial) where !name.hasSuffix("." + suffix) {
             guard rename(self.unauditedDirectory + "/" + name, failed) == 0 else { throw StoreError("mark \(failed): \(errnoText())") }
         }
         if self.markers(of: serial).isEmpty {
@@ -194,6 +283,9 @@ public final class FileCertificateStore: CertificateStore, Sendable {
     /// Crash recovery, the file store's own: the notes that need an audit line (those of dead
     /// processes and failed audit writes, not those of requests still in progress).
     public func recover() throws -> [(serial: String, cause: UnauditedCertificate.Cause)] {
+        // A journal that cannot be read does not stop the notes below from being audited; it is
+        // tried again next time, and health reports it meanwhile.
+        try? self.restoreAfterPowerLoss()
         let names: [String]
         do { names = try FileManager.default.contentsOfDirectory(atPath: self.unauditedDirectory) } catch {
             if access(self.unauditedDirectory, F_OK) != 0 { return [] }
@@ -204,7 +296,12 @@ public final class FileCertificateStore: CertificateStore, Sendable {
             let serial = String(name[..<dot])
             let owner = name[name.index(after: dot)...]
             guard serial.allSatisfy(\.isHexDigit) else { return nil }
-            if owner == "failed" { return (serial, .auditFailed) }
+            switch owner {
+            case Self.auditFailedSuffix: return (serial, .auditFailed)
+            case Self.storeFailedSuffix: return (serial, .storeFailed)
+            case Self.restoredSuffix: return (serial, .crashed)
+            default: break
+            }
             // Still being worked on by a live process (an Intune notification may take a while).
             return ProcessIdentity.running(tag: owner) ? nil : (serial, .crashed)
         }.sorted { $0.serial < $1.serial }
@@ -223,7 +320,7 @@ public final class FileCertificateStore: CertificateStore, Sendable {
             throw StoreError("restore \(self.certificatePath(serial)): \(errnoText())")
         }
         // The issuer is not in the note: a CRL finds it from the certificate (as for imported entries).
-        if try self.index.entry(serial: serial) == nil { try self.index.append(IndexEntry(valid: certificate, issuer: nil)) }
+        if try self.index.entry(serial: serial) == nil { try self.index.append(IndexEntry(valid: certificate, issuer: nil), sync: true) }
         try self.markWithheld(serial)
         return certificate
     }

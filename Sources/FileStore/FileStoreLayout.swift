@@ -11,6 +11,8 @@ public struct FileStoreLayout: Sendable {
     public var scratchPath: String { self.path + "/issued/.tmp" }
     /// OpenSSL `ca`-compatible index, one line per certificate; `index.txt.lock` serialises writers.
     public var indexPath: String { self.path + "/index.txt" }
+    /// The one durable write of each issuance, until a checkpoint (``IssuanceJournal``).
+    public var journalPath: String { self.path + "/journal" }
     /// One entry per transactionID, for replay and polling.
     public var transactionsPath: String { self.path + "/transactions" }
     /// Requests waiting for an operator.

@@ -62,14 +62,12 @@ struct IndexEntry: Sendable, Equatable {
 /// Reads are cached: while the file keeps its inode and only grows, only the new tail is parsed.
 ///
 /// Ownership: the append descriptor belongs to a ``Descriptor`` box, closed when the last thread
-/// using it lets go; lock descriptors are pooled and closed in `deinit`.
+/// using it lets go; the lock's descriptors belong to its ``FileLock``.
 final class IndexFile: Sendable {
     let path: String
-    private var lockPath: String { self.path + ".lock" }
+    private let lock: FileLock
     private let cache = Locked<Cache>(Cache())
     private let appender = Locked<Descriptor?>(nil)
-    /// `flock` locks belong to an open file description, so each concurrent holder needs its own.
-    private let lockDescriptors = Locked<[Int32]>([])
 
     /// What was read of the file: its bytes, one parsed ``IndexLine`` per certificate pointing
     /// into them, and lookups by serial. Entries are made (Strings and all) only when asked for.
@@ -130,14 +128,14 @@ final class IndexFile: Sendable {
         deinit { close(self.fd) }
     }
 
-    init(path: String) { self.path = path }
-
-    deinit {
-        for fd in self.lockDescriptors.withLock({ $0 }) { close(fd) }
+    init(path: String) {
+        self.path = path
+        self.lock = FileLock(path: path + ".lock")
     }
 
-    /// Appends one line durably (fdatasync) under the shared lock.
-    func append(_ entry: IndexEntry) throws {
+    /// Appends one line under the shared lock; with `sync`, durably (fdatasync). An issuance
+    /// appends without: the journal's record is its durable write (``IssuanceJournal``).
+    func append(_ entry: IndexEntry, sync: Bool) throws {
         var torn: (descriptor: Descriptor, end: off_t, written: Int)? = nil
         defer { if let torn { self.cutTornLine(torn.descriptor, end: torn.end, written: torn.written) } }
         try self.withLock(LOCK_SH) {
@@ -148,7 +146,7 @@ final class IndexFile: Sendable {
                 if written > 0 { torn = (descriptor, lseek(descriptor.fd, 0, SEEK_CUR), written) }
                 throw StoreError("append to \(self.path): \(written < 0 ? errnoText() : "short write")")
             }
-            guard fdatasync(descriptor.fd) == 0 else { throw StoreError("sync \(self.path): \(errnoText())") }
+            guard !sync || fdatasync(descriptor.fd) == 0 else { throw StoreError("sync \(self.path): \(errnoText())") }
         }
     }
 
@@ -281,23 +279,6 @@ final class IndexFile: Sendable {
     }
 
     private func withLock<T>(_ operation: Int32, _ body: () throws -> T) throws -> T {
-        var fd = self.lockDescriptors.withLock { $0.popLast() } ?? -1
-        if fd < 0 {
-            fd = open(self.lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-            guard fd >= 0 else { throw StoreError("open \(self.lockPath): \(errnoText())") }
-        }
-        while flock(fd, operation) != 0 {
-            guard errno == EINTR else {
-                close(fd)
-                throw StoreError("lock \(self.lockPath): \(errnoText())")
-            }
-        }
-        defer {
-            flock(fd, LOCK_UN)
-            self.lockDescriptors.withLock { pool in
-                if pool.count < 64 { pool.append(fd) } else { close(fd) }
-            }
-        }
-        return try body()
+        do { return try self.lock.withLock(operation, body) } catch let error as FileError { throw StoreError("\(error)") }
     }
 }

@@ -163,6 +163,8 @@ public struct UnauditedCertificate: Sendable, Equatable {
         case crashed = "crash-recovered"
         /// The line's write failed (a full audit disk).
         case auditFailed = "audit-failed"
+        /// The store could not make it durable (a full disk), so it was never delivered.
+        case storeFailed = "store-failed"
     }
 
     public let serial: String

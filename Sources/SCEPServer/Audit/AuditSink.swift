@@ -25,7 +25,8 @@ extension AuditSink {
 /// the kernel keeps whole and unmixed between concurrent writers on a local filesystem. With
 /// `sync`, `fdatasync` follows each line that records an enrollment decision (PKIOperation), so an
 /// issued certificate's record survives a crash; GetCACaps/GetCACert lines are written the same way
-/// but not synced one by one (the next synced line or the kernel flushes them).
+/// but not synced one by one (the next synced line or the kernel flushes them). Threads finishing
+/// together share one `fdatasync` (``GroupSync``): it covers every line written before it began.
 ///
 /// Rotation: ``reopen()`` (SIGHUP, SIGUSR1) opens the path afresh. Before each line the path is
 /// also checked (one `stat`): a new file there (logrotate's `create`, a `mv` and `touch`) is
@@ -51,8 +52,11 @@ public final class JSONLinesAuditSink: AuditSink, Sendable {
     final class Descriptor: Sendable {
         let fd: Int32
         let inode: UInt
+        /// The threads that wrote lines to this file share their `fdatasync` calls.
+        let group: GroupSync
         init(_ fd: Int32) {
             self.fd = fd
+            self.group = GroupSync(descriptor: fd)
             var info = stat()
             self.inode = fstat(fd, &info) == 0 ? UInt(info.st_ino) : 0
         }
@@ -88,8 +92,8 @@ public final class JSONLinesAuditSink: AuditSink, Sendable {
     public func record(_ event: AuditEvent) throws {
         let line = Array(event.jsonLine().utf8)
         let descriptor = try self.appending.withLock { last in try self.appendLinked(line, &last) }
-        if self.sync, event.operation == "PKIOperation" || event.method == "CLI", fdatasync(descriptor.fd) != 0 {
-            throw ServerError(.audit, "audit sync failed: \(errnoText())")
+        if self.sync, event.operation == "PKIOperation" || event.method == "CLI" {
+            do { try descriptor.group.sync() } catch { throw ServerError(.audit, "audit \(error)") }
         }
     }
 
