@@ -68,6 +68,9 @@ final class IndexFile: Sendable {
     private let lock: FileLock
     private let cache = Locked<Cache>(Cache())
     private let appender = Locked<Descriptor?>(nil)
+    /// Whether the cache was built once: until then a lookup scans the file for its one line
+    /// rather than wait while another thread (a start's housekeeping) parses all of it.
+    private let warm = Locked(false)
 
     /// What was read of the file: its bytes, one parsed ``IndexLine`` per certificate pointing
     /// into them, and lookups by serial. Entries are made (Strings and all) only when asked for.
@@ -209,7 +212,39 @@ final class IndexFile: Sendable {
     /// The entry for a serial (upper-case hex), if any.
     func entry(serial: String) throws -> IndexEntry? {
         guard let key = SerialKey(serial) else { return nil }
+        if !self.warm.withLock({ $0 }), let found = try self.scan(serial: serial, key: key) { return found }
         return try self.refreshed { cache in cache.bySerial[key].map { cache.entry($0) } }
+    }
+
+    /// The last line whose serial column is `serial`, found without parsing the others (a few
+    /// milliseconds for 200,000 lines, where parsing all of them takes a quarter of a second). Nil when not found this way (a serial written in another form, or
+    /// none): the caller then asks the cache.
+    private func scan(serial: String, key: SerialKey) throws -> IndexEntry? {
+        var info = stat()
+        guard stat(self.path, &info) == 0 else { return nil }
+        let (bytes, _) = try self.read(from: 0, size: Int(info.st_size))
+        let needle = Array("\t\(serial)\t".utf8)
+        return bytes.withUnsafeBufferPointer { text -> IndexEntry? in
+            guard let base = text.baseAddress else { return nil }
+            // Each tab (memchr), then the bytes after it: about a million short hops for 200,000 lines.
+            var last: Int? = nil
+            var from = 0
+            needle.withUnsafeBufferPointer { needle in
+                while from + needle.count <= text.count, let hit = memchr(base + from, 0x09, text.count - from - needle.count + 1) {
+                    let at = base.distance(to: hit.assumingMemoryBound(to: UInt8.self))
+                    if memcmp(base + at, needle.baseAddress!, needle.count) == 0 { last = at }
+                    from = at + 1
+                }
+            }
+            guard let at = last else { return nil }
+            let start = text[..<at].lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 } ?? 0
+            let end = text[at...].firstIndex(of: UInt8(ascii: "\n")) ?? text.count
+            guard let line = IndexLineParser.line(text, start..<end),
+                (line.normalizedSerial.flatMap(SerialKey.init) ?? SerialKey(hex: UnsafeBufferPointer(rebasing: text[line.serial]))) == key
+            else { return nil }
+            var issuers = IndexLineParser.IssuerCache()
+            return IndexLineParser.entry(line, in: text, issuers: &issuers)
+        }
     }
 
     /// The revoked entries, without looking at the others.
@@ -243,6 +278,7 @@ final class IndexFile: Sendable {
                 let (tail, consumed) = try self.read(from: cache.offset, size: Int(info.st_size))
                 cache.add(tail)
                 cache.offset += consumed
+                if cache.offset == consumed { self.warm.withLock { $0 = true } }
             }
             return body(&cache)
         }

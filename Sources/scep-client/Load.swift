@@ -30,6 +30,7 @@ struct Load: ParsableCommand {
         let results = ResultStore(count: bodies.count)
         let endpoint = self.url + (self.url.contains("?") ? "&" : "?") + "operation=PKIOperation"
         let started = ContinuousClock.now
+        let cpuBefore = Self.cpuSeconds()
         Workers.run(self.concurrency) {
             while true {
                 let index = next.take()
@@ -46,6 +47,8 @@ struct Load: ParsableCommand {
             }
         }
         let elapsed = Self.seconds(ContinuousClock.now - started)
+        // What this generator spent sending (the benchmark checks it stays below the server's).
+        let clientCPU = Self.cpuSeconds() - cpuBefore
 
         // Untimed: decrypt and verify every reply; count failures of any kind.
         let failures = Counter()
@@ -88,11 +91,19 @@ struct Load: ParsableCommand {
             "failures": failures.value, "unique_serials": serials.count,
             "p50_ms": percentile(0.5), "p90_ms": percentile(0.9), "p99_ms": percentile(0.99),
             "failure_reasons": reasons.counts,
+            "client_cpu_ms_per_request": clientCPU * 1000 / Double(bodies.count),
         ]
         print(String(decoding: try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys]), as: UTF8.self))
     }
 
     static func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }
+
+    /// User + system CPU of this process so far (all threads).
+    static func cpuSeconds() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+    }
 }
 
 /// GetCACert / GetCACaps requests per second over a fixed time.

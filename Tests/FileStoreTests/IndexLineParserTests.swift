@@ -76,3 +76,31 @@ struct IndexCacheTests {
         #expect(try index.entries().map(\.serial) == ["40AB"] && index.revokedEntries().map(\.serial) == ["40AB"])
     }
 }
+
+/// A lookup before the cache is built scans the file for its line (a start's first GetCert does
+/// not wait for housekeeping to parse 200,000 lines); it must answer what the cache would.
+@Suite("index.txt lookups before the cache is built")
+struct ColdIndexLookupTests {
+    @Test("the last line of a serial wins, another form of it falls back to the cache, unknown is nil")
+    func coldLookups() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("index-\(UUID().uuidString).txt").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let a = String(repeating: "A1", count: 16)
+        let b = String(repeating: "B2", count: 16)
+        let text = """
+            V\t300101000000Z\t\t\(a)\tunknown\t/CN=first
+            V\t300101000000Z\t\t\(b)\tunknown\t/CN=second \(a)
+            R\t300101000000Z\t260101000000Z,keyCompromise\t\(a)\tunknown\t/CN=first
+            V\t300101000000Z\t\t0c0d\tunknown\t/CN=short form
+
+            """
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        let cold = { IndexFile(path: path) }
+        let first = try cold().entry(serial: a)
+        #expect(first?.status == .revoked && first?.reason == .keyCompromise && first?.subject == "/CN=first")
+        #expect(try cold().entry(serial: b)?.subject == "/CN=second \(a)")
+        // Written as "0c0d": not found by the scan, found by the cache (which normalizes).
+        #expect(try cold().entry(serial: "0C0D")?.subject == "/CN=short form")
+        #expect(try cold().entry(serial: String(repeating: "C3", count: 16)) == nil)
+    }
+}

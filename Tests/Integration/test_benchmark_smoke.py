@@ -11,7 +11,7 @@ def test_benchmark_runs_and_scep_fcgi_loses_nothing():
     out = os.path.join(tempfile.mkdtemp(), "BENCH.md")
     run = subprocess.run(
         ["python3", os.path.join(harness.REPO, "bench", "benchmark.py"), "--requests", "12", "--key-sizes", "2048",
-         "--concurrency", "1,4", "--out", out],
+         "--concurrency", "1,4", "--rounds", "2", "--out", out],
         capture_output=True, text=True, timeout=600, env=dict(os.environ))
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     report = open(out).read()
@@ -19,6 +19,8 @@ def test_benchmark_runs_and_scep_fcgi_loses_nothing():
     raw = run.stdout.strip().rsplit("raw results: ", 1)[1].strip()
     results = json.load(open(raw))
     for row in results[0]["rows"]:
-        ours = row["scep-fcgi"]
-        assert ours["failures"] == 0 and ours["unique_serials"] == 12 and ours["audit_issued"] == 12
-        assert row["micromdm"]["requests"] == 12
+        assert len(row["runs"]["scep-fcgi"]) == 2 and len(row["runs"]["micromdm"]) == 2
+        for ours in row["runs"]["scep-fcgi"]:
+            assert ours["failures"] == 0 and ours["unique_serials"] == 12 and ours["audit_issued"] == 12
+            assert ours["client_cpu_ms_per_request"] > 0
+        assert all(theirs["requests"] == 12 for theirs in row["runs"]["micromdm"])

@@ -242,3 +242,45 @@ def test_database_restart_under_load(hosts, db):
     for site, name in [(a, "after-a"), (b, "after-b")]:
         _, rep = enroll(site, name)
         assert rep["status"] == "success"
+
+
+def test_store_import_moves_a_file_store_over_and_is_safe_to_rerun(db):
+    """`store import --from-dir`: a CA that served from its directory moves to the database with
+    its certificates, revocations and CRL numbers; a second run adds nothing; the server then
+    serves what was imported from the database."""
+    c = harness.Site("nginx")
+    c.start()
+    try:
+        serials = [enroll(c, f"imported-{i}", subject=f"CN=imported-{i},O=Import")[1]["serial"] for i in range(3)]
+        assert c.ca("revoke", serials[0], "--reason", "superseded").returncode == 0
+        out = c.ca("crl")
+        file_number = int(out.stdout.split(" number ")[1].split()[0], 16)
+    finally:
+        c.stop()
+    with open(c.config, "a") as f:
+        f.write(f"[store]\nbackend = postgresql\npostgresql_dsn_file = {db.dsn_file}\n")
+    out = run([SCEP_FCGI, "store", "migrate", "--config", c.config])
+    assert out.returncode == 0, out.stdout + out.stderr
+    first = run([SCEP_FCGI, "store", "import", "--config", c.config, "--from-dir", c.ca_dir])
+    assert first.returncode == 0 and "imported 3 new of 3 certificates" in first.stdout, first.stdout + first.stderr
+    again = run([SCEP_FCGI, "store", "import", "--config", c.config, "--from-dir", c.ca_dir])
+    assert again.returncode == 0 and "imported 0 new of 3 certificates" in again.stdout, again.stdout + again.stderr
+    assert db.psql("SELECT count(*) FROM scep_certificates WHERE subject LIKE '%O=Import%'") == "3"
+
+    c.start()
+    try:
+        # Served from the database: GetCert finds an imported certificate.
+        got = query(c, workdir(c, "getcert-imported"), "getcert", serial=serials[1])
+        assert got["status"] == "success" and got["serial"] == serials[1]
+        # The revocation came over, and the CRL numbers go on after the directory's.
+        out = c.ca("crl")
+        assert out.returncode == 0, out.stderr
+        assert int(out.stdout.split(" number ")[1].split()[0], 16) > file_number, out.stdout
+        text = run(["openssl", "crl", "-in", os.path.join(c.ca_dir, "crl", "ca.crl.pem"), "-noout", "-text"]).stdout
+        assert serials[0] in text.replace(":", "").upper() and serials[1] not in text.replace(":", "").upper(), text
+        # And it goes on issuing, into the database.
+        _, issued = enroll(c, "after-import", subject="CN=after-import,O=Import")
+        assert issued["status"] == "success"
+        assert db.psql("SELECT count(*) FROM scep_certificates WHERE subject LIKE '%O=Import%'") == "4"
+    finally:
+        c.stop()
