@@ -136,23 +136,42 @@ struct GroupSyncTests {
             file.lock.lock()
             let snapshot = file.written
             file.lock.unlock()
-            usleep(5000)  // a disk's flush
+            usleep(50_000)  // a slow disk's flush: every caller released below takes its ticket meanwhile
             file.lock.lock()
             file.durable.formUnion(snapshot)
             file.lock.unlock()
             return 0
         }
+        // Threads of their own (not a pool sized to the cores), all released at once.
         let callers = 32
-        DispatchQueue.concurrentPerform(iterations: callers) { i in
-            file.lock.lock()
-            file.written.insert(i)
-            file.lock.unlock()
-            try? group.sync()
-            file.lock.lock()
-            let covered = file.durable.contains(i)
-            file.lock.unlock()
-            #expect(covered, "caller \(i) returned before its write was flushed")
+        let ready = DispatchSemaphore(value: 0)
+        let go = DispatchSemaphore(value: 0)
+        let done = DispatchGroup()
+        let uncovered = File()
+        for i in 0..<callers {
+            done.enter()
+            Thread {
+                ready.signal()
+                go.wait()
+                file.lock.lock()
+                file.written.insert(i)
+                file.lock.unlock()
+                try? group.sync()
+                file.lock.lock()
+                let covered = file.durable.contains(i)
+                file.lock.unlock()
+                if !covered {
+                    uncovered.lock.lock()
+                    uncovered.written.insert(i)
+                    uncovered.lock.unlock()
+                }
+                done.leave()
+            }.start()
         }
+        for _ in 0..<callers { ready.wait() }
+        for _ in 0..<callers { go.signal() }
+        done.wait()
+        #expect(uncovered.written.isEmpty, "callers returned before their write was flushed: \(uncovered.written.sorted())")
         #expect(group.flushes >= 1 && group.flushes < UInt64(callers), "\(group.flushes) flushes for \(callers) callers")
     }
 

@@ -284,3 +284,36 @@ def test_store_import_moves_a_file_store_over_and_is_safe_to_rerun(db):
         assert db.psql("SELECT count(*) FROM scep_certificates WHERE subject LIKE '%O=Import%'") == "4"
     finally:
         c.stop()
+
+
+def test_intune_retry_on_the_other_host_makes_no_second_intune_call(db):
+    """With Intune validating (the local mock of Entra, Graph and ScepActions), a PKCSReq retried on
+    the other host is answered from the database: one validateRequest and one successNotification
+    in all, whichever host the retry reaches."""
+    from test_intune import Mock, intune_section
+    root = tempfile.mkdtemp(prefix="scep-it-scale-intune-")
+    os.chmod(root, 0o755)
+    mock = Mock(root)
+    extra = f"[store]\nbackend = postgresql\npostgresql_dsn_file = {db.dsn_file}\n"
+    a = harness.Site("nginx", challenge_section=intune_section(mock), extra=extra)
+    b = harness.Site("nginx", challenge_section=intune_section(mock), extra=extra)
+    shutil.rmtree(b.ca_dir)
+    shutil.copytree(a.ca_dir, b.ca_dir)
+    assert run([SCEP_FCGI, "store", "migrate", "--config", a.config]).returncode == 0
+    a.start()
+    b.start()
+    try:
+        mock.reset()
+        work = harness.make_request(a, workdir(a, "intune-retry"), subject="CN=intune-retry,O=Scale Out", challenge="ok-scale-out")
+        first = post(a, work)
+        assert first["status"] == "success", first
+        again = post(b, work)
+        assert again["status"] == "success" and again["serial"] == first["serial"], again
+        calls = [r["op"] for r in mock.state()["requests"] if r["op"] in ("validateRequest", "successNotification", "failureNotification")]
+        assert calls == ["validateRequest", "successNotification"], calls
+        [replayed] = [l for l in b.audit_lines() if l.get("transactionID") == first["transactionID"]]
+        assert replayed["outcome"] == "delivered" and "validatorCalls" not in replayed, replayed
+    finally:
+        a.stop()
+        b.stop()
+        mock.stop()
