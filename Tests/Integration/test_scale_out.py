@@ -317,3 +317,36 @@ def test_intune_retry_on_the_other_host_makes_no_second_intune_call(db):
         a.stop()
         b.stop()
         mock.stop()
+
+
+def test_approval_on_one_host_is_delivered_by_the_other(db):
+    """issue.approval = manual on two hosts: a request held by host A is listed and approved with
+    host B's `ca` commands, and host A then answers the client's CertPoll and its retransmission
+    with the approved certificate (the pending request and its approval live in the database)."""
+    extra = f"[issue]\napproval = manual\n[store]\nbackend = postgresql\npostgresql_dsn_file = {db.dsn_file}\n"
+    a = harness.Site("nginx", extra=extra)
+    b = harness.Site("nginx", extra=extra)
+    shutil.rmtree(b.ca_dir)
+    shutil.copytree(a.ca_dir, b.ca_dir)
+    assert run([SCEP_FCGI, "store", "migrate", "--config", a.config]).returncode == 0
+    a.start()
+    b.start()
+    try:
+        tid = "scale-out-approval-tid"
+        work = harness.make_request(a, workdir(a, "approval"), subject="CN=approved-elsewhere,O=Scale Out", transaction_id=tid)
+        assert post(a, work)["status"] == "pending"
+        listed = [json.loads(line) for line in b.ca("pending", "--json").stdout.splitlines()]
+        assert [p["subject"] for p in listed if p["transactionID"] == tid] == ["CN=approved-elsewhere,O=Scale Out"], listed
+        out = b.ca("approve", tid)
+        assert out.returncode == 0 and "issued" in out.stdout, out.stdout + out.stderr
+        serial = out.stdout.split()[1]
+        polled = query(a, workdir(a, "approval-poll"), "certpoll", subject="CN=approved-elsewhere,O=Scale Out", transaction_id=tid)
+        assert polled["status"] == "success" and polled["serial"] == serial, polled
+        again = post(a, work)
+        assert again["status"] == "success" and again["serial"] == serial
+        assert not [l for l in b.ca("pending", "--json").stdout.splitlines() if tid in l]
+        assert [l["outcome"] for l in a.audit_lines() if l.get("transactionID") == tid] == ["pending", "delivered", "delivered"]
+        assert [l["outcome"] for l in b.audit_lines() if l.get("transactionID") == tid] == ["approved"]
+    finally:
+        a.stop()
+        b.stop()
