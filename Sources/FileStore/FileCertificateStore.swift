@@ -189,6 +189,7 @@ public final class FileCertificateStore: CertificateStore, Sendable {
         try self.journal.restore { records in
             var audited: Set<String> = []
             for case let .audited(serial) in records { audited.insert(serial) }
+            try self.index.load()  // many lookups follow: one parse, not one scan each
             for case let .issued(certificate, issuer, _) in records {
                 let serial = certificate.serialNumberHex
                 let path = self.certificatePath(serial)

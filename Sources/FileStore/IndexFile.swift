@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Glibc
+import Dispatch
 import DurableFiles
 import SCEPCrypto
 import SCEPStore
@@ -71,6 +72,8 @@ final class IndexFile: Sendable {
     /// Whether the cache was built once: until then a lookup scans the file for its one line
     /// rather than wait while another thread (a start's housekeeping) parses all of it.
     private let warm = Locked(false)
+    /// Whether a background build of the cache was started (by the first cold lookup).
+    private let warming = Locked(false)
 
     /// What was read of the file: its bytes, one parsed ``IndexLine`` per certificate pointing
     /// into them, and lookups by serial. Entries are made (Strings and all) only when asked for.
@@ -212,8 +215,26 @@ final class IndexFile: Sendable {
     /// The entry for a serial (upper-case hex), if any.
     func entry(serial: String) throws -> IndexEntry? {
         guard let key = SerialKey(serial) else { return nil }
-        if !self.warm.withLock({ $0 }), let found = try self.scan(serial: serial, key: key) { return found }
+        if !self.warm.withLock({ $0 }) {
+            // Scanning is for the moments before the cache exists, not a way of life: the first
+            // cold lookup has the cache built beside it (a server without CRLs to publish may
+            // have nothing else that builds it).
+            self.warmInBackground()
+            if let found = try self.scan(serial: serial, key: key) { return found }
+        }
         return try self.refreshed { cache in cache.bySerial[key].map { cache.entry($0) } }
+    }
+
+    /// Builds the cache now (a caller about to look up many serials).
+    func load() throws { try self.refreshed { _ in } }
+
+    private func warmInBackground() {
+        let first = self.warming.withLock { started in
+            defer { started = true }
+            return !started
+        }
+        guard first else { return }
+        DispatchQueue.global(qos: .utility).async { try? self.load() }
     }
 
     /// The last line whose serial column is `serial`, found without parsing the others (a few
