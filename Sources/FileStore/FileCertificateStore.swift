@@ -109,7 +109,7 @@ public final class FileCertificateStore: CertificateStore, Sendable {
             ?? FileHealth.problem(writing: self.directory.transactionsPath, prefix: "store", directory: true)
     }
 
-    /// The journal (once it exists) must be a writable file, and one this boot has looked at.
+    /// The journal (once it exists) must be a regular file this process can append to.
     private func journalProblem() -> String? {
         guard access(self.journal.path, F_OK) == 0 else { return nil }
         var info = stat()
