@@ -209,7 +209,7 @@ public final class FileCertificateStore: CertificateStore, Sendable {
         self.restored.withLock { $0 = true }
     }
 
-    /// Marker suffixes besides a live process's `PID-START`: the audit write failed, the store's
+    /// Marker suffixes besides a live process's `PID-START-BOOT`: the audit write failed, the store's
     /// durable write failed, put back after a power loss.
     static let auditFailedSuffix = "failed"
     static let storeFailedSuffix = "storefailed"
@@ -258,7 +258,7 @@ public final class FileCertificateStore: CertificateStore, Sendable {
         }
     }
 
-    /// The markers of `serial` (normally one: `SERIAL.PID-START`, or `SERIAL.failed`).
+    /// The markers of `serial` (normally one: `SERIAL.PID-START-BOOT`, or `SERIAL.failed`).
     private func markers(of serial: String) -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: self.unauditedDirectory)) ?? []).filter { $0.hasPrefix(serial + ".") }
     }

@@ -23,7 +23,7 @@ import SCEPStore
 ///
 /// Format: a first line `scep-fcgi journal 1 boot=ID`, then records, each written as one
 /// `write(2)` of `\n` + fields separated by tabs: `I OWNER ISSUER DER-BASE64` for an issuance (OWNER
-/// is the process's `PID-START`, ISSUER the ``IssuerID`` in hex or `unknown`), `A SERIAL` once its
+/// is the process's `PID-START-BOOT`, ISSUER the ``IssuerID`` in hex or `unknown`), `A SERIAL` once its
 /// audit line is written. The newline comes first, so a record torn by a power loss never glues
 /// itself to the next one; a line that does not parse is skipped.
 ///
@@ -54,11 +54,7 @@ final class IssuanceJournal: Sendable {
     }
 
     /// This boot, as the kernel names it; "unknown" without /proc (every first look then restores).
-    static let boot: String = {
-        guard let data = FileManager.default.contents(atPath: "/proc/sys/kernel/random/boot_id") else { return "unknown" }
-        let text = String(decoding: data, as: UTF8.self).trimmedWhitespace
-        return text.isEmpty ? "unknown" : text
-    }()
+    static var boot: String { ProcessIdentity.bootID }
 
     static var header: [UInt8] { Array("scep-fcgi journal 1 boot=\(Self.boot)".utf8) }
 

@@ -31,7 +31,7 @@ enum TransactionLine {
 /// Entries are hard links, so a transaction costs no inode of its own (ext4 inode allocation
 /// was the one cost the benchmark showed for a file-per-claim):
 ///
-/// - **in flight**: a link to this process's marker `transactions/.claim-PID-START`; `link(2)`
+/// - **in flight**: a link to this process's marker `transactions/.claim-PID-START-BOOT`; `link(2)`
 ///   fails with EEXIST, so of two processes claiming one transactionID only one succeeds;
 /// - **issued**: a link to `issued/SERIAL.pem`: serial and key hash are read from the certificate,
 ///   and the time from its file;
@@ -68,7 +68,7 @@ struct TransactionDirectory: Sendable {
         let fd = open(self.marker, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         if fd >= 0 {
             defer { close(fd) }
-            try AtomicFile.writeAll(fd, Array("scep-fcgi-claim \(me.pid) \(me.start)\n".utf8), what: self.marker)
+            try AtomicFile.writeAll(fd, Array("scep-fcgi-claim \(me.pid) \(me.start) \(me.boot)\n".utf8), what: self.marker)
         } else if errno != EEXIST {
             throw StoreError("create \(self.marker): \(errnoText())")
         }
@@ -221,11 +221,12 @@ struct TransactionDirectory: Sendable {
         }
     }
 
-    /// Whether the process a marker's content (`scep-fcgi-claim PID START`) names is still the
-    /// same running process: pids are reused, start times are not.
+    /// Whether the process a marker's content (`scep-fcgi-claim PID START BOOT`; older versions
+    /// wrote no BOOT) names is still the same running process: pids are reused, start times are
+    /// not within one boot.
     static func markerIsAlive(_ content: String) -> Bool {
         let fields = content.split(whereSeparator: { $0 == " " || $0 == "\n" })
         guard fields.count >= 3, let pid = Int32(fields[1]), let start = UInt64(fields[2]) else { return false }
-        return ProcessIdentity(pid: pid, start: start).isRunning
+        return ProcessIdentity(pid: pid, start: start, boot: fields.count >= 4 ? String(fields[3]) : "").isRunning
     }
 }

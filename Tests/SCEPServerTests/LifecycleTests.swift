@@ -442,5 +442,12 @@ struct ClaimMarkerTests {
         #expect(TransactionDirectory.markerIsAlive("scep-fcgi-claim \(me.pid) \(me.start)\n"))
         #expect(!TransactionDirectory.markerIsAlive("scep-fcgi-claim \(me.pid) \(me.start + 1)\n"))  // pid reused
         #expect(!TransactionDirectory.markerIsAlive("scep-fcgi-claim 999999 1\n"))
+        // This boot's marker is alive; the same pid and tick of another boot (a service started
+        // early at every boot) is not; a marker of an older version (no boot) is judged as before.
+        #expect(TransactionDirectory.markerIsAlive("scep-fcgi-claim \(me.pid) \(me.start) \(me.boot)\n"))
+        #expect(!TransactionDirectory.markerIsAlive("scep-fcgi-claim \(me.pid) \(me.start) 0bad0b00\n"))
+        #expect(ProcessIdentity.running(tag: Substring(me.tag)) && me.tag.hasSuffix("-" + ProcessIdentity.boot) && !me.boot.isEmpty)
+        #expect(!ProcessIdentity.running(tag: "\(me.pid)-\(me.start)-0bad0b00"))
+        #expect(ProcessIdentity.running(tag: "\(me.pid)-\(me.start)"))
     }
 }
