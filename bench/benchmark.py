@@ -16,6 +16,7 @@ import platform
 import re
 import shutil
 import signal
+import statistics
 import socket
 import subprocess
 import sys
@@ -185,12 +186,6 @@ def get_load(url, operation, seconds=3):
                            "--duration", str(seconds)]))
 
 
-def median(values):
-    ordered = sorted(values)
-    n = len(ordered)
-    return ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
-
-
 def benchmark(bits, args, root):
     d = Deployment(root, bits)
     try:
@@ -254,8 +249,8 @@ def summarise(row):
     return {
         "ours": pick(ours, "enrollments_per_second"), "theirs": pick(theirs, "enrollments_per_second"), "ratios": ratios,
         "ours_cpu": pick(ours, "cpu_ms_per_enrollment"), "theirs_cpu": pick(theirs, "cpu_ms_per_enrollment"),
-        "ours_p50": median(pick(ours, "p50_ms")), "ours_p99": median(pick(ours, "p99_ms")),
-        "theirs_p50": median(pick(theirs, "p50_ms")), "theirs_p99": median(pick(theirs, "p99_ms")),
+        "ours_p50": statistics.median(pick(ours, "p50_ms")), "ours_p99": statistics.median(pick(ours, "p99_ms")),
+        "theirs_p50": statistics.median(pick(theirs, "p50_ms")), "theirs_p99": statistics.median(pick(theirs, "p99_ms")),
         "ours_failures": sum(pick(ours, "failures")), "theirs_failures": sum(pick(theirs, "failures")),
         "client_cpu": max(r.get("client_cpu_ms_per_request", 0) for r in ours),
         "ok": all(r["failures"] == 0 and r["unique_serials"] == r["requests"] and r["audit_issued"] == r["requests"] for r in ours),
@@ -264,7 +259,7 @@ def summarise(row):
 
 
 def spread(values, fmt="{:.0f}"):
-    return f"{fmt.format(median(values))} ({fmt.format(min(values))}–{fmt.format(max(values))})"
+    return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}–{fmt.format(max(values))})"
 
 
 def report(results, args):
@@ -302,8 +297,8 @@ def report(results, args):
         for row in r["rows"]:
             c = row["concurrency"]
             x = summarise(row)
-            ratio = median(x["ratios"])
-            cpu_ratio = median(x["ours_cpu"]) / floor_ms
+            ratio = statistics.median(x["ratios"])
+            cpu_ratio = statistics.median(x["ours_cpu"]) / floor_ms
             lines.append(
                 f"| {c} | {spread(x['ours'])} | {spread(x['theirs'])} | {spread(x['ratios'], '{:.2f}')}× "
                 f"| {x['ours_failures']} / {x['theirs_failures']} | {x['ours_p50']:.1f} / {x['ours_p99']:.1f} "

@@ -84,7 +84,7 @@ public final class FileCertificateStore: CertificateStore, Sendable {
     /// One process at a time (the others skip their turn), and nothing that lists `issued/`
     /// after this process's first turn: what it costs does not grow with the CA's age.
     public func maintain(now: Date) -> StoreMaintenance {
-        guard let lock = try? RunLock(path: self.directory.path + "/.maintenance.lock") else { return StoreMaintenance() }
+        guard let lock = try? RunLock(path: self.maintenanceLockPath) else { return StoreMaintenance() }
         defer { lock.release() }
         // Failures come back at the next turn; an issuance never waits for this one.
         _ = try? self.checkpoint()
@@ -92,6 +92,9 @@ public final class FileCertificateStore: CertificateStore, Sendable {
         let pruned = self.transactions.prune(olderThan: now.addingTimeInterval(-self.transactions.retention))
         return StoreMaintenance(transactionsPruned: pruned, leftoversRemoved: leftovers)
     }
+
+    /// Held (non-blocking) by the one process doing the store's upkeep or a checkpoint.
+    private var maintenanceLockPath: String { self.directory.path + "/.maintenance.lock" }
 
     /// `.JOB.lock` in the CA directory, under a non-blocking `flock` (`job` is a fixed name, never input).
     public func exclusively<T>(_ job: String, _ body: () throws -> T) throws -> T? {
@@ -154,7 +157,7 @@ public final class FileCertificateStore: CertificateStore, Sendable {
             try? self.markUnaudited(serial: serial, as: Self.storeFailedSuffix)
             throw error
         }
-        if size > Self.journalLimit, let lock = try? RunLock(path: self.directory.path + "/.maintenance.lock") {
+        if size > Self.journalLimit, let lock = try? RunLock(path: self.maintenanceLockPath) {
             defer { lock.release() }
             _ = try? self.checkpoint()
         }

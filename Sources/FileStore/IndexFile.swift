@@ -238,8 +238,9 @@ final class IndexFile: Sendable {
     }
 
     /// The last line whose serial column is `serial`, found without parsing the others (a few
-    /// milliseconds for 200,000 lines, where parsing all of them takes a quarter of a second). Nil when not found this way (a serial written in another form, or
-    /// none): the caller then asks the cache.
+    /// milliseconds for 200,000 lines, where parsing all of them takes a quarter of a second).
+    /// Nil when not found this way (a serial written in another form, or none): the caller then
+    /// asks the cache.
     private func scan(serial: String, key: SerialKey) throws -> IndexEntry? {
         var info = stat()
         guard stat(self.path, &info) == 0 else { return nil }

@@ -57,14 +57,20 @@ def db():
     shutil.rmtree(database.dir, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def hosts(db):
-    extra = f"[store]\nbackend = postgresql\npostgresql_dsn_file = {db.dsn_file}\n[ocsp]\npath = /ocsp\n"
-    a = harness.Site("nginx", extra=extra)
-    b = harness.Site("nginx", extra=extra)
-    # Host B gets the CA's key material: a copy of host A's CA directory (nothing else is shared).
+def two_hosts(db, extra="", challenge_section=None):
+    """Two sites (not started) on the PostgreSQL store: host B gets the CA's key material as a copy
+    of host A's CA directory, and nothing else is shared but the database."""
+    extra = f"[store]\nbackend = postgresql\npostgresql_dsn_file = {db.dsn_file}\n" + extra
+    a = harness.Site("nginx", challenge_section=challenge_section, extra=extra)
+    b = harness.Site("nginx", challenge_section=challenge_section, extra=extra)
     shutil.rmtree(b.ca_dir)
     shutil.copytree(a.ca_dir, b.ca_dir)
+    return a, b
+
+
+@pytest.fixture(scope="module")
+def hosts(db):
+    a, b = two_hosts(db, extra="[ocsp]\npath = /ocsp\n")
     out = run([SCEP_FCGI, "store", "migrate", "--config", a.config])
     assert out.returncode == 0 and "applied schema version" in out.stdout, out.stdout + out.stderr
     # A second migration (host B's, or a re-run) changes nothing.
@@ -294,11 +300,7 @@ def test_intune_retry_on_the_other_host_makes_no_second_intune_call(db):
     root = tempfile.mkdtemp(prefix="scep-it-scale-intune-")
     os.chmod(root, 0o755)
     mock = Mock(root)
-    extra = f"[store]\nbackend = postgresql\npostgresql_dsn_file = {db.dsn_file}\n"
-    a = harness.Site("nginx", challenge_section=intune_section(mock), extra=extra)
-    b = harness.Site("nginx", challenge_section=intune_section(mock), extra=extra)
-    shutil.rmtree(b.ca_dir)
-    shutil.copytree(a.ca_dir, b.ca_dir)
+    a, b = two_hosts(db, challenge_section=intune_section(mock))
     assert run([SCEP_FCGI, "store", "migrate", "--config", a.config]).returncode == 0
     a.start()
     b.start()
@@ -323,11 +325,7 @@ def test_approval_on_one_host_is_delivered_by_the_other(db):
     """issue.approval = manual on two hosts: a request held by host A is listed and approved with
     host B's `ca` commands, and host A then answers the client's CertPoll and its retransmission
     with the approved certificate (the pending request and its approval live in the database)."""
-    extra = f"[issue]\napproval = manual\n[store]\nbackend = postgresql\npostgresql_dsn_file = {db.dsn_file}\n"
-    a = harness.Site("nginx", extra=extra)
-    b = harness.Site("nginx", extra=extra)
-    shutil.rmtree(b.ca_dir)
-    shutil.copytree(a.ca_dir, b.ca_dir)
+    a, b = two_hosts(db, extra="[issue]\napproval = manual\n")
     assert run([SCEP_FCGI, "store", "migrate", "--config", a.config]).returncode == 0
     a.start()
     b.start()
