@@ -19,5 +19,11 @@ public final class RunLock {
         self.fd = fd
     }
 
-    public func release() { close(self.fd) }
+    /// Unlocks, then closes. `flock` belongs to the open file description, which a child forked
+    /// by any thread of this process shares until its exec closes it (O_CLOEXEC): closing alone
+    /// would leave the lock held for that window; `LOCK_UN` frees it for every copy.
+    public func release() {
+        flock(self.fd, LOCK_UN)
+        close(self.fd)
+    }
 }

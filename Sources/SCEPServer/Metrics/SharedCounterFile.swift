@@ -37,7 +37,13 @@ final class SharedCounterFile: @unchecked Sendable {
             guard lock >= 0 else { throw ServerError(.metrics, "metrics counters \(path).lock: \(errnoText())") }
             flock(lock, LOCK_EX)
         }
-        defer { if lock >= 0 { close(lock) } }
+        defer {
+            // Unlocked before the close: a child forked meanwhile shares the description (RunLock).
+            if lock >= 0 {
+                flock(lock, LOCK_UN)
+                close(lock)
+            }
+        }
 
         var fd = open(path, O_RDWR | O_CLOEXEC)
         if fd >= 0, !Self.valid(fd, fingerprint: fingerprint, slots: slots) {
