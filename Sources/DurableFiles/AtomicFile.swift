@@ -47,17 +47,23 @@ public enum AtomicFile {
     public static func sweep(_ directory: String) -> (removed: Int, live: Int) {
         var (removed, live) = (0, 0)
         for name in (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? [] {
-            // Bytes first: a directory may hold 200,000 names, and String splitting each is slow.
-            let bytes = Array(name.utf8)
-            guard let at = Self.marker(in: bytes) else { continue }
-            let pid = String(decoding: bytes[(at + 5)...].prefix { (0x30...0x39).contains($0) }, as: UTF8.self)
-            guard let number = Int32(pid), number != getpid(), kill(number, 0) != 0, errno == ESRCH else {
-                live += 1
-                continue
+            switch Self.orphan(name) {
+            case true?: if unlink(directory + "/" + name) == 0 { removed += 1 }
+            case false?: live += 1
+            case nil: continue
             }
-            if unlink(directory + "/" + name) == 0 { removed += 1 }
         }
         return (removed, live)
+    }
+
+    /// Whether `name` is a temporary file (nil: it is not one) whose writer is gone.
+    public static func orphan(_ name: String) -> Bool? {
+        // Bytes first: a directory may hold 200,000 names, and String splitting each is slow.
+        let bytes = Array(name.utf8)
+        guard let at = Self.marker(in: bytes) else { return nil }
+        let pid = String(decoding: bytes[(at + 5)...].prefix { (0x30...0x39).contains($0) }, as: UTF8.self)
+        guard let number = Int32(pid), number != getpid(), kill(number, 0) != 0, errno == ESRCH else { return false }
+        return true
     }
 
     /// Where `.tmp-` starts in a file name, if anywhere.

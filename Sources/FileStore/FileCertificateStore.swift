@@ -130,14 +130,17 @@ public final class FileCertificateStore: CertificateStore, Sendable {
 
     // MARK: issuance
 
-    public func commit(_ certificate: Certificate, issuer: IssuerID, transaction: TransactionKey) throws {
+    /// The journal record of ``audited(serial:line:)`` is the enrollment's one durable write.
+    public var sealsWithAuditLine: Bool { true }
+
+    public func commit(_ certificate: Certificate, issuer: IssuerID, transaction: TransactionKey, durableNow: Bool) throws {
         let serial = certificate.serialNumberHex
         // The file name is the serial only (hex): nothing from the request reaches a path.
         // The unaudited marker (a second link to the same file) exists before issued/SERIAL.pem
-        // does, and goes once the certificate's audit record is written (``audited(serial:)``):
+        // does, and goes once the certificate's audit record is written (``audited(serial:line:)``):
         // whatever kills the process in between, ``unaudited()`` finds the certificate.
-        // None of these writes is synced: the journal's record, written after them, is (a
-        // checkpoint relies on that order).
+        // None of these writes is synced: the journal's records, written after them, are (a
+        // checkpoint relies on that order), at ``audited(serial:line:)`` or now with `durableNow`.
         try self.ensureUnauditedDirectory()
         let marker = self.unauditedMarker(serial)
         try AtomicFile.create(
@@ -152,7 +155,7 @@ public final class FileCertificateStore: CertificateStore, Sendable {
             throw error
         }
         let size: Int
-        do { size = try self.journal.recordIssued(certificate, issuer: issuer, owner: ProcessIdentity.current.tag) } catch {
+        do { size = try self.journal.recordIssued(certificate, issuer: issuer, owner: ProcessIdentity.current.tag, sync: durableNow) } catch {
             // In the index but not durably: never delivered, and audited as withheld by housekeeping.
             try? self.markUnaudited(serial: serial, as: Self.storeFailedSuffix)
             throw error
@@ -165,18 +168,21 @@ public final class FileCertificateStore: CertificateStore, Sendable {
 
     /// Makes what the journal's records would restore durable where it lies (one `syncfs` of each
     /// filesystem involved, instead of three syncs per certificate), then drops those records.
+    /// The audit lines the records carry are made durable too: their logs' filesystems are synced.
     func checkpoint() throws -> Bool {
         try self.restoreAfterPowerLoss()
         let (size, hasRecords) = self.journal.size()
         guard hasRecords else { return false }
-        try self.syncFilesystems()
+        let logs = self.journal.auditLogs(before: size).map { path in path.lastIndex(of: "/").map { String(path[..<$0]) }.map { $0.isEmpty ? "/" : $0 } ?? "." }
+        try self.syncFilesystems(also: logs)
         return try self.journal.checkpoint(size: size)
     }
 
-    /// `syncfs` of the CA directory's filesystem, and of `issued/`'s if it is another one.
-    private func syncFilesystems() throws {
+    /// `syncfs` of the CA directory's filesystem, of `issued/`'s if it is another one, and of those
+    /// holding `also` (the audit logs' directories).
+    private func syncFilesystems(also: [String] = []) throws {
         var devices: Set<UInt> = []
-        for path in [self.directory.path, self.directory.issuedPath, self.unauditedDirectory] {
+        for path in [self.directory.path, self.directory.issuedPath, self.unauditedDirectory] + also {
             var info = stat()
             guard stat(path, &info) == 0, devices.insert(UInt(info.st_dev)).inserted else { continue }
             do { try syncFilesystem(containing: path) } catch { throw StoreError("\(error)") }
@@ -184,14 +190,23 @@ public final class FileCertificateStore: CertificateStore, Sendable {
     }
 
     /// After the machine went down (the journal is another boot's), puts back what its records
-    /// say was issued and a power loss may have taken: the certificate file, the index line, and
-    /// for a certificate whose audit was not recorded, a marker (`SERIAL.restored`) so that
-    /// housekeeping audits it as withheld. Once per process; a start on the same boot reads one line.
+    /// say was issued and a power loss may have taken: the certificate file, the index line; for a
+    /// certificate whose audit was not recorded, a marker (`SERIAL.restored`) so that housekeeping
+    /// audits it as withheld; for an audit line the log no longer has, a note `SERIAL.lostline`
+    /// holding it, which housekeeping writes again. Once per process; a start on the same boot
+    /// reads one line.
     func restoreAfterPowerLoss() throws {
         guard !self.restored.withLock({ $0 }) else { return }
         try self.journal.restore { records in
             var audited: Set<String> = []
-            for case let .audited(serial) in records { audited.insert(serial) }
+            for case let .audited(serial, line) in records {
+                audited.insert(serial)
+                guard let line, !AuditLogProbe.has(line) else { continue }
+                try self.ensureUnauditedDirectory()
+                try AtomicFile.replace(
+                    self.unauditedDirectory + "/\(serial).\(Self.lostLineSuffix)", contents: line.bytes, mode: 0o640, sync: false,
+                    scratch: self.directory.scratchPath)
+            }
             try self.index.load()  // many lookups follow: one parse, not one scan each
             for case let .issued(certificate, issuer, _) in records {
                 let serial = certificate.serialNumberHex
@@ -217,6 +232,8 @@ public final class FileCertificateStore: CertificateStore, Sendable {
     static let auditFailedSuffix = "failed"
     static let storeFailedSuffix = "storefailed"
     static let restoredSuffix = "restored"
+    /// A note holding an audit line a power loss took from the log (not a link to the certificate).
+    static let lostLineSuffix = "lostline"
 
     public func issued(_ key: TransactionKey, serial: String) throws {
         try self.transactions.update(key, .issued, serial: serial)
@@ -235,16 +252,28 @@ public final class FileCertificateStore: CertificateStore, Sendable {
     }
 
     /// On every delivered enrollment: one unlink of the note this process made, no directory
-    /// listing. Any other note of the serial (a dead process's, a failed write's) goes too.
-    public func audited(serial: String) {
+    /// listing (any other note of the serial, a dead process's or a failed write's, goes too),
+    /// then the journal record with the line, synced: the enrollment's one durable write. When it
+    /// fails, the certificate gets a `store-failed` note (housekeeping audits it as withheld).
+    /// Without a line (housekeeping's, synced by the log itself) the record is not synced and
+    /// cannot fail the call: a power loss that takes it audits the certificate again, as withheld.
+    public func audited(serial: String, line: WrittenAuditLine?) throws {
         if unlink(self.unauditedMarker(serial)) != 0 {
             for name in self.markers(of: serial) { unlink(self.unauditedDirectory + "/" + name) }
         }
-        self.journal.recordAudited(serial: serial)
+        guard let line else {
+            self.journal.recordAudited(serial: serial)
+            return
+        }
+        do { try self.journal.recordAudited(serial: serial, line: line) } catch {
+            try? self.markUnaudited(serial: serial, as: Self.storeFailedSuffix)
+            throw error
+        }
     }
 
     public func unaudited() throws -> [UnauditedCertificate] {
         try self.recover().map { note in
+            if note.cause == .lineLost { return self.lostLine(serial: note.serial) }
             do {
                 return UnauditedCertificate(serial: note.serial, cause: note.cause, certificate: try self.reconcile(serial: note.serial))
             } catch {
@@ -276,7 +305,7 @@ public final class FileCertificateStore: CertificateStore, Sendable {
     private func markUnaudited(serial: String, as suffix: String) throws {
         try self.ensureUnauditedDirectory()
         let failed = self.unauditedDirectory + "/\(serial).\(suffix)"
-        for name in self.markers(of: serial) where !name.hasSuffix("." + suffix) {
+        for name in self.markers(of: serial) where !name.hasSuffix("." + suffix) && !name.hasSuffix("." + Self.lostLineSuffix) {
             guard rename(self.unauditedDirectory + "/" + name, failed) == 0 else { throw StoreError("mark \(failed): \(errnoText())") }
         }
         if self.markers(of: serial).isEmpty {
@@ -304,6 +333,7 @@ public final class FileCertificateStore: CertificateStore, Sendable {
             case Self.auditFailedSuffix: return (serial, .auditFailed)
             case Self.storeFailedSuffix: return (serial, .storeFailed)
             case Self.restoredSuffix: return (serial, .crashed)
+            case Self.lostLineSuffix: return (serial, .lineLost)
             default: break
             }
             // Still being worked on by a live process (an Intune notification may take a while).
@@ -311,9 +341,20 @@ public final class FileCertificateStore: CertificateStore, Sendable {
         }.sorted { $0.serial < $1.serial }
     }
 
+    /// A line a power loss took from the log, as the journal kept it; the certificate stays as it is
+    /// (put back by the restore, and maybe delivered).
+    private func lostLine(serial: String) -> UnauditedCertificate {
+        let note = self.unauditedDirectory + "/\(serial).\(Self.lostLineSuffix)"
+        guard let bytes = FileManager.default.contents(atPath: note) else {
+            return UnauditedCertificate(serial: serial, cause: .lineLost, certificate: nil, problem: "read \(note): \(errnoText())")
+        }
+        let certificate = try? self.certificate(serial: serial)?.certificate
+        return UnauditedCertificate(serial: serial, cause: .lineLost, certificate: certificate, lostLine: Array(bytes))
+    }
+
     /// Completes what a crash left half done (issued file, index line) and marks it withheld.
     private func reconcile(serial: String) throws -> Certificate? {
-        guard let name = self.markers(of: serial).first else { return nil }
+        guard let name = self.markers(of: serial).first(where: { !$0.hasSuffix("." + Self.lostLineSuffix) }) else { return nil }
         let marker = self.unauditedDirectory + "/" + name
         guard let pem = FileManager.default.contents(atPath: marker), let certificate = try? Certificate.certificates(pemEncoded: Array(pem)).first else {
             unlink(marker)

@@ -9,12 +9,14 @@ import SCEPStore
 ///
 /// An issuance writes its certificate file, its unaudited marker and its `index.txt` line without
 /// syncing any of them, then appends one record here (the certificate in DER, its issuer, the
-/// writing process) and syncs this file alone, sharing that `fdatasync` with the other threads
-/// that appended meanwhile (``GroupSync``). A kill -9 loses none of the unsynced writes: they are
-/// in the kernel already. Only a power loss (or a kernel crash) can, and only what was written
-/// since the last checkpoint, which is in this file: the first look after the machine comes back
-/// (``restore(_:)``, from the file store's `recover()`) puts back what is missing. Which boot wrote
-/// the records is in the file's first line (`/proc/sys/kernel/random/boot_id`), so a store
+/// writing process). Once the audit log has the certificate's line (written without a sync), a
+/// second record carries that line, and one `fdatasync` of this file makes both records durable,
+/// shared with the other threads that appended meanwhile (``GroupSync``): the one durable write of
+/// an enrollment. A kill -9 loses none of the unsynced writes: they are in the kernel already.
+/// Only a power loss (or a kernel crash) can, and only what was written since the last
+/// checkpoint, which is in this file: the first look after the machine comes back (``restore(_:)``,
+/// from the file store's `recover()`) puts back what is missing, audit lines included. Which boot
+/// wrote the records is in the file's first line (`/proc/sys/kernel/random/boot_id`), so a store
 /// restarted on the same boot reads nothing.
 ///
 /// A record's effects are written before the record, so every record before an offset had its
@@ -23,9 +25,11 @@ import SCEPStore
 ///
 /// Format: a first line `scep-fcgi journal 1 boot=ID`, then records, each written as one
 /// `write(2)` of `\n` + fields separated by tabs: `I OWNER ISSUER DER-BASE64` for an issuance (OWNER
-/// is the process's `PID-START-BOOT`, ISSUER the ``IssuerID`` in hex or `unknown`), `A SERIAL` once its
-/// audit line is written. The newline comes first, so a record torn by a power loss never glues
-/// itself to the next one; a line that does not parse is skipped.
+/// is the process's `PID-START-BOOT`, ISSUER the ``IssuerID`` in hex or `unknown`), and once its
+/// audit line is written `A SERIAL INODE END PATH-BASE64 LINE-BASE64` (the line, the log file it
+/// went to and where it ends there), or `A SERIAL` when there is no line to keep. The newline
+/// comes first, so a record torn by a power loss never glues itself to the next one; a line that
+/// does not parse is skipped.
 ///
 /// Appends share an `flock` of `journal.lock`; a checkpoint and a restore hold it exclusively and
 /// replace the file, after which appenders reopen it (its old inode has no links left).
@@ -50,7 +54,7 @@ final class IssuanceJournal: Sendable {
     /// One record of the journal.
     enum Record {
         case issued(Certificate, issuer: IssuerID?, owner: String)
-        case audited(serial: String)
+        case audited(serial: String, line: WrittenAuditLine?)
     }
 
     /// This boot, as the kernel names it; "unknown" without /proc (every first look then restores).
@@ -65,21 +69,33 @@ final class IssuanceJournal: Sendable {
 
     // MARK: appending
 
-    /// Appends the issuance record durably; returns the file's size after it (for the caller's
-    /// checkpoint-by-size).
+    /// Appends the issuance record, durably with `sync` (else ``recordAudited(serial:line:)``'s
+    /// sync covers it); returns the file's size after it (for the caller's checkpoint-by-size).
     @discardableResult
-    func recordIssued(_ certificate: Certificate, issuer: IssuerID?, owner: String) throws -> Int {
+    func recordIssued(_ certificate: Certificate, issuer: IssuerID?, owner: String, sync: Bool) throws -> Int {
         let line = "\nI\t\(owner)\t\(issuer?.hex ?? "unknown")\t\(Data(certificate.derEncoded).base64EncodedString())"
         let (descriptor, end) = try self.append(Array(line.utf8))
-        do { try descriptor.group.sync() } catch { throw StoreError("\(self.path): \(error)") }
+        if sync { try self.sync(descriptor) }
         return end
     }
 
-    /// Notes that the certificate's audit line is written; not synced (see docs/ca-layout.md: a
-    /// power loss that takes this record too makes the first look after it audit the certificate
-    /// again, as withheld, which is what the unsynced removal of its marker did before).
+    /// Appends that the certificate's audit line is written, with the line, and syncs: this and
+    /// the issuance record before it are durable when it returns.
+    func recordAudited(serial: String, line: WrittenAuditLine) throws {
+        let record = "\nA\t\(serial)\t\(line.inode)\t\(line.end)\t\(Data(line.path.utf8).base64EncodedString())\t\(Data(line.bytes).base64EncodedString())"
+        let (descriptor, _) = try self.append(Array(record.utf8))
+        try self.sync(descriptor)
+    }
+
+    /// Notes that a line the log synced itself is written (housekeeping's); not synced: a power
+    /// loss that takes this record makes the first look after it audit the certificate again, as
+    /// withheld.
     func recordAudited(serial: String) {
         _ = try? self.append(Array("\nA\t\(serial)".utf8))
+    }
+
+    private func sync(_ descriptor: Descriptor) throws {
+        do { try descriptor.group.sync() } catch { throw StoreError("\(self.path): \(error)") }
     }
 
     private func append(_ bytes: [UInt8]) throws -> (Descriptor, Int) {
@@ -114,6 +130,14 @@ final class IssuanceJournal: Sendable {
     }
 
     // MARK: checkpoint and restore
+
+    /// The audit logs that the records before `size` name (a checkpoint makes them durable too).
+    func auditLogs(before size: Int) -> Set<String> {
+        guard let bytes = try? self.contents(), Self.bootOf(bytes) == Self.boot else { return [] }
+        var paths: Set<String> = []
+        for case let .audited(_, line?) in Self.records(in: Array(bytes.prefix(size))) { paths.insert(line.path) }
+        return paths
+    }
 
     /// The file's size now, and whether it holds records (more than its header).
     func size() -> (bytes: Int, hasRecords: Bool) {
@@ -179,7 +203,12 @@ final class IssuanceJournal: Sendable {
                 guard let der = Data(base64Encoded: fields[3]), let certificate = try? Certificate(derEncoded: Array(der)) else { return nil }
                 return .issued(certificate, issuer: IssuerID(hex: fields[2]), owner: fields[1])
             case ("A", 2):
-                return SerialHex.normalize(fields[1]).map { .audited(serial: $0) }
+                return SerialHex.normalize(fields[1]).map { .audited(serial: $0, line: nil) }
+            case ("A", 6):
+                guard let serial = SerialHex.normalize(fields[1]), let inode = UInt64(fields[2]), let end = Int(fields[3]),
+                    let path = Data(base64Encoded: fields[4]), let bytes = Data(base64Encoded: fields[5])
+                else { return nil }
+                return .audited(serial: serial, line: WrittenAuditLine(bytes: Array(bytes), path: String(decoding: path, as: UTF8.self), inode: inode, end: end))
             default:
                 return nil
             }

@@ -160,7 +160,9 @@ struct TransactionDirectory: Sendable {
                 continue
             }
             if name.hasPrefix(".tmp-") || name.contains(".stale-") {
-                if Date().timeIntervalSince1970 - TimeInterval(info.st_mtim.tv_sec) > Self.claimLifetime, unlink(entry) == 0 { removed += 1 }
+                // A temporary file of a writer that is gone goes at once; anything else once old.
+                let old = Date().timeIntervalSince1970 - TimeInterval(info.st_mtim.tv_sec) > Self.claimLifetime
+                if old || AtomicFile.orphan(name) == true, unlink(entry) == 0 { removed += 1 }
                 continue
             }
             // An issued or rejected record is as old as its file: a younger one is not read at all.

@@ -47,6 +47,9 @@ public final class IntuneChallengeValidator: ChallengeValidator, @unchecked Send
         return .rejected(.challengeRejected, detail: Self.boundedCode(result.code))
     }
 
+    /// successNotification tells Intune of each certificate.
+    public var notifiesIssuance: Bool { true }
+
     public func issued(_ certificate: Certificate, context: ChallengeContext) throws {
         let body = try Self.json(
             SuccessNotificationBody(

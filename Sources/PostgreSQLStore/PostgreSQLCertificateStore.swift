@@ -23,7 +23,7 @@ public final class PostgreSQLCertificateStore: CertificateStore, Sendable {
     let pool: ConnectionPool
     let presence: Presence
     let retention: TimeInterval
-    /// Serials whose audit line is written but whose ``audited(serial:)`` did not reach the database.
+    /// Serials whose audit line is written but whose ``audited(serial:line:)`` did not reach the database.
     private let unsettled = Locked<Set<String>>([])
 
     /// - Parameter dsn: a libpq connection string (from `store.postgresql_dsn_file`, never a flag).
@@ -150,7 +150,7 @@ public final class PostgreSQLCertificateStore: CertificateStore, Sendable {
 
     // MARK: issuance
 
-    public func commit(_ certificate: Certificate, issuer: IssuerID, transaction: TransactionKey) throws {
+    public func commit(_ certificate: Certificate, issuer: IssuerID, transaction: TransactionKey, durableNow: Bool) throws {
         let writer = try self.run { try self.presence.key() }
         _ = try self.transaction { c in
             try c.execute(SQL.commit, [
@@ -173,9 +173,13 @@ public final class PostgreSQLCertificateStore: CertificateStore, Sendable {
         _ = try self.transaction { c in try c.execute(SQL.withhold, [.text(serial), .bool(!auditLineWritten)]) }
     }
 
+    /// Commits are durable on their own: the audit log syncs each issuance's line itself.
+    public var sealsWithAuditLine: Bool { false }
+
     /// A failed write (the database away) is kept and written again before the next
     /// ``unaudited()``: a certificate whose line is written must not come back as unaudited.
-    public func audited(serial: String) {
+    /// The line itself stays in the host's log (synced there): nothing of it is kept here.
+    public func audited(serial: String, line: WrittenAuditLine?) {
         do {
             _ = try self.transaction { c in
                 try c.execute(SQL.asynchronous)

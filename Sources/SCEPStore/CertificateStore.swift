@@ -165,6 +165,9 @@ public struct UnauditedCertificate: Sendable, Equatable {
         case auditFailed = "audit-failed"
         /// The store could not make it durable (a full disk), so it was never delivered.
         case storeFailed = "store-failed"
+        /// Its audit line was written, then lost with the log's unsynced tail (a power loss); the
+        /// store kept it (``UnauditedCertificate/lostLine``). Not withheld: it may have been delivered.
+        case lineLost = "power-loss"
     }
 
     public let serial: String
@@ -174,12 +177,15 @@ public struct UnauditedCertificate: Sendable, Equatable {
     /// Why the store could not complete and withhold it yet: the caller logs this and writes no
     /// line; it comes back next time.
     public let problem: String?
+    /// For ``Cause/lineLost``: the line as it was written, to be written again.
+    public let lostLine: [UInt8]?
 
-    public init(serial: String, cause: Cause, certificate: Certificate?, problem: String? = nil) {
+    public init(serial: String, cause: Cause, certificate: Certificate?, problem: String? = nil, lostLine: [UInt8]? = nil) {
         self.serial = serial
         self.cause = cause
         self.certificate = certificate
         self.problem = problem
+        self.lostLine = lostLine
     }
 
     public static func == (a: Self, b: Self) -> Bool { a.serial == b.serial && a.cause == b.cause }
@@ -201,6 +207,32 @@ public struct StoredCertificate: Sendable {
     public init(certificate: Certificate, status: CertificateStatus) {
         self.certificate = certificate
         self.status = status
+    }
+}
+
+/// An audit line as the log wrote it: its bytes (newline included), the file and where the line
+/// ends in it. A store that seals issuances with their audit lines keeps this to tell, after a
+/// power loss, whether the log still has the line.
+public struct WrittenAuditLine: Sendable, Equatable {
+    public let bytes: [UInt8]
+    /// The log's path when the line was written, and the file's inode (a rotated file keeps it).
+    public let path: String
+    public let inode: UInt64
+    /// The file's size just after the line.
+    public let end: Int
+
+    public init(bytes: [UInt8], path: String, inode: UInt64, end: Int) {
+        self.bytes = bytes
+        self.path = path
+        self.inode = inode
+        self.end = end
+    }
+}
+
+extension CertificateStore {
+    /// Commits with the store's own durability (``CertificateStore/sealsWithAuditLine``).
+    public func commit(_ certificate: Certificate, issuer: IssuerID, transaction: TransactionKey) throws {
+        try self.commit(certificate, issuer: issuer, transaction: transaction, durableNow: false)
     }
 }
 
@@ -254,21 +286,33 @@ public protocol CertificateStore: Sendable {
 
     // MARK: issuance (one path: ``Issuance``)
 
-    /// Records a newly signed certificate, issued by `issuer` for `transaction`, durably and as a
-    /// unit. Until ``audited(serial:)`` it counts as unaudited: if its request dies first,
-    /// ``unaudited()`` hands it back. Throws if it cannot record it; it must then not be delivered.
-    func commit(_ certificate: Certificate, issuer: IssuerID, transaction: TransactionKey) throws
+    /// Whether an issuance becomes durable together with its audit line, in one write made by
+    /// ``audited(serial:line:)``, instead of at ``commit(_:issuer:transaction:durableNow:)``: the
+    /// audit log then writes that line without a sync of its own (the store can put it back).
+    var sealsWithAuditLine: Bool { get }
+
+    /// Records a newly signed certificate, issued by `issuer` for `transaction`, as a unit. It is
+    /// durable when this returns, unless the store ``sealsWithAuditLine`` and `durableNow` is
+    /// false: then ``audited(serial:line:)`` makes it so. Until that call it counts as unaudited:
+    /// if its request dies first, ``unaudited()`` hands it back. Throws if it cannot record it;
+    /// it must then not be delivered.
+    func commit(_ certificate: Certificate, issuer: IssuerID, transaction: TransactionKey, durableNow: Bool) throws
     /// The committed certificate was delivered (or approved for CertPoll): the transaction reads
     /// `issued` with `serial`, and a held request for it is gone.
     func issued(_ key: TransactionKey, serial: String) throws
     /// The committed certificate will never be delivered. When `auditLineWritten` is false,
     /// ``unaudited()`` hands it back at once, for its audit line to be written when it can be.
     func withhold(serial: String, auditLineWritten: Bool) throws
-    /// The certificate's audit line is written: nothing about it is left to recover.
-    func audited(serial: String)
+    /// The certificate's audit line is written (`line`: what and where, when the log is a file):
+    /// nothing about it is left to recover. A store that ``sealsWithAuditLine`` makes the
+    /// issuance and that line durable here, and keeps the line to put it back into the log if a
+    /// power loss takes it; it throws when it cannot, and the certificate must then not be
+    /// delivered (``unaudited()`` hands it back as `store-failed`). Other stores do not throw.
+    func audited(serial: String, line: WrittenAuditLine?) throws
     /// Committed certificates without an audit line whose request is over (its process died, its
-    /// lease ran out, or its audit write failed), each already marked withheld: the caller writes
-    /// their `withheld` lines, then calls ``audited(serial:)``.
+    /// lease ran out, or its audit write failed), each already marked withheld, and lines a power
+    /// loss took from the log (``UnauditedCertificate/lostLine``): the caller writes their lines,
+    /// then calls ``audited(serial:line:)``.
     func unaudited() throws -> [UnauditedCertificate]
 
     // MARK: certificates

@@ -26,7 +26,7 @@ enum IssuanceCases {
         try expect(found.status == .valid, "valid, got \(found.status)")
         // Not handed back while its request is still working on it (a live writer).
         try expect(!(try fixture.open().unaudited().contains { $0.serial == certificate.serialNumberHex }), "in progress is not unaudited")
-        store.audited(serial: certificate.serialNumberHex)
+        try store.audited(serial: certificate.serialNumberHex, line: nil)
         try store.issued(k, serial: certificate.serialNumberHex)
     }
 
@@ -38,7 +38,7 @@ enum IssuanceCases {
         _ = try store.claim(k, lease: 600)
         try store.commit(certificate, issuer: authority.id, transaction: k)
         try store.withhold(serial: certificate.serialNumberHex, auditLineWritten: true)
-        store.audited(serial: certificate.serialNumberHex)
+        try store.audited(serial: certificate.serialNumberHex, line: nil)
         store.release(k)
         try expect(try store.certificate(serial: certificate.serialNumberHex)?.status == .withheld, "withheld")
         try expect(try store.certificates().first { $0.serial == certificate.serialNumberHex }?.status == .withheld, "listed withheld")
@@ -63,7 +63,7 @@ enum IssuanceCases {
             try expect(back[0].certificate?.derEncoded == certificate.derEncoded && back[0].problem == nil, "with the certificate")
         }
         try expect(try housekeeper.certificate(serial: certificate.serialNumberHex)?.status == .withheld, "withheld")
-        housekeeper.audited(serial: certificate.serialNumberHex)
+        try housekeeper.audited(serial: certificate.serialNumberHex, line: nil)
         try expect(!(try store.unaudited().contains { $0.serial == certificate.serialNumberHex }), "settled once audited")
     }
 
@@ -84,7 +84,7 @@ enum IssuanceCases {
         try expect(back.count == 1 && back[0].cause == .crashed, "handed back as crash-recovered: \(back)")
         try expect(back[0].certificate?.serialNumberHex == serial, "with the certificate")
         try expect(try store.certificate(serial: serial)?.status == .withheld, "and withheld, never delivered later")
-        store.audited(serial: serial)
+        try store.audited(serial: serial, line: nil)
         try expect(!(try store.unaudited().contains { $0.serial == serial }), "settled")
     }
 

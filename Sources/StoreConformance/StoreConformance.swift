@@ -97,6 +97,6 @@ func enroll(_ store: any CertificateStore, _ authority: TestAuthority, subject: 
 /// Commits, audits and marks issued: what the one issuance path does once a claim is held.
 func deliver(_ certificate: Certificate, by authority: TestAuthority, for k: TransactionKey, to store: any CertificateStore) throws {
     try store.commit(certificate, issuer: authority.id, transaction: k)
-    store.audited(serial: certificate.serialNumberHex)
+    try store.audited(serial: certificate.serialNumberHex, line: nil)
     try store.issued(k, serial: certificate.serialNumberHex)
 }

@@ -23,7 +23,7 @@ struct IssuanceJournalTests {
         let certificate = try self.authority.issue()
         let k = TransactionKey(transactionID: UUID().uuidString, keyHash: String(repeating: "a", count: 64))
         try store.commit(certificate, issuer: self.authority.id, transaction: k)
-        if audited { store.audited(serial: certificate.serialNumberHex) }
+        if audited { try store.audited(serial: certificate.serialNumberHex, line: nil) }
         return certificate
     }
 

@@ -14,10 +14,21 @@ final class InMemoryAuditSink: AuditSink, @unchecked Sendable {
     var events: [AuditEvent] { self.lock.withLock { self.storage } }
     func setFailing(_ value: Bool) { self.lock.withLock { self.failing = value } }
 
-    func record(_ event: AuditEvent) throws {
+    private var restoredLines: [[UInt8]] = []
+    var restored: [[UInt8]] { self.lock.withLock { self.restoredLines } }
+
+    func record(_ event: AuditEvent, sealedByStore: Bool) throws -> WrittenAuditLine? {
         try self.lock.withLock {
             if self.failing { throw ServerError(.audit, "in-memory sink set to fail") }
             self.storage.append(event)
+        }
+        return nil
+    }
+
+    func restore(lostLine: [UInt8]) throws {
+        try self.lock.withLock {
+            if self.failing { throw ServerError(.audit, "in-memory sink set to fail") }
+            self.restoredLines.append(lostLine)
         }
     }
 }
@@ -36,10 +47,11 @@ final class FailingStore: CertificateStore, Sendable {
     func pendingRequests() throws -> [PendingRequest] { try self.base.pendingRequests() }
     func pendingRequest(_ transactionID: String) throws -> PendingRequest? { try self.base.pendingRequest(transactionID) }
     func reject(_ key: TransactionKey) throws { try self.base.reject(key) }
-    func commit(_ certificate: Certificate, issuer: IssuerID, transaction: TransactionKey) throws { throw ServerError(.store, "disk full") }
+    var sealsWithAuditLine: Bool { self.base.sealsWithAuditLine }
+    func commit(_ certificate: Certificate, issuer: IssuerID, transaction: TransactionKey, durableNow: Bool) throws { throw ServerError(.store, "disk full") }
     func issued(_ key: TransactionKey, serial: String) throws { try self.base.issued(key, serial: serial) }
     func withhold(serial: String, auditLineWritten: Bool) throws { try self.base.withhold(serial: serial, auditLineWritten: auditLineWritten) }
-    func audited(serial: String) { self.base.audited(serial: serial) }
+    func audited(serial: String, line: WrittenAuditLine?) throws { try self.base.audited(serial: serial, line: line) }
     func unaudited() throws -> [UnauditedCertificate] { try self.base.unaudited() }
     func certificate(serial: String) throws -> StoredCertificate? { try self.base.certificate(serial: serial) }
     func certificates(subject: String) throws -> [CertificateEntry] { try self.base.certificates(subject: subject) }
@@ -61,6 +73,7 @@ final class Harness: @unchecked Sendable {
     let material: CAMaterial
     let store: any CertificateStore
     var ca: KeyPair { self.material.current }
+    /// The audit sink unless the harness writes a real log (`auditLog`).
     let audit = InMemoryAuditSink()
     let responder: SCEPResponder
 
@@ -77,10 +90,14 @@ final class Harness: @unchecked Sendable {
 
     init(
         failingStore: Bool = false, issue: Configuration.Issue = Configuration.Issue(), chain: Bool = false, monitoring: Configuration.Monitoring? = nil,
-        validator: (any ChallengeValidator)? = nil, prepare: (CADirectory) throws -> Void = { _ in }
+        validator: (any ChallengeValidator)? = nil, auditLog: String? = nil, reopening root: URL? = nil, prepare: (CADirectory) throws -> Void = { _ in }
     ) throws {
-        self.root = FileManager.default.temporaryDirectory.appendingPathComponent("scep-harness-\(UUID().uuidString)")
-        try FileManager.default.copyItem(at: Self.template.0, to: self.root)
+        if let root {
+            self.root = root  // another process on the same CA directory (a restart)
+        } else {
+            self.root = FileManager.default.temporaryDirectory.appendingPathComponent("scep-harness-\(UUID().uuidString)")
+            try FileManager.default.copyItem(at: Self.template.0, to: self.root)
+        }
         self.directory = CADirectory(self.root.path)
         if chain {
             // Any second certificate will do to exercise the chain reply.
@@ -98,7 +115,7 @@ final class Harness: @unchecked Sendable {
         let directory = self.directory
         let metrics = try monitoring.map { _ in try Metrics(path: Metrics.defaultPath(caDirectory: directory.path), create: true) }
         self.metrics = metrics
-        let audit = self.audit
+        let audit: any AuditSink = try auditLog.map { try JSONLinesAuditSink(path: $0, sync: true) } ?? self.audit
         self.responder = try SCEPResponder(
             material: CAMaterialSource(directory: directory, passphraseFile: nil, diagnostics: Diagnostics()), store: self.store,
             validator: validator ?? StaticChallengeValidator(password: Array(Self.challenge.utf8)),

@@ -40,6 +40,21 @@ struct AuditChain: Sendable {
         return line.dropLast(2) + Array(",\"prev\":\"\(prev)\"}\n".utf8)
     }
 
+    /// `line` without the `"prev"` member ``linked(_:prev:)`` added; nil when it has none.
+    static func unlinked(_ line: [UInt8]) -> [UInt8]? {
+        let suffix = Array(",\"prev\":\"".utf8)
+        let tail = 64 + 3  // the link, `"}` and the newline
+        guard line.count > suffix.count + tail, line.suffix(3) == Array("\"}\n".utf8)[...],
+            line[(line.count - tail - suffix.count)..<(line.count - tail)].elementsEqual(suffix)
+        else { return nil }
+        return Array(line[..<(line.count - tail - suffix.count)]) + Array("}\n".utf8)
+    }
+
+    /// `line` with `members` (`,"name":value`) added before its closing brace.
+    static func adding(_ members: String, to line: [UInt8]) -> [UInt8] {
+        Array(line.dropLast(2)) + Array(members.utf8) + Array("}\n".utf8)
+    }
+
     /// The link of the last whole line of the open file `fd` of `size` bytes, and where that line
     /// ends. A file that does not end in a newline holds a line torn by a writer that was killed
     /// mid-write: `end` then stops before it (the caller cuts it off). No whole line: the head's

@@ -2,11 +2,19 @@ import FoundationEssentials
 import Glibc
 import SCEPLocking
 import DurableFiles
+import SCEPStore
 
 /// The single choke point every audit record goes through.
 public protocol AuditSink: Sendable {
-    /// Writes the event durably; throws if it could not (the caller then withholds any certificate).
-    func record(_ event: AuditEvent) throws
+    /// Writes the event durably, or, with `sealedByStore`, leaves its durability to the store
+    /// (``CertificateStore/audited(serial:line:)`` keeps the returned line and syncs once for both);
+    /// throws if it could not write it (the caller then withholds any certificate). Returns the
+    /// line as written to a file (nil for a sink that writes none).
+    @discardableResult
+    func record(_ event: AuditEvent, sealedByStore: Bool) throws -> WrittenAuditLine?
+    /// Writes again, durably, a line that a power loss took from the log
+    /// (``UnauditedCertificate/lostLine``), marked `"restored":"power-loss"` and linked anew.
+    func restore(lostLine: [UInt8]) throws
     /// Reopens the underlying file after log rotation (SIGHUP); a no-op where there is none.
     func reopen() throws
     /// Nil when the next record can be written; else a fixed code (`audit-not-writable`,
@@ -15,6 +23,8 @@ public protocol AuditSink: Sendable {
 }
 
 extension AuditSink {
+    /// Writes the event durably.
+    public func record(_ event: AuditEvent) throws { try self.record(event, sealedByStore: false) }
     public func reopen() throws {}
     public func healthProblem() -> String? { nil }
 }
@@ -24,9 +34,11 @@ extension AuditSink {
 /// The file is opened with `O_APPEND`; each event is one `write(2)` of the whole line, which
 /// the kernel keeps whole and unmixed between concurrent writers on a local filesystem. With
 /// `sync`, `fdatasync` follows each line that records an enrollment decision (PKIOperation), so an
-/// issued certificate's record survives a crash; GetCACaps/GetCACert lines are written the same way
-/// but not synced one by one (the next synced line or the kernel flushes them). Threads finishing
-/// together share one `fdatasync` (``GroupSync``): it covers every line written before it began.
+/// issued certificate's record survives a crash, unless the store seals the issuance with its
+/// line (the file store's journal keeps the line and puts it back after a power loss: one sync
+/// per enrollment, not two); GetCACaps/GetCACert lines are written the same way but not synced one
+/// by one (the next synced line or the kernel flushes them). Threads finishing together share one
+/// `fdatasync` (``GroupSync``): it covers every line written before it began.
 ///
 /// Rotation: ``reopen()`` (SIGHUP, SIGUSR1) opens the path afresh. Before each line the path is
 /// also checked (one `stat`): a new file there (logrotate's `create`, a `mv` and `touch`) is
@@ -47,7 +59,7 @@ public final class JSONLinesAuditSink: AuditSink, Sendable {
     /// Held across link-then-append by this process's threads (an `flock` does not exclude threads
     /// sharing one open file); the file's `flock` then excludes other processes. Remembers the
     /// last line this process wrote: while the file is still that size, no other line followed it.
-    private let appending = Locked<(inode: UInt, size: Int, link: String)?>(nil)
+    private let appending = Locked<(inode: UInt, size: Int, link: String, line: [UInt8])?>(nil)
 
     final class Descriptor: Sendable {
         let fd: Int32
@@ -89,11 +101,28 @@ public final class JSONLinesAuditSink: AuditSink, Sendable {
         self.current.withLock { $0 = fresh }
     }
 
-    public func record(_ event: AuditEvent) throws {
-        let line = Array(event.jsonLine().utf8)
-        let descriptor = try self.appending.withLock { last in try self.appendLinked(line, &last) }
-        if self.sync, event.operation == "PKIOperation" || event.method == "CLI" {
+    @discardableResult
+    public func record(_ event: AuditEvent, sealedByStore: Bool) throws -> WrittenAuditLine? {
+        let (descriptor, written) = try self.append(Array(event.jsonLine().utf8))
+        if self.sync, !sealedByStore, event.operation == "PKIOperation" || event.method == "CLI" {
             do { try descriptor.group.sync() } catch { throw ServerError(.audit, "audit \(error)") }
+        }
+        return written
+    }
+
+    public func restore(lostLine: [UInt8]) throws {
+        guard let line = AuditChain.unlinked(lostLine).map({ AuditChain.adding(",\"restored\":\"power-loss\"", to: $0) }) else {
+            throw ServerError(.audit, "a lost audit line to restore is not a line of this log")
+        }
+        let (descriptor, _) = try self.append(line)
+        if self.sync { do { try descriptor.group.sync() } catch { throw ServerError(.audit, "audit \(error)") } }
+    }
+
+    private func append(_ line: [UInt8]) throws -> (Descriptor, WrittenAuditLine) {
+        try self.appending.withLock { last in
+            let descriptor = try self.appendLinked(line, &last)
+            let (end, linked) = (last?.size ?? 0, last?.line ?? [])
+            return (descriptor, WrittenAuditLine(bytes: linked, path: self.path, inode: UInt64(descriptor.inode), end: end))
         }
     }
 
@@ -101,7 +130,7 @@ public final class JSONLinesAuditSink: AuditSink, Sendable {
 
     /// Links `line` to the file's last line and appends it, under the file's `flock`; returns the
     /// descriptor written to (for the sync).
-    private func appendLinked(_ line: [UInt8], _ last: inout (inode: UInt, size: Int, link: String)?) throws -> Descriptor {
+    private func appendLinked(_ line: [UInt8], _ last: inout (inode: UInt, size: Int, link: String, line: [UInt8])?) throws -> Descriptor {
         while true {
             let descriptor = try self.descriptor()
             guard flock(descriptor.fd, LOCK_EX) == 0 else { throw ServerError(.audit, "audit lock on \(self.path) failed: \(errnoText())") }
@@ -137,7 +166,7 @@ public final class JSONLinesAuditSink: AuditSink, Sendable {
                 throw ServerError(.audit, "audit write to \(self.path) failed: \(text)")
             }
             let link = self.chain.link(of: linked[...])
-            last = (descriptor.inode, size + linked.count, link)
+            last = (descriptor.inode, size + linked.count, link, linked)
             self.head.write(link)
             return descriptor
         }

@@ -29,12 +29,14 @@ struct Issuance: Sendable {
 
     /// Issues `request` with `authority`, in this order:
     /// 1. sign (``IssuancePolicy/certificate(for:issuer:validity:)``), for the validity the policy allows;
-    /// 2. commit it to the store (``CertificateStore/commit(_:issuer:transaction:)``), durably, as
-    ///    unaudited until its line is written;
+    /// 2. commit it to the store (``CertificateStore/commit(_:issuer:transaction:durableNow:)``), as
+    ///    unaudited until its line is written; durably at once when there is a `notify` (nobody
+    ///    outside hears of a certificate a power loss could still take);
     /// 3. `notify` (Intune's successNotification): throwing stops the delivery;
     /// 4. `deliver` builds the reply (a signed CertRep), before the audit line, so that a line
     ///    saying `outcome` is only written for a certificate that can be handed over;
-    /// 5. the audit line (`record.finish()`), then ``CertificateStore/audited(serial:)``;
+    /// 5. the audit line (`record.finish()`), then ``CertificateStore/audited(serial:line:)``: for a
+    ///    store that ``CertificateStore/sealsWithAuditLine``, the one durable write of both;
     /// 6. the transaction record (``CertificateStore/issued(_:serial:)``).
     ///
     /// A failure after step 2 marks the certificate withheld (and, when the audit line itself
@@ -44,7 +46,7 @@ struct Issuance: Sendable {
     ///   `audit-failed`, or what `deliver` threw.
     func issue<Delivery>(
         _ request: IssuanceRequest, by authority: KeyPair, transaction key: TransactionKey, record: RequestRecord,
-        outcome: AuditEvent.Outcome, notify: (Certificate) throws -> Void = { _ in }, deliver: (Certificate) throws -> Delivery
+        outcome: AuditEvent.Outcome, notify: ((Certificate) throws -> Void)? = nil, deliver: (Certificate) throws -> Delivery
     ) throws -> Issued<Delivery> {
         let validity = self.policy.validity(request.validity, now: Date(), caNotAfter: authority.certificate.notAfter)
         record.event.requestedValidity = request.validity?.text
@@ -54,20 +56,24 @@ struct Issuance: Sendable {
         do { certificate = try self.policy.certificate(for: request, issuer: authority, validity: validity) } catch {
             throw SCEPError(.issuanceFailed, "\(error)")
         }
-        do { try self.store.commit(certificate, issuer: IssuerID(authority: authority.certificate), transaction: key) } catch {
+        do { try self.store.commit(certificate, issuer: IssuerID(authority: authority.certificate), transaction: key, durableNow: notify != nil) } catch {
             throw SCEPError(.storeFailed, "\(error)")
         }
         let store = self.store
         let serial = certificate.serialNumberHex
-        record.onWritten { store.audited(serial: serial) }  // issued, or withheld: in the log either way
+        record.onWritten { try store.audited(serial: serial, line: $0) }  // issued, or withheld: in the log either way
         record.event.describe(certificate)
         do {
-            do { try notify(certificate) } catch let error as SCEPError { throw error } catch {
+            do { try notify?(certificate) } catch let error as SCEPError { throw error } catch {
                 throw SCEPError(.notificationFailed, "\(error)")
             }
             let delivery = try deliver(certificate)
             record.event.outcome = outcome
-            do { try record.finish() } catch { throw SCEPError(.auditFailed, "\(error); certificate \(serial) withheld") }
+            record.sealedByStore = self.store.sealsWithAuditLine
+            do { try record.finish() } catch let failure as RequestRecord.FollowUpFailed {
+                // The line says issued, the store could not make it durable: housekeeping adds `withheld`.
+                throw SCEPError(.storeFailed, "\(failure.error); certificate \(serial) withheld")
+            } catch { throw SCEPError(.auditFailed, "\(error); certificate \(serial) withheld") }
             var recorded = true
             do { try self.store.issued(key, serial: serial) } catch {
                 recorded = false

@@ -83,6 +83,9 @@ public protocol ChallengeValidator: Sendable {
     /// Called after the certificate is issued and stored, before it is returned. Throwing stops
     /// the delivery (Intune: a failed successNotification means no certificate).
     func issued(_ certificate: Certificate, context: ChallengeContext) throws
+    /// Whether ``issued(_:context:)`` tells someone outside (Intune): the certificate is then made
+    /// durable before, not only with its audit line after.
+    var notifiesIssuance: Bool { get }
     /// Called when issuing failed after an accepted validation.
     func issuanceFailed(_ error: SCEPError, context: ChallengeContext)
     var acceptedResult: String? { get }
@@ -96,6 +99,7 @@ public protocol ChallengeValidator: Sendable {
 
 extension ChallengeValidator {
     public func issued(_ certificate: Certificate, context: ChallengeContext) throws {}
+    public var notifiesIssuance: Bool { false }
     public func issuanceFailed(_ error: SCEPError, context: ChallengeContext) {}
     /// The result code to audit for an accepted challenge (Intune: `Success`).
     public var acceptedResult: String? { nil }

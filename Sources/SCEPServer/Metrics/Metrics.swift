@@ -1,4 +1,5 @@
 import FoundationEssentials
+import SCEPStore
 import Glibc
 import SCEP
 
@@ -173,13 +174,19 @@ public struct CountingAuditSink: AuditSink {
         self.metrics = metrics
     }
 
-    public func record(_ event: AuditEvent) throws {
-        do { try self.inner.record(event) } catch {
+    @discardableResult
+    public func record(_ event: AuditEvent, sealedByStore: Bool) throws -> WrittenAuditLine? {
+        let written: WrittenAuditLine?
+        do { written = try self.inner.record(event, sealedByStore: sealedByStore) } catch {
             self.metrics.countAuditFailure()
             throw error
         }
         self.metrics.count(event)
+        return written
     }
+
+    /// Not counted again: the request it records was counted when its line was first written.
+    public func restore(lostLine: [UInt8]) throws { try self.inner.restore(lostLine: lostLine) }
 
     public func reopen() throws { try self.inner.reopen() }
     public func healthProblem() -> String? { self.inner.healthProblem() }

@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Glibc
+import SCEPStore
 
 /// One request's audit record, written exactly once by ``finish()``: the single choke point every
 /// request's record goes through (the hash-chained audit log hooks in here).
@@ -11,11 +12,20 @@ final class RequestRecord {
     private let started: ContinuousClock.Instant
     private let diagnostics: Diagnostics
     private(set) var finished = false
-    /// Run once the record is written (not when writing it failed).
-    private var afterWrite: [() -> Void] = []
+    /// Run once the record is written (not when writing it failed), with the line as written.
+    private var afterWrite: [(WrittenAuditLine?) throws -> Void] = []
+    /// The store makes this line durable with the issuance it records (``CertificateStore/sealsWithAuditLine``):
+    /// the log writes it without a sync, and the `onWritten` action that seals it must succeed.
+    var sealedByStore = false
 
-    /// `action` runs once this record is in the audit log (a stored certificate's note is cleared).
-    func onWritten(_ action: @escaping () -> Void) { self.afterWrite.append(action) }
+    /// What went wrong after the line was written: an `onWritten` action (the store's seal) threw.
+    struct FollowUpFailed: Error {
+        let error: any Error
+    }
+
+    /// `action` runs once this record is in the audit log (a stored certificate's note is cleared,
+    /// the issuance sealed with the line); its error reaches ``finish()``'s caller as ``FollowUpFailed``.
+    func onWritten(_ action: @escaping (WrittenAuditLine?) throws -> Void) { self.afterWrite.append(action) }
 
     convenience init(sink: any AuditSink, diagnostics: Diagnostics, request: SCEPHTTPRequest) {
         var event = AuditEvent()
@@ -33,15 +43,20 @@ final class RequestRecord {
         self.event = event
     }
 
-    /// Writes the record; throws when it could not be written (the caller then delivers nothing
+    /// Writes the record, then runs the `onWritten` actions; throws when the record could not be
+    /// written, or ``FollowUpFailed`` when an action failed (either way the caller delivers nothing
     /// that needed it). A second call does nothing.
     func finish() throws {
         guard !self.finished else { return }
         self.finished = true
         self.event.durationMs = AuditEvent.milliseconds(since: self.started)
         defer { self.logOutcome() }
-        try self.sink.record(self.event)
-        for action in self.afterWrite { action() }
+        let line = try self.sink.record(self.event, sealedByStore: self.sealedByStore)
+        var failure: (any Error)?
+        for action in self.afterWrite {
+            do { try action(line) } catch { failure = failure ?? error }
+        }
+        if let failure { throw FollowUpFailed(error: failure) }
     }
 
     /// At `info`, one line per request outcome: the audit line's bounded fields, never a secret

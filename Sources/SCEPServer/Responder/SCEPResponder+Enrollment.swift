@@ -84,10 +84,10 @@ extension SCEPResponder {
 
         // Nobody would receive it: no certificate for a request whose client is gone.
         guard !x.request.clientGone() else { throw SCEPError(.clientGone, "before issuance") }
-        let issued = try self.issuance.issue(
-            IssuanceRequest(csr: csr, securityIdentifier: self.policy.sidExtension(for: sid)), by: x.material.current, transaction: key, record: record, outcome: .issued,
-            notify: { certificate in
-                guard let validated else { return }
+        // Only a validator that tells someone (Intune's successNotification) is called after issuance.
+        var notify: ((Certificate) throws -> Void)?
+        if let validated, self.validator.notifiesIssuance {
+            notify = { certificate in
                 defer {
                     let calls = validated.trace.calls
                     if !calls.isEmpty { record.event.validatorCalls = calls }
@@ -96,7 +96,11 @@ extension SCEPResponder {
                     record.event.challengeError = (error as? AuditCodedError)?.auditCode
                     throw SCEPError(.notificationFailed, "\(error)")
                 }
-            },
+            }
+        }
+        let issued = try self.issuance.issue(
+            IssuanceRequest(csr: csr, securityIdentifier: self.policy.sidExtension(for: sid)), by: x.material.current, transaction: key, record: record, outcome: .issued,
+            notify: notify,
             deliver: { try x.success([$0]) })
         // Only a delivered, audited certificate may answer a retransmission.
         held = !issued.transactionRecorded

@@ -158,6 +158,17 @@ public final class SCEPResponder: Sendable {
                 self.diagnostics.log(.error, "certificate \(pending.serial) without audit record not reconciled: \(problem)")
                 continue
             }
+            if let line = pending.lostLine {
+                // Its line was written, then a power loss took the log's unsynced tail: the
+                // journal kept it. Written again as it was (marked restored), not as withheld.
+                do { try self.audit.restore(lostLine: line) } catch {
+                    self.diagnostics.log(.error, "audit line of certificate \(pending.serial) not restored: \(error)")
+                    return
+                }
+                self.diagnostics.log(.notice, "wrote again the audit line of certificate \(pending.serial), lost with the log's tail in a power loss")
+                self.settle(pending.serial)
+                continue
+            }
             var event = AuditEvent()
             event.ts = now
             event.requestID = AuditEvent.newRequestID()
@@ -172,13 +183,18 @@ public final class SCEPResponder: Sendable {
             } else {
                 event.serial = pending.serial
             }
-            do {
-                try self.audit.record(event)
-                self.store.audited(serial: pending.serial)
-                self.diagnostics.log(.notice, "recorded withheld certificate \(pending.serial) in the audit log (\(pending.cause.rawValue))")
-            } catch {
+            do { try self.audit.record(event) } catch {
                 return  // the log still takes no lines: next time
             }
+            self.diagnostics.log(.notice, "recorded withheld certificate \(pending.serial) in the audit log (\(pending.cause.rawValue))")
+            self.settle(pending.serial)
+        }
+    }
+
+    /// Tells the store a handed-back certificate's line is written (the log synced it itself).
+    private func settle(_ serial: String) {
+        do { try self.store.audited(serial: serial, line: nil) } catch {
+            self.diagnostics.log(.error, "certificate \(serial): audit line written, store not told: \(error)")
         }
     }
 
