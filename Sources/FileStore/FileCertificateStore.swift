@@ -470,6 +470,31 @@ public final class FileCertificateStore: CertificateStore, Sendable {
         return number
     }
 
+    /// `crl/ISSUER.newest`: the number in hex on the first line, then the DER; replaced durably
+    /// under an `flock` of its `.lock`, only by a higher number.
+    public func keepCRL(_ crl: [UInt8], number: UInt64, issuer: IssuerID) throws {
+        guard mkdir(self.directory.crlPath, 0o755) == 0 || errno == EEXIST else {
+            throw StoreError("create \(self.directory.crlPath): \(errnoText())")
+        }
+        let path = self.newestCRLPath(issuer)
+        let lock: RunLock?
+        do { lock = try RunLock(path: path + ".lock", wait: true, mode: 0o644) } catch { throw StoreError("\(error)") }
+        defer { lock?.release() }
+        if let kept = Self.keptCRL(at: path), kept.number >= number { return }
+        try AtomicFile.replace(path, contents: Array((String(number, radix: 16, uppercase: true) + "\n").utf8) + crl, mode: 0o644, sync: true)
+    }
+
+    public func newestCRL(issuer: IssuerID) throws -> [UInt8]? { Self.keptCRL(at: self.newestCRLPath(issuer))?.der }
+
+    private func newestCRLPath(_ issuer: IssuerID) -> String { "\(self.directory.crlPath)/\(issuer.hex).newest" }
+
+    private static func keptCRL(at path: String) -> (number: UInt64, der: [UInt8])? {
+        guard let data = FileManager.default.contents(atPath: path), let newline = data.firstIndex(of: 0x0A),
+            let number = UInt64(String(decoding: data[..<newline], as: UTF8.self), radix: 16)
+        else { return nil }
+        return (number, Array(data[(newline + 1)...]))
+    }
+
     private func summary(_ entry: IndexEntry, withheld: Bool? = nil) -> CertificateEntry {
         CertificateEntry(serial: entry.serial, subject: entry.subject, notAfter: entry.expiry, status: self.status(entry, withheld: withheld), issuer: entry.issuer)
     }

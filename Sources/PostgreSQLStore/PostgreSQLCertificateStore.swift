@@ -284,6 +284,14 @@ public final class PostgreSQLCertificateStore: CertificateStore, Sendable {
         }
     }
 
+    public func keepCRL(_ crl: [UInt8], number: UInt64, issuer: IssuerID) throws {
+        _ = try self.transaction { c in try c.execute(SQL.keepCRL, [.text(issuer.hex), .int(Int64(clamping: number)), .bytes(crl)]) }
+    }
+
+    public func newestCRL(issuer: IssuerID) throws -> [UInt8]? {
+        try self.transaction { c in Rows.bytes(try c.execute(SQL.newestCRL, [.text(issuer.hex)]).first?[0] ?? nil) }
+    }
+
     // MARK: upkeep
 
     public func maintain(now: Date) -> StoreMaintenance {

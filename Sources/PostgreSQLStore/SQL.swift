@@ -93,6 +93,13 @@ enum SQL {
         "SELECT serial, extract(epoch FROM revoked_at), reason, issuer FROM scep_certificates WHERE revoked_at IS NOT NULL ORDER BY revoked_at, serial")
     static let latestRevocation = Statement(
         "scep_latest_revocation", "SELECT extract(epoch FROM max(revoked_at)) FROM scep_certificates WHERE revoked_at IS NOT NULL")
+    static let keepCRL = Statement(
+        "scep_keep_crl", """
+        INSERT INTO scep_crls AS k (issuer, number, der) VALUES ($1, $2::bigint, $3::bytea)
+        ON CONFLICT (issuer) DO UPDATE SET number = EXCLUDED.number, der = EXCLUDED.der, kept = now()
+        WHERE k.number < EXCLUDED.number
+        """)
+    static let newestCRL = Statement("scep_newest_crl", "SELECT der FROM scep_crls WHERE issuer = $1")
     static let crlNumber = Statement(
         "scep_crl_number",
         """

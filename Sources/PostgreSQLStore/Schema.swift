@@ -5,7 +5,7 @@ import PostgreSQL
 /// once wait for each other); `scep_schema` records how far the database is.
 public enum Schema {
     /// The version this build reads and writes.
-    public static let version = 1
+    public static let version = 2
 
     static let migrations: [Int: [String]] = [
         1: [
@@ -55,7 +55,11 @@ public enum Schema {
             )
             """,
             "CREATE TABLE scep_crl_numbers (issuer text PRIMARY KEY, next bigint NOT NULL)",
-        ]
+        ],
+        // The newest CRL of each issuer: one host signs, every host serves it.
+        2: [
+            "CREATE TABLE scep_crls (issuer text PRIMARY KEY, number bigint NOT NULL, der bytea NOT NULL, kept timestamptz NOT NULL DEFAULT now())"
+        ],
     ]
 
     /// The version the database is at (0: no tables yet).

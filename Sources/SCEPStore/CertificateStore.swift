@@ -332,6 +332,12 @@ public protocol CertificateStore: Sendable {
     /// Takes the next cRLNumber (RFC 5280 §5.2.3) of `issuer`'s CRL: never one handed out
     /// before, and at least `atLeast` (a number published before the store kept count).
     func nextCRLNumber(issuer: IssuerID, atLeast: UInt64) throws -> UInt64
+    /// Keeps `crl` (DER, cRLNumber `number`) as `issuer`'s newest CRL, unless one with a higher
+    /// number is kept already: whoever signs a CRL, every host sharing the store then serves the
+    /// newest instead of signing its own.
+    func keepCRL(_ crl: [UInt8], number: UInt64, issuer: IssuerID) throws
+    /// The newest CRL kept for `issuer`, DER (nil: none yet).
+    func newestCRL(issuer: IssuerID) throws -> [UInt8]?
 
     // MARK: upkeep
 

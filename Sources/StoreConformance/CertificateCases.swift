@@ -11,6 +11,7 @@ enum CertificateCases {
         .init(name: "revocation: typed result, first time and reason stand, visible everywhere", run: revocation),
         .init(name: "revoked entries carry their issuer; latestRevocation is the newest", run: revokedEntries),
         .init(name: "CRL numbers increase per issuer, independently, from a floor", run: crlNumbers),
+        .init(name: "the newest CRL kept is served from any handle; an older number never replaces it", run: newestCRL),
     ]
 
     static func serialForms(_ fixture: any StoreFixture) throws {
@@ -97,6 +98,20 @@ enum CertificateCases {
         _ = try store.revoke(serial: newest.serialNumberHex, reason: nil, at: now)
         let latest = try fixture.open().latestRevocation()
         try expect(latest == now, "latest is \(String(describing: latest)), not \(now)")
+    }
+
+    static func newestCRL(_ fixture: any StoreFixture) throws {
+        let (store, one, two) = (try fixture.open(), try TestAuthority(), try TestAuthority())
+        try expect(try store.newestCRL(issuer: one.id) == nil, "none before one is kept")
+        let five: [UInt8] = [0x30, 0x03, 0x02, 0x01, 0x05]
+        try store.keepCRL(five, number: 5, issuer: one.id)
+        try expect(try fixture.open().newestCRL(issuer: one.id) == five, "kept, seen from another handle")
+        try fixture.open().keepCRL([0x30, 0x03, 0x02, 0x01, 0x03], number: 3, issuer: one.id)
+        try expect(try store.newestCRL(issuer: one.id) == five, "an older number does not replace it")
+        let seven = [UInt8](repeating: 0x37, count: 3000)
+        try store.keepCRL(seven, number: 7, issuer: one.id)
+        try expect(try fixture.open().newestCRL(issuer: one.id) == seven, "a newer one does, whatever its size")
+        try expect(try store.newestCRL(issuer: two.id) == nil, "another issuer has its own")
     }
 
     static func crlNumbers(_ fixture: any StoreFixture) throws {

@@ -112,11 +112,12 @@ def test_getcert_and_certpoll_on_the_other_host(hosts):
     assert polled["status"] == "success" and polled["serial"] == issued["serial"]
 
 
-def test_revocation_on_one_host_is_in_the_others_crl_and_ocsp(hosts):
+def test_revocation_on_one_host_is_in_the_others_crl_and_ocsp(hosts, db):
     a, b = hosts
     work, issued = enroll(b, "revoked")
     a.ca("revoke", issued["serial"], "--reason", "keyCompromise")
-    # Host B's GetCRL publishes afresh (the store holds a revocation newer than its CRL).
+    # Host A signed a CRL with the revocation and the database keeps it; host B's GetCRL finds its
+    # own CRL older than the revocation and serves host A's, without signing one of its own.
     q = workdir(b, "getcrl")
     out = run([SCEP_CLIENT, "query", "--kind", "getcrl", "--ca", b.ca_pem, "--serial", issued["serial"], "--out-dir", q])
     assert out.returncode == 0, out.stderr
@@ -129,6 +130,11 @@ def test_revocation_on_one_host_is_in_the_others_crl_and_ocsp(hosts):
     assert out.returncode == 0 and '"status": "success"' in out.stdout, out.stdout + out.stderr
     text = run(["openssl", "crl", "-inform", "DER", "-in", crl_der, "-noout", "-text"]).stdout
     assert issued["serial"] in text.replace(":", "").upper() and "Key Compromise" in text, text
+    signed_by_a = open(os.path.join(a.ca_dir, "crl", "ca.crl"), "rb").read()
+    assert open(crl_der, "rb").read() == signed_by_a, "host B serves the CRL host A signed"
+    assert open(os.path.join(b.ca_dir, "crl", "ca.crl"), "rb").read() == signed_by_a
+    number = run(["openssl", "crl", "-inform", "DER", "-in", crl_der, "-noout", "-crlnumber"]).stdout.strip().split("=")[1]
+    assert db.psql("SELECT number FROM scep_crls") == str(int(number, 16))
     out = run(["openssl", "ocsp", "-url", f"http://127.0.0.1:{b.port}/ocsp", "-issuer", b.ca_pem, "-cert", os.path.join(work, "cert.pem"),
                "-CAfile", b.ca_pem])
     assert ": revoked" in out.stdout and "Response verify OK" in out.stdout + out.stderr, out.stdout + out.stderr

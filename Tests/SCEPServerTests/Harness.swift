@@ -60,6 +60,8 @@ final class FailingStore: CertificateStore, Sendable {
     func revoked() throws -> [RevokedEntry] { try self.base.revoked() }
     func latestRevocation() throws -> Date? { try self.base.latestRevocation() }
     func nextCRLNumber(issuer: IssuerID, atLeast: UInt64) throws -> UInt64 { try self.base.nextCRLNumber(issuer: issuer, atLeast: atLeast) }
+    func keepCRL(_ crl: [UInt8], number: UInt64, issuer: IssuerID) throws { try self.base.keepCRL(crl, number: number, issuer: issuer) }
+    func newestCRL(issuer: IssuerID) throws -> [UInt8]? { try self.base.newestCRL(issuer: issuer) }
     func maintain(now: Date) -> StoreMaintenance { self.base.maintain(now: now) }
     func exclusively<T>(_ job: String, _ body: () throws -> T) throws -> T? { try self.base.exclusively(job, body) }
     func healthProblem() -> String? { self.base.healthProblem() }

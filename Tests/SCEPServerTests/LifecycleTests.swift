@@ -423,6 +423,35 @@ struct HousekeepingTests {
         #expect(crls.needsRefresh(.current, latestRevocation: nil, now: later))
     }
 
+    @Test("hosts sharing a store: one signs, the others serve what it kept; a revocation makes the next one sign")
+    func crlSharedByHosts() throws {
+        let h = try Harness()
+        let (_, _, certificate) = try enrollOnce(h)
+        let other = h.root.path + "-host-b"  // the second host's copy of the CA directory
+        try FileManager.default.copyItem(atPath: h.root.path, toPath: other)
+        defer { try? FileManager.default.removeItem(atPath: other) }
+        let (a, b) = (CRLPublisher(directory: h.directory, validityHours: 168), CRLPublisher(directory: CADirectory(other), validityHours: 168))
+        let issuer = IssuerID(authority: h.ca.certificate)
+        let now = Date()
+        let signed = try #require(try a.publish(.current, material: h.material, store: h.store, now: now))
+        let served = try #require(try b.publish(.current, material: h.material, store: h.store, now: now.addingTimeInterval(1), wait: false))
+        #expect(served.derEncoded == signed.derEncoded, "host B serves host A's CRL")
+        #expect(b.published(.current)?.derEncoded == signed.derEncoded)
+        // A revocation after it: the next publisher signs (one number on), and the other takes that one.
+        _ = try h.store.revoke(serial: certificate.serialNumberHex, reason: .keyCompromise, at: signed.thisUpdate.addingTimeInterval(1))
+        #expect(b.needsRefresh(.current, latestRevocation: try h.store.latestRevocation(), now: now.addingTimeInterval(2)))
+        let resigned = try #require(try b.publish(.current, material: h.material, store: h.store, now: now.addingTimeInterval(2)))
+        #expect(resigned.revokedSerials == [certificate.serialNumberHex])
+        #expect(resigned.number.flatMap { UInt64($0, radix: 16) } == signed.number.flatMap { UInt64($0, radix: 16) }.map { $0 + 1 })
+        let adopted = try #require(try a.publish(.current, material: h.material, store: h.store, now: now.addingTimeInterval(3)))
+        #expect(adopted.derEncoded == resigned.derEncoded)
+        #expect(try h.store.newestCRL(issuer: issuer) == resigned.derEncoded)
+        // An operator's `ca crl` signs anew whatever is kept.
+        let forced = try #require(try a.publish(.current, material: h.material, store: h.store, now: now.addingTimeInterval(4), fresh: true))
+        #expect(forced.derEncoded != resigned.derEncoded)
+        #expect(try h.store.newestCRL(issuer: issuer) == forced.derEncoded)
+    }
+
     @Test("renewals need the challenge with Intune, not with a static password, unless configured")
     func renewalChallengeDefault() {
         #expect(IssuancePolicy(Configuration.Issue(), challengeMode: .intune).renewalRequiresChallenge)

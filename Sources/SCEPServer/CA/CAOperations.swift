@@ -113,12 +113,12 @@ public struct CAOperations: Sendable {
         }
     }
 
-    /// Publishes the CRL of the current CA (and of the previous one during a rollover).
+    /// Signs and publishes a new CRL of the current CA (and of the previous one during a rollover).
     public func publishCRLs() throws -> [(String, CertificateRevocationList)] {
         let material = try self.material()
         var out: [(String, CertificateRevocationList)] = []
         for slot in CRLPublisher.Slot.all(in: material) {
-            if let crl = try self.crls.publish(slot, material: material, store: self.store) {
+            if let crl = try self.crls.publish(slot, material: material, store: self.store, fresh: true) {
                 var event = self.event("ca-crl", .published)
                 event.serial = crl.number
                 try self.audit.record(event)
