@@ -27,6 +27,7 @@ let package = Package(
         .systemLibrary(name: "CSharedCounters"),
         // Header only: syncfs(2), which Swift's Glibc module does not declare (the file store's journal checkpoint).
         .systemLibrary(name: "CFileSync"),
+        .systemLibrary(name: "CEventPoll"),
         // OpenSSL's (deprecated) ENGINE API, for the pkcs11 engine only: see its shim.h.
         .systemLibrary(name: "CEnginePKCS11", providers: [.apt(["libengine-pkcs11-openssl"])]),
 
@@ -35,7 +36,7 @@ let package = Package(
 
         // The only importers of each C module.
         .target(name: "SCEPCrypto", dependencies: ["COpenSSL", "CEnginePKCS11", "SCEPLocking"], swiftSettings: strict),
-        .target(name: "FastCGI", dependencies: ["CFastCGI", "SCEPLocking"], swiftSettings: strict),
+        .target(name: "FastCGI", dependencies: ["CFastCGI", "CEventPoll", "SCEPLocking"], swiftSettings: strict),
         .target(name: "CurlHTTP", dependencies: ["CCurl", "SCEPLocking"], swiftSettings: strict),
         .target(name: "PostgreSQL", dependencies: ["CPostgreSQL", "SCEPLocking"], swiftSettings: strict),
 

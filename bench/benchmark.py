@@ -2,7 +2,9 @@
 
 One run, one machine: for each CA key size both servers get the same prebuilt PKCSReqs (distinct
 RSA keys, AES-256/SHA-256) at each concurrency, then GetCACert/GetCACaps load; server CPU comes from
-/proc, the RSA floor from `openssl speed`. Writes a Markdown report (default BENCHMARKS.md).
+/proc, the RSA floor from `openssl speed`. scep-fcgi is measured twice in each round: through the
+shipped snippets (kept-alive FastCGI connections) and through the same locations without keep-alive
+(a connection per request). Writes a Markdown report (default BENCHMARKS.md).
 
 usage: python3 bench/benchmark.py [--requests N] [--rounds 3] [--key-sizes 2048[,4096]] [--concurrency 1,4,16,64] [--out FILE]
 Everything listens on 127.0.0.1 except scepserver, which has no listen-address flag and binds all
@@ -119,7 +121,8 @@ class Deployment:
             time.sleep(0.05)
 
         self.port = free_port()
-        conf = nginx_conf(self.root, self.port, self.socket, workers=2,
+        self.plain_port = free_port()
+        conf = nginx_conf(self.root, self.port, self.socket, workers=2, plain_port=self.plain_port,
                           upstreams=f"upstream micromdm {{ server 127.0.0.1:{self.micromdm_port}; keepalive 64; }}",
                           locations="""# micromdm behind the same nginx, as it would be deployed for TLS.
         location = /micromdm/scep {
@@ -132,8 +135,9 @@ class Deployment:
                                       stderr=subprocess.DEVNULL, start_new_session=True)
         self.procs.append(self.nginx)
         wait_port(self.port)
-        self.urls = {"scep-fcgi": f"http://127.0.0.1:{self.port}/scep", "micromdm": f"http://127.0.0.1:{self.port}/micromdm/scep"}
-        self.pids = {"scep-fcgi": self.ours.pid, "micromdm": self.theirs.pid}
+        self.urls = {"scep-fcgi": f"http://127.0.0.1:{self.port}/scep", PLAIN: f"http://127.0.0.1:{self.plain_port}/scep",
+                     "micromdm": f"http://127.0.0.1:{self.port}/micromdm/scep"}
+        self.pids = {"scep-fcgi": self.ours.pid, PLAIN: self.ours.pid, "micromdm": self.theirs.pid}
 
     def stop(self):
         for proc in self.procs:
@@ -149,12 +153,26 @@ class Deployment:
         return sum(1 for line in open(self.audit) if '"outcome":"issued"' in line)
 
 
-def nginx_conf(root, port, socket_path, workers=1, upstreams="", locations=""):
+PLAIN = "scep-fcgi, no keep-alive"
+
+
+def nginx_conf(root, port, socket_path, workers=1, upstreams="", locations="", plain_port=None):
     """Writes ROOT/nginx.conf: nginx on 127.0.0.1:PORT with the shipped scep-fcgi locations in
-    front of the FastCGI socket; returns its path."""
+    front of the FastCGI socket (kept-alive connections, as the upstream snippet has them), and on
+    PLAIN_PORT the same locations with a connection per request; returns its path."""
     tmp = os.path.join(root, "nginx-tmp")
     os.makedirs(tmp, exist_ok=True)
     conf = os.path.join(root, "nginx.conf")
+    shipped = os.path.join(REPO, "nginx", "scep-fcgi-locations.conf")
+    plain = os.path.join(root, "scep-fcgi-locations-plain.conf")
+    with open(plain, "w") as f:
+        f.write(open(shipped).read().replace("fastcgi_pass scep_fcgi;", "fastcgi_pass scep_fcgi_plain;")
+                .replace("fastcgi_keep_conn on;", "fastcgi_keep_conn off;"))
+    plain_server = "" if plain_port is None else f"""
+    server {{
+        listen 127.0.0.1:{plain_port} backlog=1024;
+        include {plain};
+    }}"""
     with open(conf, "w") as f:
         f.write(f"""daemon off;
 worker_processes {workers};
@@ -165,13 +183,14 @@ http {{
     access_log off;
     client_body_temp_path {tmp}/body; fastcgi_temp_path {tmp}/fastcgi; proxy_temp_path {tmp}/proxy;
     uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
-    upstream scep_fcgi {{ server unix:{socket_path}; }}
+    upstream scep_fcgi {{ server unix:{socket_path}; keepalive 32; }}
+    upstream scep_fcgi_plain {{ server unix:{socket_path}; }}
     {upstreams}
     server {{
         listen 127.0.0.1:{port} backlog=1024;
-        include {REPO}/nginx/scep-fcgi-locations.conf;
+        include {shipped};
         {locations}
-    }}
+    }}{plain_server}
 }}
 """)
     return conf
@@ -193,7 +212,7 @@ def benchmark(bits, args, root):
         # One round of transactionIDs per measured run plus the warm-up: scep-fcgi answers a
         # repeated transactionID with the certificate it already issued (RFC 8894 §3.3.3), which
         # is not what is being measured. Each key gets a fresh transactionID per round.
-        rounds = 1 + len(args.concurrency) * args.rounds
+        rounds = 1 + 2 * len(args.concurrency) * args.rounds
         run([SCEP_CLIENT, "prebuild", "--ca", d.ca_pem, "--challenge-file", os.path.join(d.root, "challenge"),
              "--count", str(args.requests), "--out-dir", reqs, "--rounds", str(rounds)])
         round_dir = lambda i: os.path.join(reqs, f"round-{i}")
@@ -204,18 +223,21 @@ def benchmark(bits, args, root):
         result["memory"]["idle_kb"] = memory_kb(d.pids["scep-fcgi"], "VmRSS")
         next_round = 1
         for concurrency in args.concurrency:
-            row = {"concurrency": concurrency, "runs": {"scep-fcgi": [], "micromdm": []}}
-            # Rounds interleave the two servers, and alternate which goes first, so that what
-            # else the machine does meanwhile falls on both.
+            row = {"concurrency": concurrency, "runs": {name: [] for name in d.urls}}
+            # Rounds interleave the servers, and rotate which goes first, so that what else the
+            # machine does meanwhile falls on all of them. scep-fcgi without keep-alive gets
+            # transactionIDs of its own (else it would answer retransmissions from the store).
             for i in range(args.rounds):
-                requests = round_dir(next_round)
-                next_round += 1
-                for name in (["scep-fcgi", "micromdm"] if i % 2 == 0 else ["micromdm", "scep-fcgi"]):
+                order = list(d.urls)[i % len(d.urls):] + list(d.urls)[:i % len(d.urls)]
+                directories = {name: round_dir(next_round + (1 if name == PLAIN else 0)) for name in d.urls}
+                next_round += 2
+                for name in order:
+                    requests = directories[name]
                     issued_before = d.issued_audit_lines()
                     cpu_before = cpu_seconds(d.pids[name])
                     r = load(d.urls[name], requests, concurrency)
                     r["cpu_ms_per_enrollment"] = (cpu_seconds(d.pids[name]) - cpu_before) * 1000 / max(1, r["requests"])
-                    if name == "scep-fcgi":
+                    if name != "micromdm":
                         r["audit_issued"] = d.issued_audit_lines() - issued_before
                     row["runs"][name].append(r)
             result["rows"].append(row)
@@ -258,6 +280,27 @@ def summarise(row):
     }
 
 
+def keepalive_table(result):
+    """scep-fcgi through the shipped snippets (kept-alive FastCGI connections) against the same
+    locations with a connection per request, per concurrency."""
+    rows = [row for row in result["rows"] if PLAIN in row["runs"]]
+    if not rows:
+        return []
+    lines = ["", "Kept-alive FastCGI connections (the shipped snippets: `keepalive 32`, `fastcgi_keep_conn on`) against a "
+             "connection per request, same scep-fcgi process, same rounds:", "",
+             "| concurrency | enroll/s kept alive | enroll/s per-request connection | gain | CPU ms/enroll kept alive "
+             "| CPU ms/enroll per-request connection | failures (kept / per-request) |", "|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        kept, plain = row["runs"]["scep-fcgi"], row["runs"][PLAIN]
+        gains = [k["enrollments_per_second"] / max(p["enrollments_per_second"], 1e-9) for k, p in zip(kept, plain)]
+        lines.append(f"| {row['concurrency']} | {spread([r['enrollments_per_second'] for r in kept])} "
+                     f"| {spread([r['enrollments_per_second'] for r in plain])} | {spread(gains, '{:.2f}')}× "
+                     f"| {spread([r['cpu_ms_per_enrollment'] for r in kept], '{:.2f}')} "
+                     f"| {spread([r['cpu_ms_per_enrollment'] for r in plain], '{:.2f}')} "
+                     f"| {sum(r['failures'] for r in kept)} / {sum(r['failures'] for r in plain)} |")
+    return lines
+
+
 def spread(values, fmt="{:.0f}"):
     return f"{fmt.format(statistics.median(values))} ({fmt.format(min(values))}–{fmt.format(max(values))})"
 
@@ -270,11 +313,12 @@ def report(results, args):
              f"{','.join(map(str, args.key_sizes))}` (see `scripts/benchmark.sh`).", "",
              f"Machine: {cpu}, {cores} cores, {mem} MiB RAM, Linux {kernel}. "
              + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".", "",
-             "Both servers sit behind the same nginx on 127.0.0.1 (scep-fcgi over FastCGI on a Unix socket, micromdm's "
+             "Both servers sit behind the same nginx on 127.0.0.1 (scep-fcgi over FastCGI on a Unix socket with the shipped "
+             "snippets, kept-alive connections included, and once more without keep-alive; micromdm's "
              "`scepserver -allowrenew 0` through `proxy_pass` with keep-alive), share one CA, and get the same "
              f"{args.requests} prebuilt PKCSReqs (distinct RSA-2048 client keys, AES-256-CBC, SHA-256) by POST at each concurrency. "
-             f"Each concurrency runs {args.rounds} rounds, each with fresh transactionIDs, interleaving the two servers and "
-             "alternating which goes first; the tables give the median and, in brackets, the lowest and highest round. "
+             f"Each concurrency runs {args.rounds} rounds, each with fresh transactionIDs, interleaving the servers and "
+             "rotating which goes first; the tables give the median and, in brackets, the lowest and highest round. "
              "The load generator (`scep-client load`, libcurl with kept-alive connections) runs on the same cores; its CPU per "
              "request while sending is in the last column and must stay below the server's (it is not the ceiling). It decrypts "
              "and verifies every reply after the timed phase; any non-SUCCESS, unverifiable or mismatched reply counts as a "
@@ -318,11 +362,19 @@ def report(results, args):
             verdicts.append((f"RSA-2048 c={c}: CPU per enrollment ≤ 1.5× floor (median)", cpu_ratio <= 1.5, f"{cpu_ratio:.2f}×"))
             verdicts.append((f"RSA-2048 c={c}: the generator uses less CPU than the server", x["client_cpu"] < min(x["ours_cpu"]),
                              f"{x['client_cpu']:.2f} vs {min(x['ours_cpu']):.2f} ms"))
+        lines += keepalive_table(r)
         g = r["gets"]
-        lines += ["", "| GET, concurrency 16 | scep-fcgi req/s | micromdm req/s | ratio |", "|---|---:|---:|---:|"]
+        plain = PLAIN in g["GetCACert"]
+        lines += ["", "| GET, concurrency 16 | scep-fcgi req/s | micromdm req/s | ratio |"
+                  + (" scep-fcgi without keep-alive req/s | keep-alive gain |" if plain else ""),
+                  "|---|---:|---:|---:|" + ("---:|---:|" if plain else "")]
         for op in ["GetCACert", "GetCACaps"]:
             ours, theirs = g[op]["scep-fcgi"]["requests_per_second"], g[op]["micromdm"]["requests_per_second"]
-            lines.append(f"| {op} | {ours:.0f} | {theirs:.0f} | {ours / max(theirs, 1e-9):.2f}× |")
+            extra = ""
+            if plain:
+                without = g[op][PLAIN]["requests_per_second"]
+                extra = f" {without:.0f} | {ours / max(without, 1e-9):.2f}× |"
+            lines.append(f"| {op} | {ours:.0f} | {theirs:.0f} | {ours / max(theirs, 1e-9):.2f}× |{extra}")
             if op == "GetCACert":
                 verdicts.append((f"RSA-{r['bits']}: GetCACert ≥ 1.0× micromdm", ours >= theirs, f"{ours / max(theirs, 1e-9):.2f}×"))
         mem = r["memory"]

@@ -2,15 +2,13 @@ import FoundationEssentials
 import Glibc
 import SCEPLocking
 
-/// What a worker may spend on one FastCGI connection before the request is complete, and who may
-/// connect at all.
+/// What a worker may spend reading one FastCGI request, and who may connect at all.
 ///
-/// libfcgi reads a connection's records with blocking reads and no deadline, so a connection
-/// straight to the socket that stays idle, or sends a byte at a time, held a worker for ever
-/// (eight of them stopped the default server). Workers therefore accept connections themselves
-/// and hand them to `FCGX_Accept_r` already open; each connection gets a per-read timeout
-/// (`SO_RCVTIMEO`) and a total deadline for its records (params and body), enforced by a
-/// watchdog thread that shuts the socket down, which ends the blocked read.
+/// libfcgi reads a connection's records with blocking reads and no deadline. The front door
+/// (``FrontDoor``) hands a worker only requests that have arrived, but one larger than its peek
+/// bound is handed over with the rest of its body still to come: each connection gets a per-read
+/// timeout (`SO_RCVTIMEO`) and, while a worker reads it, a total deadline enforced by a watchdog
+/// thread that shuts the socket down, which ends the blocked read.
 ///
 /// Ownership: each watched connection has a `dup` of its descriptor, owned by the entry and
 /// closed by whoever removes it (the worker when the request is read, or the watchdog); the
@@ -46,11 +44,22 @@ public final class ConnectionGuard: Sendable {
     /// How many connections the watchdog cut off (diagnostics, tests).
     public var expired: Int { self.state.withLock { $0.expired } }
 
-    /// Prepares a freshly accepted connection; nil when its peer is not allowed (the caller closes it).
+    /// Prepares a freshly accepted connection and watches it; nil when its peer is not allowed
+    /// (the caller closes it).
     func admit(_ fd: Int32) -> UInt64? {
         guard self.peerAllowed(fd) else { return nil }
+        self.limitReads(fd)
+        return self.watch(fd)
+    }
+
+    /// No single read on `fd` blocks longer than the deadline.
+    func limitReads(_ fd: Int32) {
         var timeout = timeval(tv_sec: Int(self.deadline.components.seconds), tv_usec: 0)
         _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    /// Starts the deadline of a request being read; ``release(_:)`` ends it.
+    func watch(_ fd: Int32) -> UInt64 {
         let watch = dup(fd)
         guard watch >= 0 else { return 0 }  // no watchdog for this one, but serve it
         return self.state.withLock { state in

@@ -139,8 +139,13 @@ public final class FastCGIServer: @unchecked Sendable {
     /// libfcgi's `FCGX_Init` installs a SIGTERM handler that only marks "shutdown pending", after
     /// which blocked accepts fail forever. Instead the signals are blocked in every thread (workers
     /// inherit the mask) and taken synchronously with `sigwait` here.
+    ///
+    /// Connections are accepted and watched by one ``FrontDoor`` thread; a worker gets one only
+    /// once its request has arrived, and parks it again after the response when the web server
+    /// keeps it (FCGI_KEEP_CONN). At most `maxConnections` are open; a kept-alive one idle for
+    /// `idleSeconds` is closed.
     public func run(
-        workers: Int, maxBodyBytes: Int, drainSeconds: Double = 30,
+        workers: Int, maxBodyBytes: Int, drainSeconds: Double = 30, maxConnections: Int = 1024, idleSeconds: Double = 120,
         connections: ConnectionGuard = ConnectionGuard(deadlineSeconds: 30, allowed: ["127.0.0.1", "::1"]),
         onShutdown: @escaping @Sendable (String) -> Void = { _ in },
         onReopen: @escaping @Sendable () -> Void = {},
@@ -152,8 +157,16 @@ public final class FastCGIServer: @unchecked Sendable {
         for signal in [SIGTERM, SIGINT, SIGHUP, SIGUSR1] { sigaddset(&signals, signal) }
         pthread_sigmask(SIG_BLOCK, &signals, nil)
 
+        let door: FrontDoor
+        do {
+            door = try FrontDoor(listener: self.socket, maxConnections: maxConnections, idleSeconds: idleSeconds, connections: connections, state: self.state)
+        } catch {
+            onShutdown("cannot serve: \(error)")
+            exit(1)
+        }
+        WorkerThread.start { door.run() }
         for _ in 0..<max(1, workers) {
-            let worker = FastCGIWorker(socket: self.socket, maxBodyBytes: maxBodyBytes, state: self.state, guard: connections)
+            let worker = FastCGIWorker(door: door, maxBodyBytes: maxBodyBytes, state: self.state, guard: connections)
             WorkerThread.start { worker.loop(handler) }
         }
         // The watchdog of ConnectionGuard: cuts off connections past their read deadline.
@@ -186,9 +199,10 @@ public final class FastCGIServer: @unchecked Sendable {
             break
         }
         self.state.beginDraining()
-        // Wakes every thread blocked in accept(2) on this socket (Linux: EINVAL); they then see
-        // the draining flag and end. Not a systemd socket: it is shared with systemd, which
-        // passes it to the next start, and shutdown(2) would leave it dead for good.
+        // The front door stops accepting and closes the connections it parks (within 250 ms);
+        // requests already with a worker, or arrived and queued, finish. New connections are
+        // refused. Not a systemd socket: it is shared with systemd, which passes it to the next
+        // start, and shutdown(2) would leave it dead for good.
         if !self.sharedWithSystemd { _ = shutdown(self.socket, Int32(SHUT_RDWR)) }
         if let path = self.createdPath { unlink(path) }
         let deadline = ContinuousClock.now + .milliseconds(Int64(drainSeconds * 1000))
@@ -237,7 +251,7 @@ enum WorkerThread {
 
 /// One worker thread's request; the `FCGX_Request` lives at a stable address for the thread's life.
 struct FastCGIWorker {
-    let socket: Int32
+    let door: FrontDoor
     let maxBodyBytes: Int
     let state: ServerState
     let `guard`: ConnectionGuard
@@ -246,40 +260,37 @@ struct FastCGIWorker {
         let request = UnsafeMutablePointer<FCGX_Request>.allocate(capacity: 1)
         defer { request.deallocate() }
         // No listening socket for libfcgi: it must never accept by itself (after a bad connection
-        // it would, and block in a read with no deadline). This loop accepts and hands it the
-        // connection; libfcgi's own accept then fails at once and FCGX_Accept_r returns.
+        // it would, and block in a read with no deadline). The front door hands it connections
+        // whose request has arrived; libfcgi's own accept then fails at once and FCGX_Accept_r returns.
         guard FCGX_InitRequest(request, -1, 0) == 0 else { return }
-        while true {
-            // No lock around accept: Linux hands each connection on a shared listening socket to
-            // exactly one blocked accept(2).
-            let fd = accept(self.socket, nil, nil)
-            guard fd >= 0 else {
-                if self.state.isDraining { return }
-                if errno != EINTR && errno != ECONNABORTED { usleep(10_000) }  // EMFILE and the like: back off, keep serving
-                continue
-            }
-            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)  // (accept4 is not exported by Glibc's module)
-            guard let watch = self.guard.admit(fd) else {
-                close(fd)  // a TCP peer not in server.allow_from
-                continue
-            }
+        while let fd = self.door.take() {
+            defer { self.state.finished() }
+            // A request larger than the front door's peek bound may still be arriving.
+            let watch = self.guard.watch(fd)
             request.pointee.ipcFd = fd
             // FCGX_Accept_r begins by finishing "the previous request": keep this descriptor open.
+            // Reading FCGI_BEGIN_REQUEST then sets it to what the web server asked (FCGI_KEEP_CONN).
             request.pointee.keepConnection = 1
             guard FCGX_Accept_r(request) >= 0 else {
                 self.guard.release(watch)  // unreadable or too slow: libfcgi closed it
+                self.door.ended()
                 continue
             }
-            self.state.started()
             let incoming = self.read(request, fd)
             self.guard.release(watch)
+            // A body not read to its end (past the drain bound) leaves records of this request on
+            // the connection: it cannot carry the next one.
+            if FCGX_HasSeenEOF(request.pointee.in) != EOF { request.pointee.keepConnection = 0 }
             let response = handler(incoming)
             self.write(response, to: request)
-            // One request per connection (no FCGI_KEEP_CONN reuse): an idle kept connection would
-            // hold this worker, exactly what the deadline prevents.
-            request.pointee.keepConnection = 0
+            // Closes the connection unless the web server keeps it and nothing failed on it.
             FCGX_Finish_r(request)
-            self.state.finished()
+            if request.pointee.ipcFd >= 0 {
+                request.pointee.ipcFd = -1
+                self.door.park(kept: fd)
+            } else {
+                self.door.ended()
+            }
         }
     }
 

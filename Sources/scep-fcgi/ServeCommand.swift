@@ -88,15 +88,30 @@ struct ServeCommand: ParsableCommand {
         }
     }
 
+    /// Each open FastCGI connection is a descriptor: the soft limit (often 1024) is raised toward
+    /// the hard one so that server.max_connections, plus the files and sockets a request uses, fit.
+    static func raiseDescriptorLimit(for connections: Int, _ diagnostics: Diagnostics) {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
+        let wanted = rlim_t(connections + 256)
+        guard limit.rlim_cur < wanted else { return }
+        limit.rlim_cur = min(wanted, limit.rlim_max)
+        if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) != 0 || limit.rlim_cur < wanted {
+            diagnostics.log(.warning, "open files limited to \(limit.rlim_cur): server.max_connections = \(connections) may not fit (raise LimitNOFILE)")
+        }
+    }
+
     static func serve(_ server: FastCGIServer, _ config: Configuration, _ responder: SCEPResponder, _ diagnostics: Diagnostics) -> Never {
         signal(SIGPIPE, SIG_IGN)  // a client that went away must not kill the process
+        Self.raiseDescriptorLimit(for: config.server.maxConnections, diagnostics)
         let workers = config.effectiveWorkers
         diagnostics.log(.notice, "scep-fcgi \(SCEPFCGI.version) serving on \(server.description) with \(workers) workers (\(OpenSSL.version))")
         let connections = ConnectionGuard(
             deadlineSeconds: config.server.readTimeoutSeconds, allowed: config.allowedPeers(environment: ProcessInfo.processInfo.environment),
             report: { diagnostics.log(.warning, $0) })
         server.run(
-            workers: workers, maxBodyBytes: config.server.maxBodyBytes, connections: connections,
+            workers: workers, maxBodyBytes: config.server.maxBodyBytes, maxConnections: config.server.maxConnections,
+            idleSeconds: config.server.keepaliveTimeoutSeconds, connections: connections,
             onShutdown: { diagnostics.log(.notice, $0) }, onReopen: { responder.reopenLogs() },
             periodic: (60, { responder.housekeeping() }),
             handler: Wiring.handler(responder))

@@ -93,6 +93,11 @@ def run(cmd, **kw):
     return out
 
 
+def is_tcp(address):
+    """server.socket is TCP when it is HOST:PORT or :PORT, a Unix socket path otherwise."""
+    return ":" in address and not address.startswith("/")
+
+
 class Site:
     """One CA, one audit log, one scep-fcgi deployment behind one web server."""
 
@@ -160,11 +165,17 @@ max_body_bytes = {MAX_BODY}
         proc = subprocess.Popen([SCEP_FCGI, "serve", "--config", self.config, "--socket", socket_path],
                                 stdout=log, stderr=log, start_new_session=True)
         self.procs.append(proc)
-        wait_for(lambda: os.path.exists(socket_path) or proc.poll() is not None, "scep-fcgi socket")
+        if is_tcp(socket_path):
+            port = int(socket_path.rsplit(":", 1)[1])
+            wait_for(lambda: port_open(port) or proc.poll() is not None, "scep-fcgi TCP socket")
+        else:
+            wait_for(lambda: os.path.exists(socket_path) or proc.poll() is not None, "scep-fcgi socket")
         assert proc.poll() is None, open(os.path.join(self.log_dir, log_name)).read()
         return proc
 
-    def start_nginx(self, sockets=None):
+    def start_nginx(self, sockets=None, keepalive=True):
+        """nginx with the committed snippets; `keepalive=False` takes out the kept-alive FastCGI
+        connections (the benchmark's comparison)."""
         sockets = sockets or [self.socket]
         # The committed upstream snippet (http-level settings included), pointed at our sockets.
         committed = open(os.path.join(REPO, "nginx", "scep-fcgi-upstream.conf")).read()
@@ -175,8 +186,17 @@ max_body_bytes = {MAX_BODY}
         # to the next socket when one refuses (a process restarting) instead of setting both aside for
         # fail_timeout and answering 502 "no live upstreams" while both are up again.
         options = " max_fails=0" if len(sockets) > 1 else ""
+        servers = "".join(f"    server {s if is_tcp(s) else 'unix:' + s}{options};\n" for s in sockets)
+        upstream_text = committed.replace(default, servers)
+        locations = os.path.join(REPO, "nginx", "scep-fcgi-locations.conf")
+        if not keepalive:
+            assert "    keepalive 32;\n" in upstream_text
+            upstream_text = upstream_text.replace("    keepalive 32;\n", "")
+            locations = os.path.join(self.root, "scep-fcgi-locations.conf")
+            with open(locations, "w") as f:
+                f.write(open(os.path.join(REPO, "nginx", "scep-fcgi-locations.conf")).read().replace("fastcgi_keep_conn on;", "fastcgi_keep_conn off;"))
         with open(upstream, "w") as f:
-            f.write(committed.replace(default, "".join(f"    server unix:{s}{options};\n" for s in sockets)))
+            f.write(upstream_text)
         conf = os.path.join(self.root, "nginx.conf")
         tmp = os.path.join(self.log_dir, "tmp")
         with open(conf, "w") as f:
@@ -195,7 +215,7 @@ http {{
     include {upstream};
     server {{
         listen 127.0.0.1:{self.port};
-        include {REPO}/nginx/scep-fcgi-locations.conf;
+        include {locations};
         include {REPO}/nginx/scep-fcgi-metrics.conf;
         set $scep_publish_dir {self.ca_dir}/crl;
         include {REPO}/nginx/scep-fcgi-publish.conf;

@@ -152,6 +152,10 @@ extension Configuration {
             }
             config.server.readTimeoutSeconds = seconds
         },
+        Key(name: "server.max_connections") { $0.server.maxConnections = try integer($1, "server.max_connections", 16...65536) },
+        Key(name: "server.keepalive_timeout_seconds") {
+            $0.server.keepaliveTimeoutSeconds = Double(try integer($1, "server.keepalive_timeout_seconds", 1...3600))
+        },
         Key(list: "server.allow_from", \.server.allowFrom, validate: { address in
             var v4 = in_addr()
             var v6 = in6_addr()

@@ -54,6 +54,8 @@ import SCEPCrypto
 /// | `server.workers` | 4 × cores (min 8) | worker threads, each accepting FastCGI requests |
 /// | `server.max_body_bytes` | 1048576 | larger POST bodies get HTTP 413 |
 /// | `server.read_timeout_seconds` | 30 | a FastCGI connection that has not sent its whole request by then is cut off |
+/// | `server.max_connections` | 1024 | FastCGI connections open at once; past it the oldest idle kept-alive one is closed, else accepting waits |
+/// | `server.keepalive_timeout_seconds` | 120 | a kept-alive FastCGI connection idle this long is closed |
 /// | `server.allow_from` | `$FCGI_WEB_SERVER_ADDRS`, else 127.0.0.1, ::1 | TCP peers allowed to connect (repeatable) |
 /// | `metrics.path` | none (off) | request path answered with Prometheus metrics, e.g. `/scep-metrics` |
 /// | `metrics.counters_file` | `<ca.dir>/metrics.counters` | counters shared by every process of the CA directory |
@@ -197,6 +199,10 @@ public struct Configuration: Sendable, Equatable {
         public var maxBodyBytes: Int = 1 << 20
         /// Time a FastCGI connection has to deliver its whole request (params and body).
         public var readTimeoutSeconds: Double = 30
+        /// FastCGI connections open at once (idle, arriving, kept alive or being served).
+        public var maxConnections: Int = 1024
+        /// A kept-alive FastCGI connection idle this long is closed (nginx's upstream keepalive_timeout is 60 s).
+        public var keepaliveTimeoutSeconds: Double = 120
         /// TCP peers allowed to connect (`FCGI_WEB_SERVER_ADDRS` when set, else loopback).
         public var allowFrom: [String] = []
     }
