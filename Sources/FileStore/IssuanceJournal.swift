@@ -132,11 +132,35 @@ final class IssuanceJournal: Sendable {
     // MARK: checkpoint and restore
 
     /// The audit logs that the records before `size` name (a checkpoint makes them durable too).
+    /// Read in blocks, only the `A` records' path field decoded: a checkpoint runs once a minute
+    /// over up to 64 MiB of records and must not parse every certificate in them.
     func auditLogs(before size: Int) -> Set<String> {
-        guard let bytes = try? self.contents(), Self.bootOf(bytes) == Self.boot else { return [] }
+        let fd = open(self.path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return [] }
+        defer { close(fd) }
+        guard Self.bootOf(Self.read(fd, at: 0, count: 256)) == Self.boot else { return [] }
         var paths: Set<String> = []
-        for case let .audited(_, line?) in Self.records(in: Array(bytes.prefix(size))) { paths.insert(line.path) }
+        var offset = 0
+        var partial: [UInt8] = []
+        while offset < size {
+            let block = Self.read(fd, at: offset, count: min(1 << 16, size - offset))
+            guard !block.isEmpty else { break }
+            offset += block.count
+            var lines = (partial + block).split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
+            partial = Array(lines.removeLast())
+            for line in lines where line.starts(with: [UInt8(ascii: "A"), UInt8(ascii: "\t")]) {
+                let fields = line.split(separator: UInt8(ascii: "\t"), omittingEmptySubsequences: false)
+                if fields.count == 6, let path = Data(base64Encoded: Data(fields[4])) { paths.insert(String(decoding: path, as: UTF8.self)) }
+            }
+        }
         return paths
+    }
+
+    /// Up to `count` bytes of `fd` from `offset` (fewer at the end of the file).
+    private static func read(_ fd: Int32, at offset: Int, count: Int) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: count)
+        let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, count, off_t(offset)) }
+        return n > 0 ? Array(bytes[..<n]) : []
     }
 
     /// The file's size now, and whether it holds records (more than its header).
@@ -152,9 +176,15 @@ final class IssuanceJournal: Sendable {
     func checkpoint(size: Int) throws -> Bool {
         do {
             return try self.lock.withLock(LOCK_EX) {
-                let bytes = try self.contents()
-                guard bytes.count >= size, Self.bootOf(bytes) == Self.boot else { return false }
-                try AtomicFile.replace(self.path, contents: Self.header + bytes[size...], mode: 0o640, sync: true)
+                // The header and what follows `size` only: the records before it are not read.
+                let fd = open(self.path, O_RDONLY | O_CLOEXEC)
+                guard fd >= 0 else { return false }
+                defer { close(fd) }
+                var info = stat()
+                guard fstat(fd, &info) == 0, Int(info.st_size) >= size, Self.bootOf(Self.read(fd, at: 0, count: 256)) == Self.boot else { return false }
+                let tail = Self.read(fd, at: size, count: Int(info.st_size) - size)
+                guard tail.count == Int(info.st_size) - size else { throw StoreError("read \(self.path): \(errnoText())") }
+                try AtomicFile.replace(self.path, contents: Self.header + tail, mode: 0o640, sync: true)
                 return true
             }
         } catch let error as FileError { throw StoreError("\(error)") }
