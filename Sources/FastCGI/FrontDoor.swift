@@ -53,6 +53,9 @@ final class FrontDoor: Sendable {
     var cutOff: Int { self.expired.withLock { $0 } }
     /// Idle kept-alive connections closed to make room at the cap.
     var reclaimedAtCap: Int { self.reclaimed.withLock { $0 } }
+    private let wakeups = Locked(0)
+    /// How many times `epoll_wait` returned events (a loop that spins on stale readiness shows here).
+    var eventWakeups: Int { self.wakeups.withLock { $0 } }
 
     /// Tags of epoll events: a connection's descriptor, or this for the listening socket.
     private static let listenerTag = UInt64.max
@@ -116,7 +119,11 @@ final class FrontDoor: Sendable {
 
     // MARK: the loop
 
-    private static let connectionEvents = UInt32(SCEP_EPOLLIN) | UInt32(SCEP_EPOLLRDHUP)
+    /// Edge-triggered: the front door peeks and leaves the bytes for libfcgi, so a connection whose
+    /// request is still arriving stays readable; level-triggered, every `epoll_wait` would return it
+    /// again at once and the loop would spin (a one-byte stalled connection: for ever). Each arrival
+    /// of new bytes is an edge; `EPOLL_CTL_ADD` reports what is already there.
+    private static let connectionEvents = UInt32(SCEP_EPOLLIN) | UInt32(SCEP_EPOLLRDHUP) | UInt32(truncatingIfNeeded: SCEP_EPOLLET)
 
     /// Runs on its own thread until the server drains; then closes what is parked and lets the
     /// workers finish what is queued.
@@ -129,6 +136,7 @@ final class FrontDoor: Sendable {
             let count = tags.withUnsafeMutableBufferPointer { t in
                 events.withUnsafeMutableBufferPointer { e in scep_epoll_wait(self.epoll, t.baseAddress, e.baseAddress, 250) }
             }
+            if count > 0 { self.wakeups.withLock { $0 += 1 } }
             for i in 0..<max(0, Int(count)) {
                 if tags[i] == Self.listenerTag {
                     listening = self.acceptAll()

@@ -172,6 +172,23 @@ struct FrontDoorTests {
         #expect(door.door.openConnections == 128)
     }
 
+    @Test("bytes left in the kernel for libfcgi do not wake the loop again: stalled connections cost no CPU")
+    func noSpinning() throws {
+        let door = try Door()
+        let stalled = (0..<16).map { _ in door.connect() }
+        defer { stalled.forEach { close($0) } }
+        for fd in stalled { Self.send(fd, [1]) }
+        usleep(300_000)
+        let before = door.door.eventWakeups
+        usleep(1_000_000)
+        // Level-triggered, each of these readable connections would return from every epoll_wait
+        // (hundreds of thousands of wake-ups a second); edge-triggered, none until a byte arrives.
+        #expect(door.door.eventWakeups - before == 0, "\(door.door.eventWakeups - before) wake-ups with nothing new")
+        Self.send(stalled[0], [1])
+        usleep(300_000)
+        #expect(door.door.eventWakeups - before >= 1, "a new byte is an edge")
+    }
+
     @Test("a request sent in pieces is handed over once its last record arrives; a large one at the peek bound")
     func pieces() throws {
         let door = try Door()
