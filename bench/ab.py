@@ -1,6 +1,6 @@
 """A/B of two scep-fcgi binaries on the same machine, alternated, for a change's cost per enrollment.
 
-    python3 bench/ab.py --a OLD/scep-fcgi --b .build/release/scep-fcgi [--rounds 4] [--requests 800] [--concurrency 4] [--syncs]
+    python3 bench/ab.py --a OLD/scep-fcgi --b .build/release/scep-fcgi [--rounds 4] [--requests 800] [--concurrency 4] [--syncs] [--no-keepalive]
 
 Each round starts each binary in turn behind the same committed nginx config (Tests/Integration's
 harness), with a fresh RSA-2048 CA, warms it with one set of prebuilt PKCSReqs and then measures a
@@ -33,9 +33,12 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(binary, requests, concurrency, syncs=False):
+def measure(binary, requests, concurrency, syncs=False, keepalive=True):
     harness.SCEP_FCGI = binary
-    site = harness.Site("nginx").start()
+    site = harness.Site("nginx")
+    site.start_scep_fcgi()
+    site.start_nginx(keepalive=keepalive)
+    harness.wait_for(lambda: harness.port_open(site.port), "nginx")
     try:
         reqs = os.path.join(site.root, "requests")
         subprocess.run([harness.SCEP_CLIENT, "prebuild", "--ca", site.ca_pem, "--challenge-file", site.challenge_file,
@@ -85,19 +88,21 @@ def main():
     parser.add_argument("--requests", type=int, default=800)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--syncs", action="store_true", help="only count sync calls per enrollment (strace)")
+    parser.add_argument("--no-keepalive", action="store_true",
+                        help="a FastCGI connection per request (for binaries older than the front door, f572de1)")
     args = parser.parse_args()
     if args.syncs:
         print("| binary | sync calls per enrollment | failures |")
         print("|---|---|---:|")
         for name in ("a", "b"):
-            r = measure(getattr(args, name), args.requests, args.concurrency, syncs=True)
+            r = measure(getattr(args, name), args.requests, args.concurrency, syncs=True, keepalive=not args.no_keepalive)
             text = ", ".join(f"{k} {v:.2f}" for k, v in sorted(r["syncs"].items())) or "none"
             print(f"| {name}: {getattr(args, name)} | {text} (total {sum(r['syncs'].values()):.2f}) | {r['failures']} |")
         return
     runs = {"a": [], "b": []}
     for _ in range(args.rounds):
         for name in ("a", "b"):
-            runs[name].append(measure(getattr(args, name), args.requests, args.concurrency))
+            runs[name].append(measure(getattr(args, name), args.requests, args.concurrency, keepalive=not args.no_keepalive))
     print(f"| binary | CPU ms/enrollment (each round) | median | enroll/s (each round) | median | failures |")
     print("|---|---|---:|---|---:|---:|")
     for name in ("a", "b"):

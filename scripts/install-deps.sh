@@ -8,6 +8,7 @@ packages=(
   nginx apache2 libapache2-mod-fcgid                                          # web front ends
   scep certmonger dbus curl                                                   # real SCEP clients
   logrotate procps systemd adduser                                            # log rotation, socket activation, the .deb
+  iproute2 strace                                                             # ss (kept-alive connections in test_connections.py), bench/ab.py --syncs
   prometheus                                                                  # promtool and a Prometheus server for the metrics tests
   softhsm2 opensc libengine-pkcs11-openssl                                    # the CA key on a PKCS#11 token (SoftHSM2 in the tests)
   freeradius eapoltest                                                        # EAP-TLS with OCSP (docs/eap-tls.md)
