@@ -205,6 +205,11 @@ def get_load(url, operation, seconds=3):
                            "--duration", str(seconds)]))
 
 
+def rotated(names, i):
+    """NAMES starting at the i-th (modulo): round i's order, so that each server goes first in turn."""
+    return names[i % len(names):] + names[:i % len(names)]
+
+
 def benchmark(bits, args, root):
     d = Deployment(root, bits)
     try:
@@ -228,7 +233,7 @@ def benchmark(bits, args, root):
             # machine does meanwhile falls on all of them. scep-fcgi without keep-alive gets
             # transactionIDs of its own (else it would answer retransmissions from the store).
             for i in range(args.rounds):
-                order = list(d.urls)[i % len(d.urls):] + list(d.urls)[:i % len(d.urls)]
+                order = rotated(list(d.urls), i)
                 directories = {name: round_dir(next_round + (1 if name == PLAIN else 0)) for name in d.urls}
                 next_round += 2
                 for name in order:
@@ -247,7 +252,7 @@ def benchmark(bits, args, root):
         for operation in ["GetCACert", "GetCACaps"]:
             runs = {name: [] for name in d.urls}
             for i in range(args.rounds):
-                for name in list(d.urls)[i % len(d.urls):] + list(d.urls)[:i % len(d.urls)]:
+                for name in rotated(list(d.urls), i):
                     runs[name].append(get_load(d.urls[name], operation))
             result["gets"][operation] = runs
         result["sign_seconds"] = rsa_sign_seconds(bits)

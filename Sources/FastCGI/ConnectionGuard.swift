@@ -44,14 +44,6 @@ public final class ConnectionGuard: Sendable {
     /// How many connections the watchdog cut off (diagnostics, tests).
     public var expired: Int { self.state.withLock { $0.expired } }
 
-    /// Prepares a freshly accepted connection and watches it; nil when its peer is not allowed
-    /// (the caller closes it).
-    func admit(_ fd: Int32) -> UInt64? {
-        guard self.peerAllowed(fd) else { return nil }
-        self.limitReads(fd)
-        return self.watch(fd)
-    }
-
     /// No single read on `fd` blocks longer than the deadline.
     func limitReads(_ fd: Int32) {
         var timeout = timeval(tv_sec: Int(self.deadline.components.seconds), tv_usec: 0)

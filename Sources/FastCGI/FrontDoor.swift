@@ -101,8 +101,15 @@ final class FrontDoor: Sendable {
             self.ended(closing: fd)
             return
         }
+        self.watch(fd, kept: true)
+    }
+
+    /// Parks `fd` (an open connection, counted) until its request arrives or its deadline passes:
+    /// the read deadline from now, or for a kept-alive connection its idle time.
+    private func watch(_ fd: Int32, kept: Bool) {
         let now = ContinuousClock.now
-        self.parked.withLock { $0[fd] = Parked(deadline: now + self.idle, kept: true, started: false, since: now) }
+        let entry = Parked(deadline: now + (kept ? self.idle : self.connections.deadline), kept: kept, started: false, since: now)
+        self.parked.withLock { $0[fd] = entry }
         if scep_epoll_ctl(self.epoll, Int32(SCEP_EPOLL_CTL_ADD), fd, Self.connectionEvents, UInt64(fd)) != 0 {
             self.parked.withLock { $0[fd] = nil }
             self.ended(closing: fd)
@@ -186,12 +193,7 @@ final class FrontDoor: Sendable {
             }
             self.connections.limitReads(fd)
             self.open.withLock { $0 += 1 }
-            let now = ContinuousClock.now
-            self.parked.withLock { $0[fd] = Parked(deadline: now + self.connections.deadline, kept: false, started: false, since: now) }
-            if scep_epoll_ctl(self.epoll, Int32(SCEP_EPOLL_CTL_ADD), fd, Self.connectionEvents, UInt64(fd)) != 0 {
-                self.parked.withLock { $0[fd] = nil }
-                self.ended(closing: fd)
-            }
+            self.watch(fd, kept: false)
         }
     }
 

@@ -24,12 +24,18 @@ enum AuditLogProbe {
         return false
     }
 
+    /// The directory a log's path names (where a rotation renames the file, and whose filesystem
+    /// a checkpoint syncs): "/" for a file at the root, "." for a bare name.
+    static func directory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+
     /// The path itself, then the names in its directory that start with its name (`audit.jsonl.1`,
     /// `audit.jsonl-20261207`: where logrotate renames it).
     private static func candidates(_ path: String) -> [String] {
-        let slash = path.lastIndex(of: "/")
-        let directory = slash.map { String(path[..<$0]) }.map { $0.isEmpty ? "/" : $0 } ?? "."
-        let name = slash.map { String(path[path.index(after: $0)...]) } ?? path
+        let directory = Self.directory(of: path)
+        let name = path.lastIndex(of: "/").map { String(path[path.index(after: $0)...]) } ?? path
         var found = [path]
         guard let dir = opendir(directory) else { return found }
         defer { closedir(dir) }

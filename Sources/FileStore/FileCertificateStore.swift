@@ -173,8 +173,7 @@ public final class FileCertificateStore: CertificateStore, Sendable {
         try self.restoreAfterPowerLoss()
         let (size, hasRecords) = self.journal.size()
         guard hasRecords else { return false }
-        let logs = self.journal.auditLogs(before: size).map { path in path.lastIndex(of: "/").map { String(path[..<$0]) }.map { $0.isEmpty ? "/" : $0 } ?? "." }
-        try self.syncFilesystems(also: logs)
+        try self.syncFilesystems(also: self.journal.auditLogs(before: size).map(AuditLogProbe.directory(of:)))
         return try self.journal.checkpoint(size: size)
     }
 
@@ -457,31 +456,34 @@ public final class FileCertificateStore: CertificateStore, Sendable {
     /// `crl/ISSUER.crlnumber`: the next number in hex (OpenSSL's crlnumber convention), taken
     /// under an exclusive `flock` of the file itself and replaced durably before it is handed out.
     public func nextCRLNumber(issuer: IssuerID, atLeast: UInt64) throws -> UInt64 {
-        guard mkdir(self.directory.crlPath, 0o755) == 0 || errno == EEXIST else {
-            throw StoreError("create \(self.directory.crlPath): \(errnoText())")
-        }
         let path = "\(self.directory.crlPath)/\(issuer.hex).crlnumber"
-        let lock: RunLock?
-        do { lock = try RunLock(path: path + ".lock", wait: true, mode: 0o644) } catch { throw StoreError("\(error)") }
-        defer { lock?.release() }
-        let text = FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) } ?? ""
-        let number = max(UInt64(text.trimmedWhitespace, radix: 16) ?? 1, atLeast, 1)
-        try AtomicFile.replace(path, contents: Array((String(number + 1, radix: 16, uppercase: true) + "\n").utf8), mode: 0o644, sync: true)
-        return number
+        return try self.inCRLDirectory(locking: path) {
+            let text = FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) } ?? ""
+            let number = max(UInt64(text.trimmedWhitespace, radix: 16) ?? 1, atLeast, 1)
+            try AtomicFile.replace(path, contents: Array((String(number + 1, radix: 16, uppercase: true) + "\n").utf8), mode: 0o644, sync: true)
+            return number
+        }
     }
 
     /// `crl/ISSUER.newest`: the number in hex on the first line, then the DER; replaced durably
     /// under an `flock` of its `.lock`, only by a higher number.
     public func keepCRL(_ crl: [UInt8], number: UInt64, issuer: IssuerID) throws {
+        let path = self.newestCRLPath(issuer)
+        try self.inCRLDirectory(locking: path) {
+            if let kept = Self.keptCRL(at: path), kept.number >= number { return }
+            try AtomicFile.replace(path, contents: Array((String(number, radix: 16, uppercase: true) + "\n").utf8) + crl, mode: 0o644, sync: true)
+        }
+    }
+
+    /// Runs `body` with `crl/` created and an exclusive `flock` of `path.lock` held (waited for).
+    private func inCRLDirectory<T>(locking path: String, _ body: () throws -> T) throws -> T {
         guard mkdir(self.directory.crlPath, 0o755) == 0 || errno == EEXIST else {
             throw StoreError("create \(self.directory.crlPath): \(errnoText())")
         }
-        let path = self.newestCRLPath(issuer)
         let lock: RunLock?
         do { lock = try RunLock(path: path + ".lock", wait: true, mode: 0o644) } catch { throw StoreError("\(error)") }
         defer { lock?.release() }
-        if let kept = Self.keptCRL(at: path), kept.number >= number { return }
-        try AtomicFile.replace(path, contents: Array((String(number, radix: 16, uppercase: true) + "\n").utf8) + crl, mode: 0o644, sync: true)
+        return try body()
     }
 
     public func newestCRL(issuer: IssuerID) throws -> [UInt8]? { Self.keptCRL(at: self.newestCRLPath(issuer))?.der }

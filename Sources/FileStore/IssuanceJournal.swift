@@ -138,7 +138,7 @@ final class IssuanceJournal: Sendable {
         let fd = open(self.path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return [] }
         defer { close(fd) }
-        guard Self.bootOf(Self.read(fd, at: 0, count: 256)) == Self.boot else { return [] }
+        guard Self.writtenThisBoot(fd) else { return [] }
         var paths: Set<String> = []
         var offset = 0
         var partial: [UInt8] = []
@@ -155,6 +155,9 @@ final class IssuanceJournal: Sendable {
         }
         return paths
     }
+
+    /// Whether the open journal's first line names this boot (its header is well under 256 bytes).
+    private static func writtenThisBoot(_ fd: Int32) -> Bool { Self.bootOf(Self.read(fd, at: 0, count: 256)) == Self.boot }
 
     /// Up to `count` bytes of `fd` from `offset` (fewer at the end of the file).
     private static func read(_ fd: Int32, at offset: Int, count: Int) -> [UInt8] {
@@ -181,7 +184,7 @@ final class IssuanceJournal: Sendable {
                 guard fd >= 0 else { return false }
                 defer { close(fd) }
                 var info = stat()
-                guard fstat(fd, &info) == 0, Int(info.st_size) >= size, Self.bootOf(Self.read(fd, at: 0, count: 256)) == Self.boot else { return false }
+                guard fstat(fd, &info) == 0, Int(info.st_size) >= size, Self.writtenThisBoot(fd) else { return false }
                 let tail = Self.read(fd, at: size, count: Int(info.st_size) - size)
                 guard tail.count == Int(info.st_size) - size else { throw StoreError("read \(self.path): \(errnoText())") }
                 try AtomicFile.replace(self.path, contents: Self.header + tail, mode: 0o640, sync: true)

@@ -18,8 +18,9 @@ struct ConnectionGuardTests {
         let (server, client) = Self.pair()
         let (other, otherClient) = Self.pair()
         defer { [server, client, other, otherClient].forEach { close($0) } }
-        let id = try #require(guardian.admit(server))
-        let released = try #require(guardian.admit(other))
+        guardian.limitReads(server)
+        let id = guardian.watch(server)
+        let released = guardian.watch(other)
         guardian.release(released)
         #expect(guardian.sweep() == 0)
         let blocked = DispatchSemaphore(value: 0)

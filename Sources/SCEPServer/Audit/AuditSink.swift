@@ -59,7 +59,7 @@ public final class JSONLinesAuditSink: AuditSink, Sendable {
     /// Held across link-then-append by this process's threads (an `flock` does not exclude threads
     /// sharing one open file); the file's `flock` then excludes other processes. Remembers the
     /// last line this process wrote: while the file is still that size, no other line followed it.
-    private let appending = Locked<(inode: UInt, size: Int, link: String, line: [UInt8])?>(nil)
+    private let appending = Locked<(inode: UInt, size: Int, link: String)?>(nil)
 
     final class Descriptor: Sendable {
         let fd: Int32
@@ -104,9 +104,7 @@ public final class JSONLinesAuditSink: AuditSink, Sendable {
     @discardableResult
     public func record(_ event: AuditEvent, sealedByStore: Bool) throws -> WrittenAuditLine? {
         let (descriptor, written) = try self.append(Array(event.jsonLine().utf8))
-        if self.sync, !sealedByStore, event.operation == "PKIOperation" || event.method == "CLI" {
-            do { try descriptor.group.sync() } catch { throw ServerError(.audit, "audit \(error)") }
-        }
+        if self.sync, !sealedByStore, event.operation == "PKIOperation" || event.method == "CLI" { try self.sync(descriptor) }
         return written
     }
 
@@ -115,13 +113,18 @@ public final class JSONLinesAuditSink: AuditSink, Sendable {
             throw ServerError(.audit, "a lost audit line to restore is not a line of this log")
         }
         let (descriptor, _) = try self.append(line)
-        if self.sync { do { try descriptor.group.sync() } catch { throw ServerError(.audit, "audit \(error)") } }
+        if self.sync { try self.sync(descriptor) }
     }
 
+    /// Shared with the threads that wrote to the same file meanwhile (``GroupSync``).
+    private func sync(_ descriptor: Descriptor) throws {
+        do { try descriptor.group.sync() } catch { throw ServerError(.audit, "audit \(error)") }
+    }
+
+    /// Appends `line`, linked; the descriptor written to (for the sync) and the line as written.
     private func append(_ line: [UInt8]) throws -> (Descriptor, WrittenAuditLine) {
         try self.appending.withLock { last in
-            let descriptor = try self.appendLinked(line, &last)
-            let (end, linked) = (last?.size ?? 0, last?.line ?? [])
+            let (descriptor, linked, end) = try self.appendLinked(line, &last)
             return (descriptor, WrittenAuditLine(bytes: linked, path: self.path, inode: UInt64(descriptor.inode), end: end))
         }
     }
@@ -129,8 +132,10 @@ public final class JSONLinesAuditSink: AuditSink, Sendable {
     public func healthProblem() -> String? { FileHealth.problem(writing: self.path, prefix: "audit") }
 
     /// Links `line` to the file's last line and appends it, under the file's `flock`; returns the
-    /// descriptor written to (for the sync).
-    private func appendLinked(_ line: [UInt8], _ last: inout (inode: UInt, size: Int, link: String, line: [UInt8])?) throws -> Descriptor {
+    /// descriptor written to, the linked line and the file's size after it.
+    private func appendLinked(
+        _ line: [UInt8], _ last: inout (inode: UInt, size: Int, link: String)?
+    ) throws -> (Descriptor, linked: [UInt8], end: Int) {
         while true {
             let descriptor = try self.descriptor()
             guard flock(descriptor.fd, LOCK_EX) == 0 else { throw ServerError(.audit, "audit lock on \(self.path) failed: \(errnoText())") }
@@ -166,9 +171,9 @@ public final class JSONLinesAuditSink: AuditSink, Sendable {
                 throw ServerError(.audit, "audit write to \(self.path) failed: \(text)")
             }
             let link = self.chain.link(of: linked[...])
-            last = (descriptor.inode, size + linked.count, link, linked)
+            last = (descriptor.inode, size + linked.count, link)
             self.head.write(link)
-            return descriptor
+            return (descriptor, linked, size + linked.count)
         }
     }
 

@@ -128,14 +128,16 @@ public struct CRLPublisher: Sendable {
     }
 
     /// The store's newest CRL of `issuer` when `authority` signed it, it is young, and it lists
-    /// exactly `entries`, the revoked certificates the store has for `authority` now.
+    /// exactly `entries`, the revoked certificates the store has for `authority` now (read only
+    /// when there is such a CRL to compare).
     private func kept(
-        _ issuer: IssuerID, by authority: KeyPair, listing entries: [RevokedCertificate], store: any CertificateStore, now: Date
+        _ issuer: IssuerID, by authority: KeyPair, listing entries: @autoclosure () throws -> [RevokedCertificate],
+        store: any CertificateStore, now: Date
     ) throws -> CertificateRevocationList? {
         guard let der = try store.newestCRL(issuer: issuer), let crl = try? CertificateRevocationList(derEncoded: der),
             crl.isSigned(by: authority.certificate), self.isYoung(crl, now: now)
         else { return nil }
-        return Set(crl.revokedSerials) == Set(entries.map(\.serialHex)) ? crl : nil
+        return Set(crl.revokedSerials) == Set(try entries().map(\.serialHex)) ? crl : nil
     }
 
     /// `crl/SLOT.crl`, `.crl.pem` and `.cer`, unless the CRL there is this one already.

@@ -31,19 +31,11 @@ final class SharedCounterFile: @unchecked Sendable {
         self.path = path
         self.slots = slots
         self.length = (Self.headerWords + slots) * 8
-        var lock: Int32 = -1
+        var lock: RunLock?
         if create {
-            lock = open(path + ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o640)
-            guard lock >= 0 else { throw ServerError(.metrics, "metrics counters \(path).lock: \(errnoText())") }
-            flock(lock, LOCK_EX)
+            do { lock = try RunLock(path: path + ".lock", wait: true, mode: 0o640) } catch { throw ServerError(.metrics, "metrics counters \(error)") }
         }
-        defer {
-            // Unlocked before the close: a child forked meanwhile shares the description (RunLock).
-            if lock >= 0 {
-                flock(lock, LOCK_UN)
-                close(lock)
-            }
-        }
+        defer { lock?.release() }
 
         var fd = open(path, O_RDWR | O_CLOEXEC)
         if fd >= 0, !Self.valid(fd, fingerprint: fingerprint, slots: slots) {
